@@ -1,0 +1,1 @@
+"""bankfeeds-bff: put small businesses' bank feeds into QuickBooks Online through Codat."""

@@ -1,0 +1,130 @@
+"""One error shape for every error the callers get.
+
+``{"error": "<stable_code>", "detail": "<sentence>", "correlationId": "<id>", "fields": [...]}``; ``fields``
+appears only on validation errors, each naming the field and the reason.
+"""
+
+import contextvars
+import logging
+import uuid
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+correlation_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+
+
+class FieldError(BaseModel):
+    field: str
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+    correlationId: str  # noqa: N815 - wire name
+    fields: list[FieldError] | None = None
+
+
+class AppError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(
+        self, detail: str, *, fields: list[FieldError] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.fields = fields
+        self.headers = headers or {}
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidInput(AppError):
+    status_code = 422
+    code = "validation_error"
+
+    @classmethod
+    def for_field(cls, field: str, reason: str) -> "InvalidInput":
+        return cls(f"{field}: {reason}", fields=[FieldError(field=field, reason=reason)])
+
+
+class UpstreamUnavailable(AppError):
+    """Codat failed in a way that a retry may fix; nothing half-done is lost."""
+
+    status_code = 503
+    code = "upstream_unavailable"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})
+
+
+def error_response(
+    status_code: int, code: str, detail: str, *, fields: list[FieldError] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = ErrorBody(error=code, detail=detail, correlationId=correlation_id_var.get(), fields=fields)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status_code, headers=headers)
+
+
+def error_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries declaring our error shape and its codes."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in errors:
+        entry = out.setdefault(err.status_code, {"model": ErrorBody, "description": ""})
+        entry["description"] = ", ".join(filter(None, [entry["description"], f"`{err.code}`"]))
+    return out
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.detail, fields=exc.fields, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [FieldError(field=_location(e["loc"]), reason=e["msg"]) for e in exc.errors()]
+        detail = "; ".join(f"{f.field}: {f.reason}" for f in fields)
+        return error_response(422, InvalidInput.code, detail, fields=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, AppError.code, "Something went wrong on our side; it has been logged.")
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
