@@ -61,7 +61,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    return request.state.sessionmaker  # type: ignore[no-any-return]
+    return request.app.state.sessionmaker  # type: ignore[no-any-return]
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

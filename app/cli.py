@@ -1,0 +1,124 @@
+"""`bankfeeds-bff dev | serve | migrate | sandbox | dev-token`."""
+
+import argparse
+import asyncio
+import os
+import sys
+
+import uvicorn
+
+from app import migrate
+from app.auth.tokens import mint_end_user_token, mint_service_token
+from app.config import Environment, Settings, get_settings
+
+DEV_SERVICE_SCOPES = ["businesses:write", "bank-feed:read", "transactions:write"]
+
+
+def dev_settings(host: str, port: int) -> Settings:
+    """`dev`: SQLite, the embedded sandbox as Codat, known dev secrets; the environment may still override."""
+    os.environ.setdefault("BANKFEEDS_ENVIRONMENT", Environment.dev.value)
+    os.environ.setdefault("BANKFEEDS_SANDBOX__ENABLED", "true")
+    os.environ.setdefault("BANKFEEDS_SANDBOX__PUBLIC_URL", f"http://{host}:{port}/sandbox")
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def run_dev(args: argparse.Namespace) -> None:
+    from app.demo import DEMO_BUSINESS_ID, register_demo_business
+    from app.main import create_app
+
+    settings = dev_settings(args.host, args.port)
+    migrate.upgrade(settings.database.url)
+    app = create_app(settings)
+    asyncio.run(_seed(settings, register_demo_business))
+    base = f"http://{args.host}:{args.port}"
+    print(DEV_BANNER.format(
+        base=base,
+        user_token=mint_end_user_token(settings.auth, DEMO_BUSINESS_ID),
+        service_token=mint_service_token(settings.auth, "dev-cli", DEV_SERVICE_SCOPES),
+        database=settings.database.url,
+    ), flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+async def _seed(settings: Settings, register) -> None:  # type: ignore[no-untyped-def]
+    from app.db import create_engine, create_sessionmaker
+
+    engine = create_engine(settings)
+    try:
+        await register(create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+DEV_BANNER = """
+bankfeeds-bff dev is running at {base}  (database: {database}; Codat: the embedded sandbox)
+
+  API docs         {base}/docs
+  Sandbox portal   {base}/sandbox/_sandbox/
+  Demo business    demo-business (US), accounts acc-checking, acc-savings, acc-card
+
+  End-user token (demo-business):
+    export USER_TOKEN={user_token}
+  Internal service token (scopes {scopes}):
+    export SERVICE_TOKEN={service_token}
+
+  Try:  curl -s -X POST -H "Authorization: Bearer $USER_TOKEN" {base}/v1/bank-feed/connect
+""".replace("{scopes}", " ".join(DEV_SERVICE_SCOPES))
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    uvicorn.run(
+        "app.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+        proxy_headers=True, access_log=False,
+    )
+
+
+def run_migrate(args: argparse.Namespace) -> None:
+    migrate.upgrade(get_settings().database.url, args.revision)
+
+
+def run_sandbox(args: argparse.Namespace) -> None:
+    from app.sandbox import SandboxConfig, create_sandbox_app
+
+    uvicorn.run(create_sandbox_app(SandboxConfig()), host=args.host, port=args.port, log_level="warning")
+
+
+def run_dev_token(args: argparse.Namespace) -> None:
+    os.environ.setdefault("BANKFEEDS_ENVIRONMENT", Environment.dev.value)
+    get_settings.cache_clear()
+    auth = get_settings().auth
+    if args.business:
+        print(mint_end_user_token(auth, args.business))
+    else:
+        print(mint_service_token(auth, args.service, args.scope or DEV_SERVICE_SCOPES))
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="bankfeeds-bff", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    for name, handler, default_port in (("dev", run_dev, 8000), ("serve", run_serve, 8000), ("sandbox", run_sandbox, 8001)):
+        command = commands.add_parser(name)
+        command.add_argument("--host", default="127.0.0.1")
+        command.add_argument("--port", type=int, default=default_port)
+        command.set_defaults(handler=handler)
+    commands.choices["serve"].add_argument("--workers", type=int, default=1)
+    migrate_cmd = commands.add_parser("migrate", help="apply the database migrations (Alembic)")
+    migrate_cmd.add_argument("revision", nargs="?", default="head")
+    migrate_cmd.set_defaults(handler=run_migrate)
+    token = commands.add_parser("dev-token", help="print a token signed with the dev secret")
+    who = token.add_mutually_exclusive_group(required=True)
+    who.add_argument("--business", help="an end-user token for this business id")
+    who.add_argument("--service", help="a service token for this service name")
+    token.add_argument("--scope", nargs="+", help="scopes of the service token")
+    token.set_defaults(handler=run_dev_token)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,98 @@
+"""The application factory. The lifespan owns the engine, the sessionmaker and the one Codat HTTP client."""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.auth.tokens import TokenVerifier
+from app.clock import Clock, SystemClock
+from app.codat.client import CodatClient, build_http_client
+from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import install_error_handlers
+from app.observability import RequestContextMiddleware
+from app.onboarding.router import internal_router, router as onboarding_router
+from app.onboarding.singleflight import SingleFlight
+from app import ops
+
+
+def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None = None) -> FastAPI:
+    """Build the BFF. With the sandbox enabled, it is mounted at /sandbox and called in-process as Codat."""
+    settings = settings or get_settings()
+    if settings.sandbox.enabled and sandbox_app is None:
+        sandbox_app = build_sandbox(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if sandbox_app is not None:
+                await stack.enter_async_context(sandbox_app.router.lifespan_context(sandbox_app))
+            await _open_resources(app, settings, sandbox_app, stack)
+            yield
+
+    app = FastAPI(
+        title="bankfeeds-bff",
+        version="1.0.0",
+        summary="Connect small businesses' bank accounts to QuickBooks Online through Codat.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(onboarding_router)
+    app.include_router(internal_router)
+    app.include_router(ops.router)
+    if sandbox_app is not None:
+        app.mount("/sandbox", sandbox_app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "X-Request-ID"],
+            expose_headers=["ETag", "Retry-After", "X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def build_sandbox(settings: Settings) -> FastAPI:
+    from app.sandbox import SandboxConfig, create_sandbox_app  # a development tool: imported only when used
+
+    return create_sandbox_app(
+        SandboxConfig(
+            api_keys=[settings.sandbox.api_key.get_secret_value()],
+            public_url=settings.sandbox.public_url,
+            otp_lifetime_seconds=settings.codat.otp_lifetime_seconds,
+            webhook_secret=settings.webhooks.signing_secret.get_secret_value() if settings.webhooks.signing_secret else None,
+        )
+    )
+
+
+async def _open_resources(app: FastAPI, settings: Settings, sandbox_app: FastAPI | None, stack: AsyncExitStack) -> None:
+    engine = create_engine(settings)
+    stack.push_async_callback(engine.dispose)
+    codat_http = await stack.enter_async_context(_codat_http_client(settings, sandbox_app))
+    state = app.state
+    state.sessionmaker = create_sessionmaker(engine)
+    state.codat = CodatClient(codat_http, settings.codat)
+    state.token_verifier = TokenVerifier(settings.auth)
+    state.single_flight = SingleFlight()
+    state.clock = _clock(sandbox_app)
+
+
+def _codat_http_client(settings: Settings, sandbox_app: FastAPI | None) -> httpx.AsyncClient:
+    if sandbox_app is None:
+        return build_http_client(settings.codat)
+    # The embedded sandbox answers in-process; its API key stands in for Codat's.
+    codat_settings = settings.codat.model_copy(
+        update={"base_url": "http://codat-sandbox", "api_key": settings.sandbox.api_key}
+    )
+    return build_http_client(codat_settings, transport=httpx.ASGITransport(app=sandbox_app))
+
+
+def _clock(sandbox_app: FastAPI | None) -> Clock:
+    # With the sandbox as Codat, share its clock: moving it forward lapses our stored links too.
+    return sandbox_app.state.sandbox.clock if sandbox_app is not None else SystemClock()

@@ -1,0 +1,6 @@
+"""Every domain's ORM models, imported in one place for Alembic and the tests."""
+
+from app.db import Base
+from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
+
+__all__ = ["Base", "BankAccount", "Business", "FeedAccount", "FeedConnection"]

@@ -1,0 +1,88 @@
+"""Logs (one JSON object a line, secrets scrubbed), correlation ids and Prometheus metrics."""
+
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import correlation_id_var, new_correlation_id
+
+REQUESTS = Counter("bff_http_requests_total", "HTTP requests served", ["method", "route", "status"])
+LATENCY = Histogram("bff_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+# Defence in depth: code never logs these, and this filter scrubs them should one slip into a message.
+_SECRET_PATTERNS = [
+    (re.compile(r"(otp=)[^&\s\"']+", re.I), r"\1[redacted]"),
+    (re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._-]{8,}", re.I), r"\1 [redacted]"),
+    (re.compile(r"(\"?password\"?\s*[:=]\s*\"?)[^\"',\s}]+", re.I), r"\1[redacted]"),
+]
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def scrub(text: str) -> str:
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+            "correlationId": correlation_id_var.get(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(entry, default=str))
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs full URLs, which may carry an OTP
+
+
+class RequestContextMiddleware:
+    """Give every request a correlation id (or keep the caller's), echo it back, and measure the request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        correlation_id = incoming if re.fullmatch(r"[A-Za-z0-9._-]{8,64}", incoming) else new_correlation_id()
+        token = correlation_id_var.set(correlation_id)
+        started, status = time.perf_counter(), 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", correlation_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = _route_template(scope)
+            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
+            correlation_id_var.reset(token)
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or ("/sandbox" if scope["path"].startswith("/sandbox") else "unmatched")

@@ -1,0 +1,117 @@
+"""What we keep of each business's bank feed, and of Codat's ids and states for it.
+
+Every Codat write is recorded as intent (its idempotency key) before the call and as outcome (Codat's id and
+status) after it, so an interrupted onboarding resumes with the same keys and creates nothing twice.
+"""
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+UTCDateTime = DateTime(timezone=True)
+
+
+class Business(Base):
+    """An SMB customer of the fintech, registered by an internal service."""
+
+    __tablename__ = "business"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    country: Mapped[str] = mapped_column(String(2))
+    codat_company_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    # Idempotency key of the create-company call, stored before the call is made.
+    company_request_key: Mapped[str | None] = mapped_column(String(64))
+    company_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped on every change the bank-feed view shows; part of its ETag and of change notifications.
+    feed_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now(), onupdate=func.now())
+
+
+class BankAccount(Base):
+    """A bank account the fintech holds for the business: the source of truth for its details."""
+
+    __tablename__ = "bank_account"
+
+    business_id: Mapped[str] = mapped_column(ForeignKey("business.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    account_type: Mapped[str] = mapped_column(String(16))
+    account_number: Mapped[str] = mapped_column(String(34))
+    routing_number: Mapped[str | None] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    balance: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now(), onupdate=func.now())
+
+
+class FeedConnection(Base):
+    """One Codat `hcws` connection of a business. Earlier ones are kept as history after a reconnect."""
+
+    __tablename__ = "feed_connection"
+    __table_args__ = (
+        # At most one current connection per business, on Postgres and SQLite alike.
+        Index(
+            "uq_feed_connection_current",
+            "business_id",
+            unique=True,
+            postgresql_where=text("is_current"),
+            sqlite_where=text("is_current"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    business_id: Mapped[str] = mapped_column(ForeignKey("business.id", ondelete="CASCADE"), index=True)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    request_key: Mapped[str] = mapped_column(String(64))
+    codat_connection_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    status: Mapped[str | None] = mapped_column(String(16))
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The linkUrl carries a one-time password: a secret, never logged, served only to its own business.
+    link_url: Mapped[str | None] = mapped_column(Text)
+    link_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A lease instead of a row lock held across the Codat call: one refresher at a time, across processes.
+    link_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class FeedAccount(Base):
+    """A bank account registered (or being registered) as a Codat source account on one connection."""
+
+    __tablename__ = "feed_account"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["business_id", "account_id"], ["bank_account.business_id", "bank_account.id"], ondelete="CASCADE"
+        ),
+    )
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("feed_connection.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    business_id: Mapped[str] = mapped_column(String(64), index=True)
+    request_key: Mapped[str] = mapped_column(String(64))
+    registered: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str | None] = mapped_column(String(16))
+    feed_start_date: Mapped[date | None] = mapped_column(Date)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())

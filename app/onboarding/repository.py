@@ -1,0 +1,165 @@
+"""All SQL of the onboarding domain. Methods take domain arguments; the caller owns the transaction."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
+
+
+def new_request_key() -> str:
+    return str(uuid.uuid4())
+
+
+class OnboardingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # Businesses and their bank accounts (written by internal services)
+
+    async def get_business(self, business_id: str) -> Business | None:
+        return await self.session.get(Business, business_id)
+
+    async def upsert_business(self, business_id: str, name: str, country: str) -> Business:
+        business = await self.get_business(business_id)
+        if business is None:
+            business = Business(id=business_id, name=name, country=country)
+            self.session.add(business)
+        elif (business.name, business.country) != (name, country):
+            business.name, business.country = name, country
+            business.feed_version += 1
+        await self.session.flush()
+        return business
+
+    async def get_bank_account(self, business_id: str, account_id: str) -> BankAccount | None:
+        return await self.session.get(BankAccount, (business_id, account_id))
+
+    async def list_bank_accounts(self, business_id: str) -> Sequence[BankAccount]:
+        query = select(BankAccount).where(BankAccount.business_id == business_id).order_by(BankAccount.id)
+        return (await self.session.scalars(query)).all()
+
+    async def save_bank_account(self, account: BankAccount) -> BankAccount:
+        merged = await self.session.merge(account)
+        await self.bump_feed_version(account.business_id)
+        return merged
+
+    async def bump_feed_version(self, business_id: str) -> None:
+        await self.session.execute(
+            update(Business).where(Business.id == business_id).values(feed_version=Business.feed_version + 1)
+        )
+
+    # Codat company
+
+    async def claim_company_request_key(self, business_id: str, now: datetime) -> str:
+        """Store the create-company idempotency key once; every caller then uses the stored one."""
+        await self.session.execute(
+            update(Business)
+            .where(Business.id == business_id, Business.company_request_key.is_(None))
+            .values(company_request_key=new_request_key(), company_requested_at=now)
+        )
+        key = await self.session.scalar(select(Business.company_request_key).where(Business.id == business_id))
+        assert key is not None
+        return key
+
+    async def record_company(self, business_id: str, codat_company_id: str) -> None:
+        await self.session.execute(
+            update(Business).where(Business.id == business_id).values(codat_company_id=codat_company_id)
+        )
+
+    # Codat connections
+
+    async def current_connection(self, business_id: str) -> FeedConnection | None:
+        query = select(FeedConnection).where(
+            FeedConnection.business_id == business_id, FeedConnection.is_current.is_(True)
+        )
+        return await self.session.scalar(query)
+
+    async def get_connection(self, connection_id: int) -> FeedConnection | None:
+        return await self.session.get(FeedConnection, connection_id, populate_existing=True)
+
+    async def add_connection_intent(self, business_id: str) -> FeedConnection:
+        connection = FeedConnection(business_id=business_id, is_current=True, request_key=new_request_key())
+        self.session.add(connection)
+        await self.session.flush()
+        return connection
+
+    async def retire_connection(self, connection_id: int) -> None:
+        await self.session.execute(
+            update(FeedConnection).where(FeedConnection.id == connection_id).values(is_current=False)
+        )
+
+    async def record_connection(
+        self, connection_id: int, codat_connection_id: str, status: str, link_url: str, link_expires_at: datetime
+    ) -> None:
+        await self.session.execute(
+            update(FeedConnection)
+            .where(FeedConnection.id == connection_id)
+            .values(
+                codat_connection_id=codat_connection_id,
+                status=status,
+                link_url=link_url,
+                link_expires_at=link_expires_at,
+            )
+        )
+
+    async def claim_link_lease(self, connection_id: int, now: datetime, until: datetime) -> bool:
+        """Take the right to refresh this connection's link; False when another refresher holds it."""
+        result = await self.session.execute(
+            update(FeedConnection)
+            .where(FeedConnection.id == connection_id)
+            .where((FeedConnection.link_lease_until.is_(None)) | (FeedConnection.link_lease_until < now))
+            .values(link_lease_until=until)
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+    async def store_link(
+        self, connection_id: int, link_url: str, expires_at: datetime, status: str, now: datetime
+    ) -> None:
+        await self.session.execute(
+            update(FeedConnection)
+            .where(FeedConnection.id == connection_id)
+            .values(
+                link_url=link_url, link_expires_at=expires_at, link_lease_until=None, status=status, confirmed_at=now
+            )
+        )
+
+    async def release_link_lease(self, connection_id: int) -> None:
+        await self.session.execute(
+            update(FeedConnection).where(FeedConnection.id == connection_id).values(link_lease_until=None)
+        )
+
+    # Source accounts on a connection
+
+    async def feed_accounts(self, connection_id: int) -> Sequence[FeedAccount]:
+        query = select(FeedAccount).where(FeedAccount.connection_id == connection_id)
+        return (await self.session.scalars(query)).all()
+
+    async def add_feed_account_intents(
+        self, connection_id: int, business_id: str, account_ids: Sequence[str]
+    ) -> list[FeedAccount]:
+        """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows are kept."""
+        existing = {a.account_id: a for a in await self.feed_accounts(connection_id)}
+        for account_id in account_ids:
+            if account_id not in existing:
+                existing[account_id] = FeedAccount(
+                    connection_id=connection_id,
+                    business_id=business_id,
+                    account_id=account_id,
+                    request_key=new_request_key(),
+                    registered=False,
+                )
+                self.session.add(existing[account_id])
+        await self.session.flush()
+        return [existing[a] for a in account_ids]
+
+    async def record_feed_account(
+        self, connection_id: int, account_id: str, status: str | None, feed_start_date: date | None
+    ) -> None:
+        await self.session.execute(
+            update(FeedAccount)
+            .where(FeedAccount.connection_id == connection_id, FeedAccount.account_id == account_id)
+            .values(registered=True, status=status, feed_start_date=feed_start_date)
+        )

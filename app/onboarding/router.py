@@ -1,0 +1,179 @@
+"""End-user endpoints (the SPA and mobile apps) and internal-service endpoints of the onboarding domain."""
+
+from fastapi import APIRouter, Body, Request, Response, status
+from fastapi.responses import RedirectResponse
+
+from app.auth.dependencies import BankFeedReader, BusinessesWriter, CurrentUser
+from app.db import SessionDep
+from app.errors import InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
+from app.http import NO_STORE, etag_response, no_store
+from app.onboarding.dependencies import IdPath, ServiceDep
+from app.onboarding.exceptions import AccountNotFound, BusinessNotFound, NotConnected, UpstreamRejected
+from app.onboarding.models import BankAccount
+from app.onboarding.repository import OnboardingRepository
+from app.onboarding.schemas import (
+    AddAccountsIn,
+    BankAccountIn,
+    BankAccountOut,
+    BankFeedOut,
+    BusinessIn,
+    BusinessOut,
+    ConnectIn,
+    ConnectOut,
+    CredentialsOut,
+    FeedAccountOut,
+    LinkOut,
+    RenameAccountIn,
+)
+from app.onboarding.service import Link
+from app.onboarding.view import bank_feed_view
+
+UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamRejected)
+router = APIRouter(prefix="/v1/bank-feed", tags=["bank feed"], responses=error_responses(Unauthorized))
+internal_router = APIRouter(
+    prefix="/internal/v1/businesses", tags=["internal"], responses=error_responses(Unauthorized)
+)
+
+
+def link_out(link: Link) -> LinkOut:
+    return LinkOut(
+        link_url=link.url,
+        expires_at=link.expires_at,
+        connection_id=link.connection.codat_connection_id or "",
+        connection_status=link.connection.status,
+    )
+
+
+async def connect_out(session: SessionDep, business_id: str, link: Link) -> ConnectOut:
+    view = await bank_feed_view(session, business_id)
+    return ConnectOut(**link_out(link).model_dump(), accounts=view.accounts)
+
+
+@router.get("", response_model=BankFeedOut, responses=error_responses(BusinessNotFound))
+async def get_bank_feed(user: CurrentUser, session: SessionDep, request: Request) -> Response:
+    """The business's bank feed; send `If-None-Match` with the last `ETag` to get a cheap `304`."""
+    return etag_response(request, await bank_feed_view(session, user.business_id))
+
+
+@router.post(
+    "/connect",
+    response_model=ConnectOut,
+    responses=error_responses(BusinessNotFound, InvalidInput, *UPSTREAM_ERRORS),
+)
+async def connect(
+    user: CurrentUser, service: ServiceDep, session: SessionDep, response: Response, body: ConnectIn | None = Body(None)
+) -> ConnectOut:
+    """Start or resume onboarding for the chosen registered accounts (all of them by default)."""
+    link = await service.connect(user.business_id, body.account_ids if body else None)
+    no_store(response)
+    return await connect_out(session, user.business_id, link)
+
+
+@router.get("/link", response_model=LinkOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS))
+async def get_link(user: CurrentUser, service: ServiceDep, response: Response) -> LinkOut:
+    """A Link URL with time left on its one-time password, fresh if the stored one has lapsed."""
+    no_store(response)
+    return link_out(await service.link(user.business_id))
+
+
+@router.get(
+    "/link/redirect",
+    status_code=status.HTTP_302_FOUND,
+    response_class=RedirectResponse,
+    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+)
+async def redirect_to_link(user: CurrentUser, service: ServiceDep) -> RedirectResponse:
+    """A `302` to a valid Link URL."""
+    link = await service.link(user.business_id)
+    return RedirectResponse(link.url, status_code=status.HTTP_302_FOUND, headers=NO_STORE)
+
+
+@router.post("/credentials", response_model=CredentialsOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS))
+async def generate_credentials(user: CurrentUser, service: ServiceDep, response: Response) -> CredentialsOut:
+    """One-time QuickBooks credentials for an in-app flow; each call makes a new set."""
+    credentials = await service.generate_credentials(user.business_id)
+    no_store(response)
+    return CredentialsOut(username=credentials.username, password=credentials.password)
+
+
+@router.delete(
+    "/credentials", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(NotConnected, *UPSTREAM_ERRORS)
+)
+async def revoke_credentials(user: CurrentUser, service: ServiceDep) -> None:
+    """Revoke every set of one-time credentials of the connection."""
+    await service.revoke_credentials(user.business_id)
+
+
+@router.post(
+    "/accounts", response_model=ConnectOut, responses=error_responses(BusinessNotFound, InvalidInput, *UPSTREAM_ERRORS)
+)
+async def add_accounts(
+    user: CurrentUser, service: ServiceDep, session: SessionDep, body: AddAccountsIn, response: Response
+) -> ConnectOut:
+    """Offer more registered accounts to QuickBooks, with a fresh link to connect them."""
+    link = await service.connect(user.business_id, body.account_ids)
+    no_store(response)
+    return await connect_out(session, user.business_id, link)
+
+
+@router.patch(
+    "/accounts/{account_id}",
+    response_model=FeedAccountOut,
+    responses=error_responses(AccountNotFound, InvalidInput, *UPSTREAM_ERRORS),
+)
+async def rename_account(
+    user: CurrentUser, service: ServiceDep, session: SessionDep, account_id: IdPath, body: RenameAccountIn
+) -> FeedAccountOut:
+    """Rename an account (`accountName` only), here and at Codat."""
+    await service.rename_account(user.business_id, account_id, body.account_name)
+    view = await bank_feed_view(session, user.business_id)
+    return next(a for a in view.accounts if a.account_id == account_id)
+
+
+@internal_router.put(
+    "/{business_id}", response_model=BusinessOut, responses=error_responses(InvalidInput)
+)
+async def put_business(
+    business_id: IdPath, body: BusinessIn, _: BusinessesWriter, session: SessionDep, response: Response
+) -> BusinessOut:
+    """Register or update a business (US or CA)."""
+    repo = OnboardingRepository(session)
+    if await repo.get_business(business_id) is None:
+        response.status_code = status.HTTP_201_CREATED
+    business = await repo.upsert_business(business_id, body.name, body.country)
+    return BusinessOut(business_id=business.id, name=business.name, country=business.country)
+
+
+@internal_router.put(
+    "/{business_id}/accounts/{account_id}",
+    response_model=BankAccountOut,
+    responses=error_responses(BusinessNotFound, InvalidInput),
+)
+async def put_bank_account(
+    business_id: IdPath, account_id: IdPath, body: BankAccountIn, _: BusinessesWriter, session: SessionDep, response: Response
+) -> BankAccountOut:
+    """Register or update a bank account's details; these are the source of truth for Codat."""
+    repo = OnboardingRepository(session)
+    if await repo.get_business(business_id) is None:
+        raise BusinessNotFound("No business is registered under this id.")
+    if await repo.get_bank_account(business_id, account_id) is None:
+        response.status_code = status.HTTP_201_CREATED
+    account = await repo.save_bank_account(BankAccount(business_id=business_id, id=account_id, **body.model_dump()))
+    return BankAccountOut(
+        account_id=account.id,
+        name=account.name,
+        account_type=account.account_type,
+        account_number_last4=account.account_number[-4:],
+        currency=account.currency,
+        balance=account.balance,
+    )
+
+
+@internal_router.get(
+    "/{business_id}/bank-feed", response_model=BankFeedOut, responses=error_responses(BusinessNotFound)
+)
+async def get_business_bank_feed(
+    business_id: IdPath, _: BankFeedReader, session: SessionDep, request: Request
+) -> Response:
+    """The same bank-feed view the business's users see."""
+    return etag_response(request, await bank_feed_view(session, business_id))

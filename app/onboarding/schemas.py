@@ -1,0 +1,159 @@
+"""The BFF's own request and response bodies (camelCase on the wire), shaped for the apps, not for Codat."""
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from app.onboarding.currencies import ISO_4217
+
+SUPPORTED_COUNTRIES = ("US", "CA")
+
+# Codat's source-account enum, and the names internal services commonly use for each.
+ACCOUNT_TYPE_ALIASES = {
+    "checking": "checking",
+    "current": "checking",
+    "savings": "savings",
+    "loan": "loan",
+    "mortgage": "loan",
+    "creditcard": "creditCard",
+    "credit": "creditCard",
+    "prepaidcard": "prepaidCard",
+    "prepaid": "prepaidCard",
+}
+AccountTypeName = Literal["checking", "savings", "loan", "creditCard", "prepaidCard"]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, str_strip_whitespace=True)
+
+
+class StrictApiModel(ApiModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+def _account_type(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    key = re.sub(r"[\s_-]", "", value).lower()
+    if key not in ACCOUNT_TYPE_ALIASES:
+        raise ValueError(f"must be one of checking, savings, loan, creditCard, prepaidCard (got {value!r})")
+    return ACCOUNT_TYPE_ALIASES[key]
+
+
+def _country(value: str) -> str:
+    code = value.upper()
+    if code not in SUPPORTED_COUNTRIES:
+        raise ValueError("QuickBooks Online Bank Feeds is available to businesses in the US and Canada only")
+    return code
+
+
+def _currency(value: str) -> str:
+    code = value.upper()
+    if code not in ISO_4217:
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+    return code
+
+
+class BusinessIn(StrictApiModel):
+    name: DisplayName
+    country: Annotated[str, StringConstraints(min_length=2, max_length=2), AfterValidator(_country)] = Field(
+        description="US or CA."
+    )
+
+
+class BusinessOut(ApiModel):
+    business_id: str
+    name: str
+    country: str
+
+
+class BankAccountIn(StrictApiModel):
+    name: DisplayName
+    account_type: Annotated[AccountTypeName, BeforeValidator(_account_type)]
+    account_number: Annotated[str, StringConstraints(min_length=4, max_length=34, pattern=r"^[A-Za-z0-9]+$")]
+    routing_number: Annotated[str, StringConstraints(pattern=r"^\d{8,9}$")] | None = Field(
+        None, description="ABA routing transit number (US, 9 digits) or Canadian routing number (8–9 digits)."
+    )
+    currency: Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(_currency)]
+    balance: Annotated[Decimal, Field(max_digits=16, decimal_places=2)]
+
+
+class BankAccountOut(ApiModel):
+    account_id: str
+    name: str
+    account_type: str
+    account_number_last4: str
+    currency: str
+    balance: Decimal
+
+
+class ConnectIn(StrictApiModel):
+    account_ids: list[Identifier] | None = Field(
+        None, min_length=1, max_length=200, description="Registered accounts to feed; all of them if omitted."
+    )
+
+
+class AddAccountsIn(StrictApiModel):
+    account_ids: list[Identifier] = Field(min_length=1, max_length=200)
+
+
+class RenameAccountIn(StrictApiModel):
+    account_name: DisplayName
+
+
+FeedStatus = Literal["not_added", "pending", "connecting", "connected", "disconnected", "unknown"]
+
+
+FeedAction = Literal["connect", "finish_in_quickbooks", "connect_new_accounts", "reconnect", "none"]
+
+
+class FeedAccountOut(ApiModel):
+    account_id: str
+    account_name: str
+    account_type: str
+    currency: str
+    account_number_last4: str
+    status: FeedStatus = Field(description="`not_added` until the account is offered to QuickBooks.")
+    feed_start_date: date | None = None
+
+
+class ConnectionOut(ApiModel):
+    connection_id: str | None
+    status: str | None = Field(description="Codat's status: PendingAuth, Linked, Unlinked or Deauthorized.")
+    created_at: datetime
+
+
+class BankFeedOut(ApiModel):
+    business_id: str
+    business_name: str
+    connection: ConnectionOut | None
+    accounts: list[FeedAccountOut]
+    connected_count: int
+    link_needed: bool = Field(description="True while the user has something to do in QuickBooks (see `action`).")
+    action: FeedAction = Field(description="What the user should do next; `none` when all is well.")
+    action_message: str | None = Field(description="The same, as a sentence for the user.")
+    state_confirmed_at: datetime | None = Field(description="When Codat last confirmed these statuses.")
+
+
+class LinkOut(ApiModel):
+    link_url: str = Field(description="Codat's Link URL; carries a one-time password. Do not store or share it.")
+    expires_at: datetime
+    connection_id: str
+    connection_status: str | None
+
+
+class ConnectOut(LinkOut):
+    accounts: list[FeedAccountOut]
+
+
+class CredentialsOut(ApiModel):
+    username: str
+    password: str

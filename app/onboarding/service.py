@@ -1,0 +1,372 @@
+"""Onboarding: a Codat company, an `hcws` connection and source accounts for a business, and a live link.
+
+Each step records its intent (an idempotency key) and commits before calling Codat, then records the outcome
+in a second short transaction, so no database transaction is held across a Codat call and an interrupted
+onboarding resumes on the next call with the same keys: Codat replays instead of creating twice.
+"""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.clock import Clock
+from app.codat.client import CodatClient, codat_deadline
+from app.codat.exceptions import CodatRejected
+from app.codat.schemas import BatchCreateResult, Connection, Credentials, RoutingInfo, SourceAccount, SourceAccountPrototype
+from app.config import CodatSettings
+from app.errors import InvalidInput
+from app.onboarding.exceptions import AccountNotFound, BusinessNotFound, NotConnected, translate_codat_errors
+from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.onboarding.repository import OnboardingRepository, new_request_key
+from app.onboarding.singleflight import SingleFlight
+
+log = logging.getLogger(__name__)
+
+LINK_LEASE_SECONDS = 30
+LINK_POLL_SECONDS = 0.05
+BATCH_SIZE = 100  # Codat sets no maximum for the batch endpoint; keep each request a sensible size.
+
+
+@dataclass(frozen=True)
+class Link:
+    url: str
+    expires_at: datetime
+    connection: FeedConnection
+
+
+def routing_info(account: BankAccount, country: str) -> RoutingInfo | None:
+    if account.routing_number is None:
+        return None
+    return RoutingInfo(bank_code=account.routing_number, type="aba" if country == "US" else "rtn")
+
+
+def source_account_prototype(account: BankAccount, country: str) -> SourceAccountPrototype:
+    return SourceAccountPrototype(
+        id=account.id,
+        account_name=account.name,
+        account_type=account.account_type,
+        account_number=account.account_number,
+        currency=account.currency,
+        balance=account.balance,
+        routing_info=routing_info(account, country),
+    )
+
+
+def batch_request_key(feed_accounts: Sequence[FeedAccount]) -> str:
+    """The same set of pending accounts always gets the same batch key, so a resumed batch replays."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, ",".join(sorted(a.request_key for a in feed_accounts))))
+
+
+def already_exists(result: BatchCreateResult) -> bool:
+    return result.status_code in (400, 409) and "exist" in (result.error or "").lower()
+
+
+class OnboardingService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        codat: CodatClient,
+        settings: CodatSettings,
+        clock: Clock,
+        single_flight: SingleFlight,
+    ) -> None:
+        self.sessions = sessions
+        self.codat = codat
+        self.settings = settings
+        self.clock = clock
+        self.single_flight = single_flight
+
+    # Public operations
+
+    async def connect(self, business_id: str, account_ids: Sequence[str] | None) -> Link:
+        """Start or resume onboarding for the chosen accounts (all registered ones by default)."""
+        with codat_deadline(self.settings.request_deadline_seconds):
+            return await self.single_flight.do(
+                ("connect", business_id, tuple(account_ids or ())), lambda: self._connect(business_id, account_ids)
+            )
+
+    async def link(self, business_id: str) -> Link:
+        """A link with more than the safety margin left, minted afresh when the stored one has lapsed."""
+        with codat_deadline(self.settings.request_deadline_seconds):
+            business, connection = await self._current(business_id)
+            assert business.codat_company_id is not None
+            return await self._fresh_link(business.codat_company_id, connection)
+
+    async def generate_credentials(self, business_id: str) -> Credentials:
+        with codat_deadline(self.settings.request_deadline_seconds):
+            business, connection = await self._current(business_id)
+            with translate_codat_errors("generate credentials"):
+                return await self.codat.generate_credentials(
+                    business.codat_company_id, connection.codat_connection_id, idempotency_key=new_request_key()
+                )
+
+    async def revoke_credentials(self, business_id: str) -> None:
+        with codat_deadline(self.settings.request_deadline_seconds):
+            business, connection = await self._current(business_id)
+            with translate_codat_errors("revoke credentials"):
+                await self.codat.revoke_credentials(business.codat_company_id, connection.codat_connection_id)
+
+    async def rename_account(self, business_id: str, account_id: str, name: str) -> None:
+        """Rename at Codat first (if the account is offered there), then here: a failure changes nothing."""
+        with codat_deadline(self.settings.request_deadline_seconds):
+            business, connection, feed_account = await self._load_for_rename(business_id, account_id)
+            if connection is not None and feed_account is not None and feed_account.registered:
+                with translate_codat_errors("rename account"):
+                    await self.codat.rename_source_account(
+                        business.codat_company_id,
+                        connection.codat_connection_id,
+                        account_id,
+                        name,
+                        idempotency_key=new_request_key(),
+                    )
+            async with self.sessions.begin() as session:
+                repo = OnboardingRepository(session)
+                account = await repo.get_bank_account(business_id, account_id)
+                assert account is not None
+                account.name = name
+                await repo.bump_feed_version(business_id)
+
+    # Steps of connect
+
+    async def _connect(self, business_id: str, account_ids: Sequence[str] | None) -> Link:
+        business, accounts = await self._load_for_connect(business_id, account_ids)
+        company_id = await self._ensure_company(business)
+        connection = await self._ensure_connection(business_id, company_id)
+        await self._ensure_offered(company_id, connection, business.country, accounts)
+        return await self._fresh_link(company_id, connection)
+
+    async def _load_for_connect(
+        self, business_id: str, account_ids: Sequence[str] | None
+    ) -> tuple[Business, list[BankAccount]]:
+        async with self.sessions() as session:
+            repo = OnboardingRepository(session)
+            business = await repo.get_business(business_id)
+            if business is None:
+                raise BusinessNotFound("No business is registered under this id.")
+            registered = {a.id: a for a in await repo.list_bank_accounts(business_id)}
+        if account_ids is None:
+            if not registered:
+                raise InvalidInput.for_field("accountIds", "the business has no registered bank accounts yet")
+            return business, list(registered.values())
+        return business, [self._registered(registered, account_ids, i) for i in range(len(account_ids))]
+
+    @staticmethod
+    def _registered(registered: dict[str, BankAccount], account_ids: Sequence[str], index: int) -> BankAccount:
+        account = registered.get(account_ids[index])
+        if account is None:
+            raise InvalidInput.for_field(f"accountIds.{index}", f"no bank account {account_ids[index]!r} is registered")
+        return account
+
+    async def _ensure_company(self, business: Business) -> str:
+        if business.codat_company_id is not None:
+            return business.codat_company_id
+        async with self.sessions.begin() as session:
+            key = await OnboardingRepository(session).claim_company_request_key(business.id, self.clock.now())
+        with translate_codat_errors("create company"):
+            company = await self.codat.create_company(
+                business.name, idempotency_key=key, tags={"businessId": business.id}
+            )
+        async with self.sessions.begin() as session:
+            await OnboardingRepository(session).record_company(business.id, company.id)
+        log.info("onboarding.company_created", extra={"business_id": business.id, "company_id": company.id})
+        return company.id
+
+    async def _ensure_connection(self, business_id: str, company_id: str) -> FeedConnection:
+        connection = await self._current_connection_or_intent(business_id)
+        if connection.codat_connection_id is not None:
+            return connection
+        with translate_codat_errors("create connection"):
+            created = await self.codat.create_connection(
+                company_id, self.settings.platform_key, idempotency_key=connection.request_key
+            )
+        await self._record_connection(connection, created)
+        log.info("onboarding.connection_created", extra={"business_id": business_id, "connection_id": created.id})
+        return connection
+
+    async def _current_connection_or_intent(self, business_id: str) -> FeedConnection:
+        try:
+            async with self.sessions.begin() as session:
+                repo = OnboardingRepository(session)
+                return await repo.current_connection(business_id) or await repo.add_connection_intent(business_id)
+        except IntegrityError:
+            # Another process recorded the intent first; the unique index guarantees there is one.
+            async with self.sessions() as session:
+                connection = await OnboardingRepository(session).current_connection(business_id)
+                assert connection is not None
+                return connection
+
+    async def _record_connection(self, connection: FeedConnection, created: Connection) -> None:
+        expires_at = self.clock.now() + timedelta(seconds=self.settings.otp_lifetime_seconds)
+        async with self.sessions.begin() as session:
+            await OnboardingRepository(session).record_connection(
+                connection.id, created.id, str(created.status), created.link_url, expires_at
+            )
+        connection.codat_connection_id, connection.status = created.id, str(created.status)
+        connection.link_url, connection.link_expires_at = created.link_url, expires_at
+
+    async def _ensure_offered(
+        self, company_id: str, connection: FeedConnection, country: str, accounts: Sequence[BankAccount]
+    ) -> None:
+        async with self.sessions.begin() as session:
+            feed_accounts = await OnboardingRepository(session).add_feed_account_intents(
+                connection.id, connection.business_id, [a.id for a in accounts]
+            )
+        by_id = {a.id: a for a in accounts}
+        pending = [f for f in feed_accounts if not f.registered]
+        for start in range(0, len(pending), BATCH_SIZE):
+            chunk = pending[start : start + BATCH_SIZE]
+            await self._offer(company_id, connection, [source_account_prototype(by_id[f.account_id], country) for f in chunk], chunk)
+
+    async def _offer(
+        self,
+        company_id: str,
+        connection: FeedConnection,
+        prototypes: list[SourceAccountPrototype],
+        feed_accounts: list[FeedAccount],
+    ) -> None:
+        codat_connection_id = connection.codat_connection_id
+        assert codat_connection_id is not None
+        if len(prototypes) == 1:
+            created = await self._offer_one(company_id, codat_connection_id, prototypes[0], feed_accounts[0])
+            results = [created]
+        else:
+            with translate_codat_errors("add source accounts"):
+                batch = await self.codat.create_source_accounts(
+                    company_id, codat_connection_id, prototypes, idempotency_key=batch_request_key(feed_accounts)
+                )
+            results = await self._batch_outcome(company_id, codat_connection_id, batch)
+        await self._record_offered(connection, results)
+
+    async def _offer_one(
+        self, company_id: str, codat_connection_id: str, prototype: SourceAccountPrototype, feed_account: FeedAccount
+    ) -> SourceAccount:
+        with translate_codat_errors("add source account"):
+            try:
+                return await self.codat.create_source_account(
+                    company_id, codat_connection_id, prototype, idempotency_key=feed_account.request_key
+                )
+            except CodatRejected as exc:
+                # Codat refuses an id it already has: adopt that account instead of failing the onboarding.
+                adopted = await self._adopt(company_id, codat_connection_id, [prototype.id]) if exc.status_code in (400, 409) else []
+                if not adopted:
+                    raise
+                return adopted[0]
+
+    async def _batch_outcome(
+        self, company_id: str, codat_connection_id: str, batch: list[BatchCreateResult]
+    ) -> list[SourceAccount]:
+        created = [r.account for r in batch if r.account is not None and r.status_code < 300]
+        existing = [r.source_account_id for r in batch if already_exists(r)]
+        failed = [r for r in batch if r.account is None and not already_exists(r)]
+        if failed:
+            log.error(
+                "codat.batch_rejected",
+                extra={"accounts": [r.source_account_id for r in failed], "errors": [r.error for r in failed]},
+            )
+        adopted = await self._adopt(company_id, codat_connection_id, existing) if existing else []
+        return created + adopted
+
+    async def _adopt(self, company_id: str, codat_connection_id: str, account_ids: Sequence[str]) -> list[SourceAccount]:
+        """Accounts Codat already has (a lost response, or created by hand) are taken as they are there."""
+        with translate_codat_errors("list source accounts"):
+            listed = await self.codat.list_source_accounts(company_id, codat_connection_id)
+        adopted = [a for a in listed if a.id in set(account_ids)]
+        log.info("onboarding.accounts_adopted", extra={"accounts": [a.id for a in adopted]})
+        return adopted
+
+    async def _record_offered(self, connection: FeedConnection, accounts: Sequence[SourceAccount]) -> None:
+        async with self.sessions.begin() as session:
+            repo = OnboardingRepository(session)
+            for account in accounts:
+                status = str(account.status) if account.status is not None else None
+                await repo.record_feed_account(connection.id, account.id, status, account.feed_start_date)
+            await repo.bump_feed_version(connection.business_id)
+
+    # Links
+
+    def _link_is_fresh(self, connection: FeedConnection) -> bool:
+        if connection.link_url is None or connection.link_expires_at is None:
+            return False
+        margin = timedelta(seconds=self.settings.link_safety_margin_seconds)
+        return _aware(connection.link_expires_at) - margin > self.clock.now()
+
+    async def _fresh_link(self, company_id: str, connection: FeedConnection) -> Link:
+        if self._link_is_fresh(connection):
+            return Link(connection.link_url, _aware(connection.link_expires_at), connection)  # type: ignore[arg-type]
+        return await self.single_flight.do(("link", connection.id), lambda: self._refresh_link(company_id, connection.id))
+
+    async def _refresh_link(self, company_id: str, connection_id: int) -> Link:
+        """One refresher across processes holds a short lease; the others wait for the link it stores."""
+        while True:
+            now = self.clock.now()
+            async with self.sessions.begin() as session:
+                repo = OnboardingRepository(session)
+                connection = await repo.get_connection(connection_id)
+                assert connection is not None
+                if self._link_is_fresh(connection):
+                    return Link(connection.link_url, _aware(connection.link_expires_at), connection)  # type: ignore[arg-type]
+                claimed = await repo.claim_link_lease(connection_id, now, now + timedelta(seconds=LINK_LEASE_SECONDS))
+            if claimed:
+                return await self._read_link_from_codat(company_id, connection)
+            await asyncio.sleep(LINK_POLL_SECONDS)
+
+    async def _read_link_from_codat(self, company_id: str, connection: FeedConnection) -> Link:
+        try:
+            with translate_codat_errors("refresh link"):
+                fetched = await self.codat.get_connection(company_id, connection.codat_connection_id)
+        except BaseException:
+            async with self.sessions.begin() as session:
+                await OnboardingRepository(session).release_link_lease(connection.id)
+            raise
+        now = self.clock.now()
+        expires_at = self._expiry_of(fetched.link_url, connection, now)
+        async with self.sessions.begin() as session:
+            await OnboardingRepository(session).store_link(connection.id, fetched.link_url, expires_at, str(fetched.status), now)
+        connection.link_url, connection.link_expires_at, connection.status = fetched.link_url, expires_at, str(fetched.status)
+        log.info("onboarding.link_refreshed", extra={"connection_id": connection.codat_connection_id})
+        return Link(fetched.link_url, expires_at, connection)
+
+    def _expiry_of(self, link_url: str, connection: FeedConnection, now: datetime) -> datetime:
+        # Codat does not say when an OTP lapses: a new OTP lives one lifetime from now, the same OTP keeps its expiry.
+        if link_url == connection.link_url and connection.link_expires_at is not None:
+            return _aware(connection.link_expires_at)
+        return now + timedelta(seconds=self.settings.otp_lifetime_seconds)
+
+    # Loading
+
+    async def _current(self, business_id: str) -> tuple[Business, FeedConnection]:
+        async with self.sessions() as session:
+            repo = OnboardingRepository(session)
+            business = await repo.get_business(business_id)
+            if business is None:
+                raise BusinessNotFound("No business is registered under this id.")
+            connection = await repo.current_connection(business_id)
+        if connection is None or connection.codat_connection_id is None:
+            raise NotConnected("This business has no bank-feed connection yet: call POST /v1/bank-feed/connect first.")
+        return business, connection
+
+    async def _load_for_rename(
+        self, business_id: str, account_id: str
+    ) -> tuple[Business, FeedConnection | None, FeedAccount | None]:
+        async with self.sessions() as session:
+            repo = OnboardingRepository(session)
+            business = await repo.get_business(business_id)
+            if business is None or await repo.get_bank_account(business_id, account_id) is None:
+                raise AccountNotFound("No such bank account for this business.")
+            connection = await repo.current_connection(business_id)
+            if connection is None or connection.codat_connection_id is None:
+                return business, None, None
+            feed_account = next((f for f in await repo.feed_accounts(connection.id) if f.account_id == account_id), None)
+            return business, connection, feed_account
+
+
+def _aware(moment: datetime | None) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    assert moment is not None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -1,0 +1,76 @@
+"""The bank-feed view the SPA, the mobile apps and internal services read, and the action it suggests."""
+
+from collections.abc import Sequence
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.onboarding.exceptions import BusinessNotFound
+from app.onboarding.models import BankAccount, FeedAccount, FeedConnection
+from app.onboarding.repository import OnboardingRepository
+from app.onboarding.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
+
+BROKEN_CONNECTION = ("Deauthorized", "Unlinked")
+ACTION_MESSAGES: dict[FeedAction, str | None] = {
+    "connect": "Connect your bank accounts to QuickBooks Online.",
+    "finish_in_quickbooks": "Finish connecting your accounts in QuickBooks Online.",
+    "connect_new_accounts": "You have accounts that are not in QuickBooks Online yet: connect them.",
+    "reconnect": "Your bank feed to QuickBooks Online has stopped: reconnect to resume it.",
+    "none": None,
+}
+
+
+def account_out(account: BankAccount, feed_account: FeedAccount | None) -> FeedAccountOut:
+    registered = feed_account is not None and feed_account.registered
+    return FeedAccountOut(
+        account_id=account.id,
+        account_name=account.name,
+        account_type=account.account_type,
+        currency=account.currency,
+        account_number_last4=account.account_number[-4:],
+        status=(feed_account.status or "pending") if registered else "not_added",  # type: ignore[union-attr,arg-type]
+        feed_start_date=feed_account.feed_start_date if registered else None,  # type: ignore[union-attr]
+    )
+
+
+def suggested_action(connection: FeedConnection | None, accounts: Sequence[FeedAccountOut]) -> FeedAction:
+    if not accounts:
+        return "none"
+    if connection is None or connection.codat_connection_id is None:
+        return "connect"
+    statuses = {a.status for a in accounts}
+    if connection.status in BROKEN_CONNECTION or "disconnected" in statuses:
+        return "reconnect"
+    if statuses & {"pending", "connecting", "unknown"}:
+        return "finish_in_quickbooks"
+    if "not_added" in statuses:
+        return "connect_new_accounts"
+    return "none"
+
+
+async def bank_feed_view(session: AsyncSession, business_id: str) -> BankFeedOut:
+    repo = OnboardingRepository(session)
+    business = await repo.get_business(business_id)
+    if business is None:
+        raise BusinessNotFound("No business is registered under this id.")
+    connection = await repo.current_connection(business_id)
+    offered = {f.account_id: f for f in await repo.feed_accounts(connection.id)} if connection else {}
+    accounts = [account_out(a, offered.get(a.id)) for a in await repo.list_bank_accounts(business_id)]
+    action = suggested_action(connection, accounts)
+    return BankFeedOut(
+        business_id=business.id,
+        business_name=business.name,
+        connection=_connection_out(connection),
+        accounts=accounts,
+        connected_count=sum(a.status == "connected" for a in accounts),
+        link_needed=action != "none",
+        action=action,
+        action_message=ACTION_MESSAGES[action],
+        state_confirmed_at=connection.confirmed_at if connection else None,
+    )
+
+
+def _connection_out(connection: FeedConnection | None) -> ConnectionOut | None:
+    if connection is None:
+        return None
+    return ConnectionOut(
+        connection_id=connection.codat_connection_id, status=connection.status, created_at=connection.created_at
+    )
