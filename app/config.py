@@ -70,7 +70,9 @@ class SandboxSettings(BaseModel):
 
 class WebhookSettings(BaseModel):
     signing_secret: SecretStr | None = Field(None, description="Codat's `whsec_…` endpoint signing secret.")
-    tolerance_seconds: int = Field(300, gt=0, description="Oldest webhook-timestamp accepted.")
+    reconcile_interval_seconds: int = Field(
+        900, ge=0, description="How often unsettled bank feeds are re-read from Codat in case a webhook was missed (0: never)."
+    )
 
 
 class Settings(BaseSettings):

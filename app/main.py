@@ -1,5 +1,6 @@
 """The application factory. The lifespan owns the engine, the sessionmaker and the one Codat HTTP client."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -15,7 +16,12 @@ from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.observability import RequestContextMiddleware
 from app.onboarding.router import internal_router, router as onboarding_router
+from app.onboarding.changes import ChangeFeed
+from app.onboarding.dependencies import onboarding_service
+from app.onboarding.reconcile import reconcile_forever
 from app.onboarding.singleflight import SingleFlight
+from app.webhooks.router import router as webhooks_router
+from app.webhooks.service import WebhookProcessor
 from app import ops
 
 
@@ -31,6 +37,7 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
             if sandbox_app is not None:
                 await stack.enter_async_context(sandbox_app.router.lifespan_context(sandbox_app))
             await _open_resources(app, settings, sandbox_app, stack)
+            _start_reconciler(app, settings, stack)
             yield
 
     app = FastAPI(
@@ -43,6 +50,7 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
     install_error_handlers(app)
     app.include_router(onboarding_router)
     app.include_router(internal_router)
+    app.include_router(webhooks_router)
     app.include_router(ops.router)
     if sandbox_app is not None:
         app.mount("/sandbox", sandbox_app)
@@ -81,6 +89,17 @@ async def _open_resources(app: FastAPI, settings: Settings, sandbox_app: FastAPI
     state.token_verifier = TokenVerifier(settings.auth)
     state.single_flight = SingleFlight()
     state.clock = _clock(sandbox_app)
+    state.changes = ChangeFeed()
+
+
+def _start_reconciler(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
+    interval = settings.webhooks.reconcile_interval_seconds
+    if interval == 0:
+        return
+    state = app.state
+    service = onboarding_service(app)
+    task = asyncio.create_task(reconcile_forever(service, WebhookProcessor(state.sessionmaker, state.changes), interval))
+    stack.callback(task.cancel)
 
 
 def _codat_http_client(settings: Settings, sandbox_app: FastAPI | None) -> httpx.AsyncClient:

@@ -2,5 +2,6 @@
 
 from app.db import Base
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.webhooks.models import WebhookEvent
 
-__all__ = ["Base", "BankAccount", "Business", "FeedAccount", "FeedConnection"]
+__all__ = ["Base", "BankAccount", "Business", "FeedAccount", "FeedConnection", "WebhookEvent"]

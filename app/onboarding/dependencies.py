@@ -2,15 +2,19 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, FastAPI, Path, Request
 
 from app.onboarding.service import OnboardingService
 
 
 def get_onboarding_service(request: Request) -> OnboardingService:
-    state = request.app.state
+    return onboarding_service(request.app)
+
+
+def onboarding_service(app: FastAPI) -> OnboardingService:
+    state = app.state
     return OnboardingService(
-        state.sessionmaker, state.codat, state.settings.codat, state.clock, state.single_flight
+        state.sessionmaker, state.codat, state.settings.codat, state.clock, state.single_flight, state.changes
     )
 
 

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
@@ -115,15 +115,11 @@ class OnboardingRepository:
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
 
-    async def store_link(
-        self, connection_id: int, link_url: str, expires_at: datetime, status: str, now: datetime
-    ) -> None:
+    async def store_link(self, connection_id: int, link_url: str, expires_at: datetime, now: datetime) -> None:
         await self.session.execute(
             update(FeedConnection)
             .where(FeedConnection.id == connection_id)
-            .values(
-                link_url=link_url, link_expires_at=expires_at, link_lease_until=None, status=status, confirmed_at=now
-            )
+            .values(link_url=link_url, link_expires_at=expires_at, link_lease_until=None, confirmed_at=now)
         )
 
     async def release_link_lease(self, connection_id: int) -> None:
@@ -163,3 +159,56 @@ class OnboardingRepository:
             .where(FeedAccount.connection_id == connection_id, FeedAccount.account_id == account_id)
             .values(registered=True, status=status, feed_start_date=feed_start_date)
         )
+
+    # Statuses from Codat (webhooks and reconciliation): never moved backwards by an older report
+
+    async def apply_connection_status(self, codat_connection_id: str, status: str, at: datetime) -> str | None:
+        """Record the status if `at` is newer than what we have; the business id when something changed."""
+        result = await self.session.execute(
+            update(FeedConnection)
+            .where(FeedConnection.codat_connection_id == codat_connection_id)
+            .where(or_(FeedConnection.status_changed_at.is_(None), FeedConnection.status_changed_at < at))
+            .values(status=status, status_changed_at=at)
+            .returning(FeedConnection.business_id, FeedConnection.status)
+        )
+        return await self._changed(result.one_or_none())
+
+    async def apply_account_status(
+        self, codat_connection_id: str, account_id: str, status: str | None, feed_start_date: date | None, at: datetime
+    ) -> str | None:
+        connection_id = (
+            select(FeedConnection.id).where(FeedConnection.codat_connection_id == codat_connection_id).scalar_subquery()
+        )
+        result = await self.session.execute(
+            update(FeedAccount)
+            .where(FeedAccount.connection_id == connection_id, FeedAccount.account_id == account_id)
+            .where(or_(FeedAccount.status_changed_at.is_(None), FeedAccount.status_changed_at < at))
+            .values(status=status, feed_start_date=feed_start_date, status_changed_at=at, registered=True)
+            .returning(FeedAccount.business_id, FeedAccount.status)
+        )
+        return await self._changed(result.one_or_none())
+
+    async def _changed(self, row: tuple[str, str | None] | None) -> str | None:
+        if row is None:
+            return None
+        await self.bump_feed_version(row[0])
+        return row[0]
+
+    async def confirm_connection(self, connection_id: int, now: datetime) -> None:
+        await self.session.execute(
+            update(FeedConnection).where(FeedConnection.id == connection_id).values(confirmed_at=now)
+        )
+
+    async def unsettled_connections(self, confirmed_before: datetime, limit: int) -> Sequence[FeedConnection]:
+        """Current connections whose state may still change and that nobody confirmed lately."""
+        query = (
+            select(FeedConnection)
+            .where(FeedConnection.is_current.is_(True), FeedConnection.codat_connection_id.is_not(None))
+            .where(or_(FeedConnection.confirmed_at.is_(None), FeedConnection.confirmed_at < confirmed_before))
+            .order_by(FeedConnection.confirmed_at.is_not(None), FeedConnection.confirmed_at)
+            .limit(limit)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def feed_version(self, business_id: str) -> int | None:
+        return await self.session.scalar(select(Business.feed_version).where(Business.id == business_id))

@@ -1,13 +1,14 @@
 """End-user endpoints (the SPA and mobile apps) and internal-service endpoints of the onboarding domain."""
 
 from fastapi import APIRouter, Body, Request, Response, status
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
 from app.auth.dependencies import BankFeedReader, BusinessesWriter, CurrentUser
 from app.db import SessionDep
 from app.errors import InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
 from app.http import NO_STORE, etag_response, no_store
 from app.onboarding.dependencies import IdPath, ServiceDep
+from app.onboarding.events import bank_feed_events, feed_version
 from app.onboarding.exceptions import AccountNotFound, BusinessNotFound, NotConnected, UpstreamRejected
 from app.onboarding.models import BankAccount
 from app.onboarding.repository import OnboardingRepository
@@ -53,6 +54,26 @@ async def connect_out(session: SessionDep, business_id: str, link: Link) -> Conn
 async def get_bank_feed(user: CurrentUser, session: SessionDep, request: Request) -> Response:
     """The business's bank feed; send `If-None-Match` with the last `ETag` to get a cheap `304`."""
     return etag_response(request, await bank_feed_view(session, user.business_id))
+
+
+@router.post("/refresh", response_model=BankFeedOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS))
+async def refresh_bank_feed(user: CurrentUser, service: ServiceDep, session: SessionDep, request: Request) -> Response:
+    """Re-read the statuses from Codat now (webhooks normally keep them current), then the view."""
+    await service.refresh(user.business_id)
+    return etag_response(request, await bank_feed_view(session, user.business_id))
+
+
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "`bank-feed-changed` events"}},
+)
+async def stream_bank_feed_events(user: CurrentUser, request: Request) -> StreamingResponse:
+    """Server-sent events: `bank-feed-changed` whenever the view changes; re-read `GET /v1/bank-feed` then."""
+    state = request.app.state
+    version = await feed_version(state.sessionmaker, user.business_id)
+    stream = bank_feed_events(request, state.sessionmaker, state.changes, user.business_id, version)
+    return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.post(

@@ -21,6 +21,7 @@ from app.codat.exceptions import CodatRejected
 from app.codat.schemas import BatchCreateResult, Connection, Credentials, RoutingInfo, SourceAccount, SourceAccountPrototype
 from app.config import CodatSettings
 from app.errors import InvalidInput
+from app.onboarding.changes import ChangeFeed
 from app.onboarding.exceptions import AccountNotFound, BusinessNotFound, NotConnected, translate_codat_errors
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository, new_request_key
@@ -75,12 +76,14 @@ class OnboardingService:
         settings: CodatSettings,
         clock: Clock,
         single_flight: SingleFlight,
+        changes: ChangeFeed,
     ) -> None:
         self.sessions = sessions
         self.codat = codat
         self.settings = settings
         self.clock = clock
         self.single_flight = single_flight
+        self.changes = changes
 
     # Public operations
 
@@ -131,6 +134,28 @@ class OnboardingService:
                 assert account is not None
                 account.name = name
                 await repo.bump_feed_version(business_id)
+
+    async def refresh(self, business_id: str) -> None:
+        """Re-read the connection and its accounts from Codat, for when a webhook was missed."""
+        with codat_deadline(self.settings.request_deadline_seconds):
+            business, connection = await self._current(business_id)
+            await self.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
+
+    async def refresh_connection(self, company_id: str, connection: FeedConnection) -> None:
+        codat_connection_id = connection.codat_connection_id
+        assert codat_connection_id is not None
+        with translate_codat_errors("refresh bank feed"):
+            fetched = await self.codat.get_connection(company_id, codat_connection_id)
+            accounts = await self.codat.list_source_accounts(company_id, codat_connection_id)
+        now = self.clock.now()
+        async with self.sessions.begin() as session:
+            repo = OnboardingRepository(session)
+            await repo.apply_connection_status(codat_connection_id, str(fetched.status), now)
+            for account in accounts:
+                status = str(account.status) if account.status is not None else None
+                await repo.apply_account_status(codat_connection_id, account.id, status, account.feed_start_date, now)
+            await repo.store_link(connection.id, fetched.link_url, self._expiry_of(fetched.link_url, connection, now), now)
+        self.changes.notify(connection.business_id)
 
     # Steps of connect
 
@@ -327,7 +352,9 @@ class OnboardingService:
         now = self.clock.now()
         expires_at = self._expiry_of(fetched.link_url, connection, now)
         async with self.sessions.begin() as session:
-            await OnboardingRepository(session).store_link(connection.id, fetched.link_url, expires_at, str(fetched.status), now)
+            repo = OnboardingRepository(session)
+            await repo.store_link(connection.id, fetched.link_url, expires_at, now)
+            await repo.apply_connection_status(fetched.id, str(fetched.status), now)
         connection.link_url, connection.link_expires_at, connection.status = fetched.link_url, expires_at, str(fetched.status)
         log.info("onboarding.link_refreshed", extra={"connection_id": connection.codat_connection_id})
         return Link(fetched.link_url, expires_at, connection)

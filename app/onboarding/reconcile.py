@@ -1,0 +1,37 @@
+"""The safety net for missed webhooks: periodically re-read unsettled bank feeds from Codat."""
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from app.errors import AppError
+from app.onboarding.repository import OnboardingRepository
+from app.onboarding.service import OnboardingService
+from app.webhooks.service import WebhookProcessor
+
+log = logging.getLogger(__name__)
+CONNECTIONS_PER_ROUND = 50
+
+
+async def reconcile_once(service: OnboardingService, webhooks: WebhookProcessor, stale_after: timedelta) -> int:
+    """Finish stored-but-unapplied webhooks, then refresh connections not confirmed for `stale_after`."""
+    await webhooks.process_backlog()
+    async with service.sessions() as session:
+        repo = OnboardingRepository(session)
+        stale = await repo.unsettled_connections(service.clock.now() - stale_after, CONNECTIONS_PER_ROUND)
+        companies = {c.business_id: (await repo.get_business(c.business_id)).codat_company_id for c in stale}  # type: ignore[union-attr]
+    for connection in stale:
+        try:
+            await service.refresh_connection(companies[connection.business_id], connection)  # type: ignore[arg-type]
+        except AppError as exc:
+            log.warning("reconcile.failed", extra={"connection_id": connection.codat_connection_id, "error": exc.code})
+    return len(stale)
+
+
+async def reconcile_forever(service: OnboardingService, webhooks: WebhookProcessor, interval_seconds: int) -> None:
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            await reconcile_once(service, webhooks, timedelta(seconds=interval_seconds))
+        except Exception:  # noqa: BLE001 - the loop must outlive one bad round; the error is logged
+            log.exception("reconcile.round_failed")

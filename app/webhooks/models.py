@@ -1,0 +1,21 @@
+"""Codat webhook events, stored before they are processed."""
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+
+class WebhookEvent(Base):
+    __tablename__ = "webhook_event"
+
+    # Codat's `webhook-id`: the same across retries, so a redelivery is the same row.
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    generated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    # The event as received, less the connection's linkUrl (its one-time password is a secret).
+    body: Mapped[str] = mapped_column(Text)
