@@ -10,12 +10,12 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.clock import Clock
+from app.clock import Clock, as_utc
 from app.codat.client import CodatClient, codat_deadline
 from app.codat.exceptions import CodatRejected
 from app.codat.schemas import BatchCreateResult, Connection, Credentials, RoutingInfo, SourceAccount, SourceAccountPrototype
@@ -319,11 +319,11 @@ class OnboardingService:
         if connection.link_url is None or connection.link_expires_at is None:
             return False
         margin = timedelta(seconds=self.settings.link_safety_margin_seconds)
-        return _aware(connection.link_expires_at) - margin > self.clock.now()
+        return as_utc(connection.link_expires_at) - margin > self.clock.now()
 
     async def _fresh_link(self, company_id: str, connection: FeedConnection) -> Link:
         if self._link_is_fresh(connection):
-            return Link(connection.link_url, _aware(connection.link_expires_at), connection)  # type: ignore[arg-type]
+            return Link(connection.link_url, as_utc(connection.link_expires_at), connection)  # type: ignore[arg-type]
         return await self.single_flight.do(("link", connection.id), lambda: self._refresh_link(company_id, connection.id))
 
     async def _refresh_link(self, company_id: str, connection_id: int) -> Link:
@@ -335,7 +335,7 @@ class OnboardingService:
                 connection = await repo.get_connection(connection_id)
                 assert connection is not None
                 if self._link_is_fresh(connection):
-                    return Link(connection.link_url, _aware(connection.link_expires_at), connection)  # type: ignore[arg-type]
+                    return Link(connection.link_url, as_utc(connection.link_expires_at), connection)  # type: ignore[arg-type]
                 claimed = await repo.claim_link_lease(connection_id, now, now + timedelta(seconds=LINK_LEASE_SECONDS))
             if claimed:
                 return await self._read_link_from_codat(company_id, connection)
@@ -362,7 +362,7 @@ class OnboardingService:
     def _expiry_of(self, link_url: str, connection: FeedConnection, now: datetime) -> datetime:
         # Codat does not say when an OTP lapses: a new OTP lives one lifetime from now, the same OTP keeps its expiry.
         if link_url == connection.link_url and connection.link_expires_at is not None:
-            return _aware(connection.link_expires_at)
+            return as_utc(connection.link_expires_at)
         return now + timedelta(seconds=self.settings.otp_lifetime_seconds)
 
     # Loading
@@ -391,9 +391,3 @@ class OnboardingService:
                 return business, None, None
             feed_account = next((f for f in await repo.feed_accounts(connection.id) if f.account_id == account_id), None)
             return business, connection, feed_account
-
-
-def _aware(moment: datetime | None) -> datetime:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    assert moment is not None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
