@@ -117,7 +117,7 @@ async def generate_credentials(user: CurrentUser, service: ServiceDep, response:
     """One-time QuickBooks credentials for an in-app flow; each call makes a new set."""
     credentials = await service.generate_credentials(user.business_id)
     no_store(response)
-    return CredentialsOut(username=credentials.username, password=credentials.password)
+    return CredentialsOut(username=credentials.username, password=credentials.password.get_secret_value())
 
 
 @router.delete(
