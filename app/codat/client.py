@@ -435,7 +435,7 @@ class CodatClient:
     async def _request(self, call: _Call) -> httpx.Response:
         deadline = current_deadline() or Deadline.after(self._settings.request_deadline_seconds, self._clock)
         started = self._clock()
-        outcome = "cancelled"
+        outcome = "error"
         try:
             response = await self._with_retries(call, deadline)
             outcome = "ok"
@@ -446,6 +446,9 @@ class CodatClient:
         finally:
             metrics.observe(call.operation, outcome, self._clock() - started)
 
+    # Hand-written rather than stamina.retry_context: stamina's sleep cannot be injected (its test mode zeroes
+    # every wait, Retry-After included) and its timeout is per call and checked only after sleeping, while
+    # here every attempt and every sleep must fit the one deadline a BFF request shares across its calls.
     async def _with_retries(self, call: _Call, deadline: Deadline) -> httpx.Response:
         attempt = 1
         while True:

@@ -4,7 +4,7 @@ from prometheus_client import Counter, Histogram
 
 CALLS = Counter(
     "codat_calls_total",
-    "Codat calls by operation and outcome (ok, rejected, unavailable).",
+    "Codat calls by operation and outcome (ok, rejected, unavailable, error).",
     ["operation", "outcome"],
 )
 LATENCY = Histogram(
