@@ -6,7 +6,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from app.codat.deadline import Clock
 from app.codat.exceptions import CodatUnavailable, UnavailableReason
@@ -92,7 +92,7 @@ class CircuitBreaker:
 @dataclass
 class _CompanySlots:
     semaphore: asyncio.Semaphore
-    users: int = field(default=0)
+    users: int = 0
 
 
 class CompanyLimiter:
