@@ -44,6 +44,12 @@ class CodatSettings(BaseModel):
     )
     max_attempts: int = Field(4, ge=1, description="Attempts per Codat call (first try plus retries).")
     max_in_flight_per_company: int = Field(10, ge=1, description="Codat allows 10 concurrent per company.")
+    circuit_breaker_threshold: int = Field(
+        5, ge=1, description="Consecutive unavailable outcomes (5xx, 408, network) that open the circuit."
+    )
+    circuit_breaker_cooldown_seconds: float = Field(
+        10.0, gt=0, description="How long an open circuit fails fast before letting one trial call through."
+    )
     link_safety_margin_seconds: int = Field(
         300, ge=0, description="A stored linkUrl is refreshed when less than this is left of its hour."
     )

@@ -1,0 +1,190 @@
+"""Codat's wire shapes (Bank Feeds 3.0.0 and Platform OpenAPI), snake_case in Python, camelCase on the wire.
+
+Responses ignore unknown fields, so Codat adding one never breaks us. Request bodies are dumped with
+``to_wire()``: aliases, no ``None`` fields, and decimals as JSON numbers.
+"""
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+
+def _date_part(value: Any) -> Any:
+    # v1 source accounts carry feedStartDate as a DateTime; v2 as a Date.
+    return value[:10] if isinstance(value, str) and "T" in value else value
+
+
+# A JSON number, not pydantic's default string. A float holds every balance under 10^13 to the cent exactly.
+WireDecimal = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+LenientDate = Annotated[date, BeforeValidator(_date_part)]
+
+
+class CodatModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready request body Codat expects."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ConnectionStatus(StrEnum):
+    PENDING_AUTH = "PendingAuth"
+    LINKED = "Linked"
+    UNLINKED = "Unlinked"
+    DEAUTHORIZED = "Deauthorized"
+
+
+class AccountType(StrEnum):
+    CHECKING = "checking"
+    SAVINGS = "savings"
+    LOAN = "loan"
+    CREDIT_CARD = "creditCard"
+    PREPAID_CARD = "prepaidCard"
+
+
+class SourceAccountStatus(StrEnum):
+    PENDING = "pending"
+    CONNECTED = "connected"
+    CONNECTING = "connecting"
+    DISCONNECTED = "disconnected"
+    UNKNOWN = "unknown"
+
+
+class DataConnectionError(CodatModel):
+    status_code: str | None = None
+    status_text: str | None = None
+    error_message: str | None = None
+    errored_on_utc: datetime | None = None
+    resolved_on_utc: datetime | None = None
+
+
+class Connection(CodatModel):
+    id: str
+    integration_id: str
+    integration_key: str | None = None
+    source_id: str
+    source_type: str
+    platform_name: str
+    # Carries a one-time password for QBO: kept out of repr so a logged model does not leak it.
+    link_url: str = Field(repr=False)
+    status: ConnectionStatus
+    created: datetime
+    last_sync: datetime | None = None
+    data_connection_errors: list[DataConnectionError] | None = None
+
+
+class ConnectionsPage(CodatModel):
+    results: list[Connection]
+    page_number: int
+    page_size: int
+    total_results: int
+
+
+class Company(CodatModel):
+    id: str
+    name: str
+    description: str | None = None
+    redirect: str
+    created: datetime | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    data_connections: list[Connection] = Field(default_factory=list)
+
+
+class RoutingInfo(CodatModel):
+    bank_code: str | None = None
+    type: str | None = None
+
+
+class AccountInfo(CodatModel):
+    description: str | None = None
+    nickname: str | None = None
+    account_open_date: date | None = None
+    available_balance: WireDecimal | None = None
+
+
+class SourceAccountPrototype(CodatModel):
+    """A v2 source account to create: ``id`` is our own id for the bank account."""
+
+    id: str
+    account_name: str
+    account_type: AccountType
+    account_number: str
+    currency: str
+    balance: WireDecimal
+    routing_info: RoutingInfo | None = None
+    sort_code: str | None = None
+    account_info: AccountInfo | None = None
+
+
+class SourceAccount(SourceAccountPrototype):
+    status: SourceAccountStatus | None = None
+    feed_start_date: LenientDate | None = None
+
+
+class BatchCreateResult(CodatModel):
+    """One item of a batch create; Codat's error items carry ``statusCode`` as a string."""
+
+    source_account_id: str
+    status_code: int
+    error: str | None = None
+    account: SourceAccount | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten_result(cls, item: Any) -> Any:
+        if isinstance(item, dict) and isinstance(item.get("result"), dict):
+            return {"sourceAccountId": item.get("sourceAccountId"), **item["result"]}
+        return item
+
+    @property
+    def created(self) -> bool:
+        return 200 <= self.status_code < 300 and self.account is not None
+
+
+class Credentials(CodatModel):
+    """One-time QBO credentials; the password is a ``SecretStr`` so it never shows in repr or logs."""
+
+    username: str
+    password: SecretStr
+
+
+class Integration(CodatModel):
+    key: str
+    name: str
+    enabled: bool
+    source_type: str | None = None
+    integration_id: str | None = None
+
+
+class SyncSetting(CodatModel):
+    data_type: str
+    fetch_on_first_link: bool = False
+    sync_schedule: int = 0
+
+
+class SyncSettings(CodatModel):
+    client_id: str | None = None
+    settings: list[SyncSetting] = Field(default_factory=list)
+
+    def is_enabled(self, data_type: str) -> bool:
+        """A data type is on when Codat fetches it on first link or on a schedule ("None" is 0)."""
+        return any(
+            s.data_type == data_type and (s.fetch_on_first_link or s.sync_schedule > 0) for s in self.settings
+        )
+
+    @property
+    def bank_feeds_enabled(self) -> bool:
+        """Whether both data types QBO Bank Feeds needs (``bankAccounts``, ``bankTransactions``) are on."""
+        return self.is_enabled("bankAccounts") and self.is_enabled("bankTransactions")
