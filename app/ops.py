@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.codat.client import CodatClient
-from app.codat.deadline import codat_deadline
+from app.codat import codat_deadline
 from app.codat.exceptions import CodatError
 
 router = APIRouter(tags=["operations"])
@@ -50,7 +50,7 @@ async def _codat_ready(codat: CodatClient, platform_key: str) -> dict[str, str]:
     return {
         "codat": "ok",
         "integration": "ok" if integration.enabled else f"failed: {platform_key} is not enabled in the Codat Portal",
-        "dataTypes": "ok" if sync_settings.bank_feeds_enabled() else "failed: enable bankAccounts and bankTransactions",
+        "dataTypes": "ok" if sync_settings.bank_feeds_enabled else "failed: enable bankAccounts and bankTransactions",
     }
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.clock import Clock, as_utc
 from app.codat.client import CodatClient
-from app.codat.deadline import codat_deadline
+from app.codat import codat_deadline
 from app.codat.exceptions import CodatRejected
 from app.codat.schemas import BatchCreateResult, Connection, Credentials, RoutingInfo, SourceAccount, SourceAccountPrototype
 from app.config import CodatSettings

@@ -1,0 +1,138 @@
+"""No duplicate at Codat, nothing lost here, and a retryable answer whenever Codat fails."""
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app.main import create_app
+from app.onboarding.models import Business, FeedAccount, FeedConnection
+from tests.contract import contract_checked
+from tests.onboarding.conftest import ACCOUNTS, register
+from tests.onboarding.test_connect import CODAT_AUTH, codat_get
+
+
+async def codat_inventory(client: httpx.AsyncClient) -> dict[str, dict[str, list[str]]]:
+    """Everything at the sandbox: company name -> connection id -> source account ids."""
+    inventory: dict[str, dict[str, list[str]]] = {}
+    for company in (await codat_get(client, "/companies?pageSize=5000"))["results"]:
+        connections = inventory.setdefault(company["name"], {})
+        for connection in company.get("dataConnections") or []:
+            path = f"/companies/{company['id']}/connections/{connection['id']}/connectionInfo/bankFeedAccounts"
+            connections[connection["id"]] = sorted(a["id"] for a in await codat_get(client, path))
+    return inventory
+
+
+async def connect_until_done(client: httpx.AsyncClient, headers: dict[str, str], attempts: int = 40) -> httpx.Response:
+    """What a well-behaved app does: retry a retryable answer after Retry-After."""
+    for _ in range(attempts):
+        response = await client.post("/v1/bank-feed/connect", headers=headers)
+        if response.status_code == 200:
+            return response
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "upstream_unavailable"
+        await asyncio.sleep(min(float(response.headers["retry-after"]), 0.5))
+    raise AssertionError("never succeeded")
+
+
+class TestConcurrentConnects:
+    async def test_a_hundred_identical_connects_on_two_replicas_create_everything_once(
+        self, app, client, settings, sandbox_app, service_headers, user_headers, business
+    ):
+        replica = create_app(settings, sandbox_app=contract_checked(sandbox_app))
+        async with replica.router.lifespan_context(replica), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=replica), base_url="http://test"
+        ) as other:
+            responses = await asyncio.gather(
+                *(c.post("/v1/bank-feed/connect", headers=user_headers(business)) for c in [client, other] * 50)
+            )
+
+        assert [r.status_code for r in responses if r.status_code != 200] == []
+        assert len({r.json()["connectionId"] for r in responses}) == 1
+        inventory = await codat_inventory(client)
+        assert inventory == {f"{business} LLC": {responses[0].json()["connectionId"]: sorted(ACCOUNTS)}}
+
+
+class TestFaults:
+    @pytest.fixture
+    def settings(self, settings):
+        settings.codat.max_attempts = 3
+        settings.codat.circuit_breaker_cooldown_seconds = 0.5
+        return settings
+
+    async def test_fifty_businesses_onboard_through_errors_timeouts_and_429s(
+        self, client, sandbox, service_headers, user_headers, app
+    ):
+        businesses = [f"biz-{n:02d}" for n in range(50)]
+        for business_id in businesses:
+            await register(client, service_headers(), business_id)
+        sandbox.set_knobs(errorRate=0.3, timeoutRate=0.1, timeoutSeconds=0.05, rateLimitRate=0.1, retryAfterSeconds=0)
+
+        responses = await asyncio.gather(*(connect_until_done(client, user_headers(b)) for b in businesses))
+        sandbox.set_knobs(errorRate=0, timeoutRate=0, rateLimitRate=0)
+
+        inventory = await codat_inventory(client)
+        assert sorted(inventory) == sorted(f"{b} LLC" for b in businesses)
+        for business_id, response in zip(businesses, responses, strict=True):
+            assert inventory[f"{business_id} LLC"] == {response.json()["connectionId"]: sorted(ACCOUNTS)}
+        await assert_no_orphans(app, expected_businesses=50)
+
+
+async def assert_no_orphans(app, expected_businesses: int) -> None:  # type: ignore[no-untyped-def]
+    async with app.state.sessionmaker() as session:
+        businesses = (await session.scalars(select(Business))).all()
+        connections = (await session.scalars(select(FeedConnection))).all()
+        accounts = (await session.scalars(select(FeedAccount))).all()
+    assert len(businesses) == expected_businesses
+    assert all(b.codat_company_id for b in businesses)
+    assert len(connections) == expected_businesses
+    assert all(c.codat_connection_id and c.is_current for c in connections)
+    assert len(accounts) == expected_businesses * len(ACCOUNTS)
+    assert all(a.registered for a in accounts)
+
+
+class TestResume:
+    async def test_a_failure_between_company_and_connection_resumes_without_creating_twice(
+        self, client, sandbox, user_headers, business, app
+    ):
+        sandbox.set_knobs(errorRate=1.0, operations=["create-connection"])
+
+        failed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+        inventory_after_failure = await codat_inventory(client)
+        sandbox.set_knobs(errorRate=0.0, operations=[])
+        resumed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+
+        assert failed.status_code == 503
+        assert int(failed.headers["retry-after"]) >= 1
+        assert list(inventory_after_failure.values()) == [{}]
+        assert resumed.status_code == 200
+        assert sandbox.counters["create-company"] == 1
+        assert await codat_inventory(client) == {f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}}
+        await assert_no_orphans(app, expected_businesses=1)
+
+
+class TestSecretsStayOutOfLogs:
+    async def test_no_api_key_otp_link_or_credential_is_logged(self, client, sandbox, user_headers, business, caplog):
+        caplog.set_level(logging.DEBUG)
+        sandbox.set_knobs(errorRate=0.3, rateLimitRate=0.2, retryAfterSeconds=0)
+
+        connected = await connect_until_done(client, user_headers(business))
+        sandbox.set_knobs(errorRate=0, rateLimitRate=0)
+        sandbox.clock.advance(3600)
+        link = (await client.get("/v1/bank-feed/link", headers=user_headers(business))).json()
+        credentials = (await client.post("/v1/bank-feed/credentials", headers=user_headers(business))).json()
+
+        logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
+        secrets = [
+            CODAT_AUTH["Authorization"].split()[1],
+            "test-sandbox-key",
+            connected.json()["linkUrl"],
+            "otp=" + connected.json()["linkUrl"].rsplit("otp=", 1)[1],
+            link["linkUrl"],
+            "otp=" + link["linkUrl"].rsplit("otp=", 1)[1],
+            credentials["password"],
+        ]
+        assert "codat.retry" in logged  # the failures were logged
+        assert [s for s in secrets if s in logged] == []
