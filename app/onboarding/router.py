@@ -4,6 +4,7 @@ from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from app.auth.dependencies import BankFeedReader, BusinessesWriter, CurrentUser
+from app.codat.schemas import Credentials
 from app.db import SessionDep
 from app.errors import InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
 from app.idempotency.route import IdempotentRoute
@@ -25,6 +26,7 @@ from app.onboarding.schemas import (
     CredentialsOut,
     FeedAccountOut,
     LinkOut,
+    ReconnectIn,
     RenameAccountIn,
 )
 from app.onboarding.service import Link
@@ -46,6 +48,10 @@ def link_out(link: Link) -> LinkOut:
         connection_id=link.connection.codat_connection_id or "",
         connection_status=link.connection.status,
     )
+
+
+def credentials_out(credentials: Credentials) -> CredentialsOut:
+    return CredentialsOut(username=credentials.username, password=credentials.password.get_secret_value())
 
 
 async def connect_out(session: SessionDep, business_id: str, link: Link) -> ConnectOut:
@@ -93,6 +99,27 @@ async def connect(
     return await connect_out(session, user.business_id, link)
 
 
+@router.post(
+    "/reconnect",
+    response_model=ConnectOut,
+    responses=error_responses(BusinessNotFound, *UPSTREAM_ERRORS),
+)
+async def reconnect(
+    user: CurrentUser, service: ServiceDep, session: SessionDep, response: Response, body: ReconnectIn | None = Body(None)
+) -> ConnectOut:
+    """Mend a broken feed in one step: a link for the same accounts, on a new connection if Codat's is dead.
+
+    With `withCredentials`, also one-time QuickBooks credentials, for an in-app flow.
+    """
+    link = await service.reconnect(user.business_id)
+    no_store(response)
+    out = await connect_out(session, user.business_id, link)
+    if body and body.with_credentials:
+        credentials = await service.generate_credentials(user.business_id)
+        out.credentials = credentials_out(credentials)
+    return out
+
+
 @router.get("/link", response_model=LinkOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS))
 async def get_link(user: CurrentUser, service: ServiceDep, response: Response) -> LinkOut:
     """A Link URL with time left on its one-time password, fresh if the stored one has lapsed."""
@@ -117,7 +144,7 @@ async def generate_credentials(user: CurrentUser, service: ServiceDep, response:
     """One-time QuickBooks credentials for an in-app flow; each call makes a new set."""
     credentials = await service.generate_credentials(user.business_id)
     no_store(response)
-    return CredentialsOut(username=credentials.username, password=credentials.password.get_secret_value())
+    return credentials_out(credentials)
 
 
 @router.delete(

@@ -150,10 +150,15 @@ class LinkOut(ApiModel):
     connection_status: str | None
 
 
-class ConnectOut(LinkOut):
-    accounts: list[FeedAccountOut]
-
-
 class CredentialsOut(ApiModel):
     username: str
     password: str
+
+
+class ConnectOut(LinkOut):
+    accounts: list[FeedAccountOut]
+    credentials: CredentialsOut | None = Field(None, description="Only when asked for (`withCredentials`).")
+
+
+class ReconnectIn(StrictApiModel):
+    with_credentials: bool = Field(False, description="Also make one-time QuickBooks credentials (in-app flow).")

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 LINK_LEASE_SECONDS = 30
 LINK_POLL_SECONDS = 0.05
+BROKEN_CONNECTION = ("Unlinked", "Deauthorized")
 BATCH_SIZE = 100  # Codat sets no maximum for the batch endpoint; keep each request a sensible size.
 
 
@@ -94,6 +95,14 @@ class OnboardingService:
             return await self.single_flight.do(
                 ("connect", business_id, tuple(account_ids or ())), lambda: self._connect(business_id, account_ids)
             )
+
+    async def reconnect(self, business_id: str) -> Link:
+        """Mend a broken feed: the same accounts on a live connection (a new one if Codat's is dead)."""
+        async with self.sessions() as session:
+            repo = OnboardingRepository(session)
+            connection = await repo.current_connection(business_id)
+            offered = [f.account_id for f in await repo.feed_accounts(connection.id)] if connection else []
+        return await self.connect(business_id, sorted(offered) or None)
 
     async def link(self, business_id: str) -> Link:
         """A link with more than the safety margin left, minted afresh when the stored one has lapsed."""
@@ -204,6 +213,7 @@ class OnboardingService:
         return company.id
 
     async def _ensure_connection(self, business_id: str, company_id: str) -> FeedConnection:
+        await self._retire_broken_connection(business_id)
         connection = await self._current_connection_or_intent(business_id)
         if connection.codat_connection_id is not None:
             return connection
@@ -214,6 +224,20 @@ class OnboardingService:
         await self._record_connection(connection, created)
         log.info("onboarding.connection_created", extra={"business_id": business_id, "connection_id": created.id})
         return connection
+
+    async def _retire_broken_connection(self, business_id: str) -> None:
+        """An Unlinked or Deauthorized connection cannot be revived: keep it as history, start a new one."""
+        try:
+            async with self.sessions.begin() as session:
+                repo = OnboardingRepository(session)
+                connection = await repo.current_connection(business_id)
+                if connection is None or connection.status not in BROKEN_CONNECTION:
+                    return
+                await repo.retire_connection(connection.id)
+                await repo.add_connection_intent(business_id)
+        except IntegrityError:
+            return  # another process replaced it first
+        log.info("onboarding.connection_replaced", extra={"business_id": business_id, "old_connection_id": connection.codat_connection_id})
 
     async def _current_connection_or_intent(self, business_id: str) -> FeedConnection:
         try:

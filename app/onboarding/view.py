@@ -6,9 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.onboarding.exceptions import BusinessNotFound
 from app.onboarding.models import BankAccount, FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository
+from app.onboarding.service import BROKEN_CONNECTION
 from app.onboarding.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
 
-BROKEN_CONNECTION = ("Deauthorized", "Unlinked")
 ACTION_MESSAGES: dict[FeedAction, str | None] = {
     "connect": "Connect your bank accounts to QuickBooks Online.",
     "finish_in_quickbooks": "Finish connecting your accounts in QuickBooks Online.",
