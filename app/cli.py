@@ -10,6 +10,7 @@ import uvicorn
 from app import migrate
 from app.auth.tokens import mint_end_user_token, mint_service_token
 from app.config import Environment, Settings, get_settings
+from app.observability import configure_logging
 
 DEV_SERVICE_SCOPES = ["businesses:write", "bank-feed:read", "transactions:write"]
 
@@ -28,6 +29,7 @@ def run_dev(args: argparse.Namespace) -> None:
     from app.main import create_app
 
     settings = dev_settings(args.host, args.port)
+    configure_logging(settings.log_level)
     migrate.upgrade(settings.database.url)
     app = create_app(settings)
     asyncio.run(_seed(settings, register_demo_business))
@@ -69,7 +71,7 @@ bankfeeds-bff dev is running at {base}  (database: {database}; Codat: the embedd
 
 def run_serve(args: argparse.Namespace) -> None:
     uvicorn.run(
-        "app.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+        "app.main:create_served_app", factory=True, host=args.host, port=args.port, workers=args.workers,
         proxy_headers=True, access_log=False,
     )
 

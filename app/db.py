@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, event
+from typing import Any
+
+from sqlalchemy import Insert, MetaData, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -77,3 +80,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+
+
+def insert_ignoring_conflicts(
+    session: AsyncSession, model: type[Base], rows: list[dict[str, Any]], conflict_columns: list[str]
+) -> Insert:
+    """``INSERT … ON CONFLICT DO NOTHING`` on Postgres and SQLite: concurrent writers of one row both succeed."""
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    return insert(model).values(rows).on_conflict_do_nothing(index_elements=conflict_columns)

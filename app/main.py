@@ -14,7 +14,7 @@ from app.codat.client import CodatClient, build_http_client
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
-from app.observability import RequestContextMiddleware
+from app.observability import RequestContextMiddleware, configure_logging
 from app.onboarding.router import internal_router, router as onboarding_router
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.dependencies import onboarding_service
@@ -64,6 +64,13 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
         )
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The factory `serve` gives uvicorn: each worker process configures its logging, then builds the app."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 def build_sandbox(settings: Settings) -> FastAPI:

@@ -48,8 +48,11 @@ def configure_logging(level: str) -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs full URLs, which may carry an OTP
+    root.setLevel(logging.INFO)
+    logging.getLogger("app").setLevel(level)
+    # These log full URLs or SQL parameters at INFO/DEBUG, and a stored linkUrl carries an OTP.
+    for noisy in ("httpx", "httpcore", "aiosqlite", "sqlalchemy.engine", "asyncpg"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class RequestContextMiddleware:

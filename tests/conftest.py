@@ -125,3 +125,12 @@ def service_headers(auth_settings: AuthSettings):  # type: ignore[no-untyped-def
         return {"Authorization": f"Bearer {mint_service_token(auth_settings, 'test-service', list(scopes))}"}
 
     return headers
+
+
+@pytest.fixture
+async def business(client: httpx.AsyncClient, service_headers) -> str:  # type: ignore[no-untyped-def]
+    """biz-1 (US) with the three accounts of tests.factories.ACCOUNTS, registered by an internal service."""
+    from tests.factories import register
+
+    await register(client, service_headers(), "biz-1")
+    return "biz-1"

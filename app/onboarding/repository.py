@@ -7,6 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import insert_ignoring_conflicts
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
 
 
@@ -136,20 +137,17 @@ class OnboardingRepository:
     async def add_feed_account_intents(
         self, connection_id: int, business_id: str, account_ids: Sequence[str]
     ) -> list[FeedAccount]:
-        """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows are kept."""
-        existing = {a.account_id: a for a in await self.feed_accounts(connection_id)}
-        for account_id in account_ids:
-            if account_id not in existing:
-                existing[account_id] = FeedAccount(
-                    connection_id=connection_id,
-                    business_id=business_id,
-                    account_id=account_id,
-                    request_key=new_request_key(),
-                    registered=False,
-                )
-                self.session.add(existing[account_id])
-        await self.session.flush()
-        return [existing[a] for a in account_ids]
+        """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows win."""
+        rows = [
+            {"connection_id": connection_id, "business_id": business_id, "account_id": account_id,
+             "request_key": new_request_key(), "registered": False}
+            for account_id in account_ids
+        ]
+        await self.session.execute(
+            insert_ignoring_conflicts(self.session, FeedAccount, rows, ["connection_id", "account_id"])
+        )
+        stored = {a.account_id: a for a in await self.feed_accounts(connection_id)}
+        return [stored[a] for a in account_ids]
 
     async def record_feed_account(
         self, connection_id: int, account_id: str, status: str | None, feed_start_date: date | None

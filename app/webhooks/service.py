@@ -12,10 +12,10 @@ from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook, WebhookVerificationError
 
+from app.db import insert_ignoring_conflicts
 from app.errors import InvalidInput, Unauthorized
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.repository import OnboardingRepository
@@ -71,15 +71,14 @@ class WebhookProcessor:
         await self.process(webhook_id)
 
     async def _store(self, session: AsyncSession, webhook_id: str, event: dict[str, Any], received_at: datetime) -> bool:
-        insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(WebhookEvent).values(
-            id=webhook_id,
-            event_type=event["eventType"],
-            generated_at=parse_time(event.get("generatedDate")),
-            received_at=received_at,
-            body=without_secrets(event),
-        )
-        result = await session.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
+        row = {
+            "id": webhook_id,
+            "event_type": event["eventType"],
+            "generated_at": parse_time(event.get("generatedDate")),
+            "received_at": received_at,
+            "body": without_secrets(event),
+        }
+        result = await session.execute(insert_ignoring_conflicts(session, WebhookEvent, [row], ["id"]))
         return result.rowcount == 1  # type: ignore[attr-defined]
 
     async def process(self, webhook_id: str) -> None:

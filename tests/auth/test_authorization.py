@@ -2,10 +2,9 @@
 
 import jwt
 import pytest
-from fastapi.routing import APIRoute
 
 from app.auth.tokens import mint_end_user_token, mint_service_token
-from tests.onboarding.conftest import ACCOUNTS, register
+from tests.factories import ACCOUNTS, register
 
 SAMPLE_PATH_VALUES = {"{business_id}": "biz-1", "{account_id}": "acc-1"}
 SAMPLE_BODIES = {
@@ -17,13 +16,14 @@ SAMPLE_BODIES = {
 
 
 def protected_routes(app) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """Every end-user and internal operation the API declares, with sample path values."""
     routes = []
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path.startswith(("/v1/", "/internal/")):
-            path = route.path
+    for template, operations in app.openapi()["paths"].items():
+        if template.startswith(("/v1/", "/internal/")):
+            path = template
             for name, value in SAMPLE_PATH_VALUES.items():
                 path = path.replace(name, value)
-            routes += [(method, path, route.path) for method in sorted(route.methods)]
+            routes += [(method.upper(), path, template) for method in sorted(operations)]
     return routes
 
 

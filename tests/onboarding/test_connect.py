@@ -1,34 +1,10 @@
 """The end-user onboarding API, against the embedded sandbox as Codat."""
 
 import asyncio
-import base64
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.conftest import TEST_API_KEY
-
-CODAT_AUTH = {"Authorization": "Basic " + base64.b64encode(TEST_API_KEY.encode()).decode()}
-
-
-async def codat_get(client, path: str):  # type: ignore[no-untyped-def]
-    response = await client.get(f"/sandbox{path}", headers=CODAT_AUTH)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def codat_accounts(client, connection_id: str) -> dict[str, dict]:  # type: ignore[no-untyped-def]
-    companies = (await codat_get(client, "/companies"))["results"]
-    for company in companies:
-        for connection in company.get("dataConnections") or []:
-            if connection["id"] == connection_id:
-                path = f"/companies/{company['id']}/connections/{connection_id}/connectionInfo/bankFeedAccounts"
-                return {a["id"]: a for a in await codat_get(client, path)}
-    raise AssertionError(f"connection {connection_id} is not at the sandbox")
-
-
-def otp_of(link_url: str) -> str:
-    return parse_qs(urlparse(link_url).query)["otp"][0]
+from tests.factories import codat_accounts, otp_of
 
 
 def creates(sandbox) -> dict[str, int]:  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.onboarding.conftest import ACCOUNTS
+from tests.factories import ACCOUNTS
 
 
 class TestPutBusiness:

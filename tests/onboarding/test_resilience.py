@@ -8,10 +8,11 @@ import pytest
 from sqlalchemy import select
 
 from app.main import create_app
+from app.observability import configure_logging
 from app.onboarding.models import Business, FeedAccount, FeedConnection
 from tests.contract import contract_checked
-from tests.onboarding.conftest import ACCOUNTS, register
-from tests.onboarding.test_connect import CODAT_AUTH, codat_get
+from tests.factories import ACCOUNTS, register
+from tests.factories import CODAT_AUTH, codat_get
 
 
 async def codat_inventory(client: httpx.AsyncClient) -> dict[str, dict[str, list[str]]]:
@@ -113,9 +114,22 @@ class TestResume:
         await assert_no_orphans(app, expected_businesses=1)
 
 
+@pytest.fixture
+def production_logging(caplog):  # type: ignore[no-untyped-def]
+    """The service's own logging set-up, at DEBUG (what an operator chasing a problem runs), seen by caplog."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging("DEBUG")
+    root.addHandler(caplog.handler)
+    yield
+    root.handlers, _ = saved
+    root.setLevel(saved[1])
+
+
+@pytest.mark.usefixtures("production_logging")
 class TestSecretsStayOutOfLogs:
     async def test_no_api_key_otp_link_or_credential_is_logged(self, client, sandbox, user_headers, business, caplog):
-        caplog.set_level(logging.DEBUG)
+        caplog.set_level(logging.DEBUG, logger="app")
         sandbox.set_knobs(errorRate=0.3, rateLimitRate=0.2, retryAfterSeconds=0)
 
         connected = await connect_until_done(client, user_headers(business))

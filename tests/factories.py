@@ -1,0 +1,49 @@
+"""Helpers the tests share: registering businesses, reading the sandbox as Codat's API sees it."""
+
+import base64
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+
+from tests.conftest import TEST_API_KEY
+
+ACCOUNTS = {
+    "acc-1": {"name": "Operating checking", "accountType": "checking", "accountNumber": "000123456789",
+              "routingNumber": "021000021", "currency": "USD", "balance": "4002.00"},
+    "acc-2": {"name": "Savings", "accountType": "savings", "accountNumber": "000987654321",
+              "routingNumber": "021000021", "currency": "USD", "balance": "0"},
+    "acc-3": {"name": "Card", "accountType": "credit_card", "accountNumber": "4111000011112222",
+              "currency": "USD", "balance": "-742.18"},
+}
+
+
+async def register(client: httpx.AsyncClient, headers: dict[str, str], business_id: str, accounts=ACCOUNTS,
+                   country: str = "US") -> None:
+    response = await client.put(f"/internal/v1/businesses/{business_id}", json={"name": f"{business_id} LLC", "country": country}, headers=headers)
+    assert response.status_code in (200, 201), response.text
+    for account_id, body in accounts.items():
+        response = await client.put(f"/internal/v1/businesses/{business_id}/accounts/{account_id}", json=body, headers=headers)
+        assert response.status_code in (200, 201), response.text
+
+
+CODAT_AUTH = {"Authorization": "Basic " + base64.b64encode(TEST_API_KEY.encode()).decode()}
+
+
+async def codat_get(client, path: str):  # type: ignore[no-untyped-def]
+    response = await client.get(f"/sandbox{path}", headers=CODAT_AUTH)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def codat_accounts(client, connection_id: str) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    companies = (await codat_get(client, "/companies"))["results"]
+    for company in companies:
+        for connection in company.get("dataConnections") or []:
+            if connection["id"] == connection_id:
+                path = f"/companies/{company['id']}/connections/{connection_id}/connectionInfo/bankFeedAccounts"
+                return {a["id"]: a for a in await codat_get(client, path)}
+    raise AssertionError(f"connection {connection_id} is not at the sandbox")
+
+
+def otp_of(link_url: str) -> str:
+    return parse_qs(urlparse(link_url).query)["otp"][0]
