@@ -6,7 +6,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from app.auth.dependencies import BankFeedReader, BusinessesWriter, CurrentUser
 from app.codat.schemas import Credentials
 from app.db import SessionDep
-from app.errors import InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
+from app.errors import Forbidden, InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
 from app.idempotency.route import IdempotentRoute
 from app.http import NO_STORE, etag_response, no_store
 from app.onboarding.dependencies import IdPath, ServiceDep
@@ -34,10 +34,13 @@ from app.onboarding.view import bank_feed_view
 
 UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamRejected)
 router = APIRouter(
-    prefix="/v1/bank-feed", tags=["bank feed"], responses=error_responses(Unauthorized), route_class=IdempotentRoute
+    prefix="/v1/bank-feed",
+    tags=["bank feed"],
+    responses=error_responses(Unauthorized, InvalidInput),
+    route_class=IdempotentRoute,
 )
 internal_router = APIRouter(
-    prefix="/internal/v1/businesses", tags=["internal"], responses=error_responses(Unauthorized)
+    prefix="/internal/v1/businesses", tags=["internal"], responses=error_responses(Unauthorized, Forbidden, InvalidInput)
 )
 
 
