@@ -262,7 +262,7 @@ class ContractChecked:
             self._check(scope, start, bytes(body))
 
     def _check(self, scope: Scope, start: Message, body: bytes) -> None:
-        path = scope["path"]
+        path = scope["path"].removeprefix(scope.get("root_path", ""))  # mounted apps see the full path
         if self.prefix:
             if not path.startswith(self.prefix + "/"):
                 return

@@ -99,3 +99,27 @@ class Sandbox:
         response = await self.client.get(self.accounts_path(connection))
         assert response.status_code == 200, response.text
         return response.json()
+
+
+ERROR_FIELDS = {
+    "statusCode",
+    "service",
+    "error",
+    "correlationId",
+    "validation",
+    "canBeRetried",
+    "detailedErrorCode",
+}
+
+
+def assert_codat_error(response: httpx.Response, status: int, item_id: str | None = None) -> dict[str, Any]:
+    """The response is Codat's ErrorMessage with ``status``; with ``item_id``, a validation error names it."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == ERROR_FIELDS
+    assert body["statusCode"] == status
+    assert body["correlationId"]
+    assert isinstance(body["canBeRetried"], str)
+    if item_id is not None:
+        assert item_id in [e["itemId"] for e in body["validation"]["errors"]], body
+    return body

@@ -10,8 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictFloat,
-    StrictInt,
+    PlainValidator,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -26,7 +25,15 @@ _NOT_IN_NAME_PATTERN = re.compile(r"[^A-Za-z0-9\s\-',&@.?!]")
 
 TagKey = Annotated[str, StringConstraints(min_length=1, max_length=27)]
 TagValue = Annotated[str, StringConstraints(max_length=100)]
-Number = StrictInt | StrictFloat
+
+
+def _json_number(value: object) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+Number = Annotated[int | float, PlainValidator(_json_number)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
