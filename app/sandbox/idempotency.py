@@ -1,13 +1,14 @@
 """Codat's ``Idempotency-Key`` on POST and PATCH.
 
-The first response is replayed for 90 minutes (on the sandbox clock); the same key with another request is a
-422; the same key while the first request is still running is a 409; a 429 is not kept, so the key can be
-retried. Keys are scoped per API key.
+The first response is replayed for 90 minutes (on the sandbox clock), errors included; the same key with
+another request is a 422; the same key while the first request is still running is a 409. A 429 is not kept:
+quota and rate-limit refusals are answered before a key is claimed, so the key can be retried after them.
+Keys are scoped per API key.
 """
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fastapi import Request, Response
@@ -16,7 +17,6 @@ from app.sandbox.clock import SandboxClock
 from app.sandbox.errors import CodatError
 
 REPLAY_WINDOW = timedelta(minutes=90)
-_NOT_KEPT = {429}
 
 Scope = tuple[str, str]  # (API key, Idempotency-Key)
 
@@ -43,7 +43,7 @@ class StoredResponse:
 class _Entry:
     fingerprint: str
     response: StoredResponse | None = None
-    stored_at: datetime | None = field(default=None)
+    stored_at: datetime | None = None
 
 
 class IdempotencyStore:
@@ -67,9 +67,6 @@ class IdempotencyStore:
         return entry.response
 
     def complete(self, scope: Scope, response: StoredResponse) -> None:
-        if response.status_code in _NOT_KEPT:
-            self.release(scope)
-            return
         entry = self._entries[scope]
         entry.response, entry.stored_at = response, self._clock.now()
 
