@@ -1,0 +1,177 @@
+"""The Portal's switches and the test knobs, under ``/_sandbox`` (unauthenticated: a development tool).
+
+JSON is camelCase. PUT bodies are partial: the fields given (nested ones too) replace the current values.
+Invalid input is a 422 in Codat's ErrorMessage shape whose ``validation.errors[].itemId`` names the field.
+
+- ``GET /_sandbox/``: an HTML page to see and change all of this.
+- ``GET|PUT /_sandbox/portal``: ``{integrationEnabled: bool, callout: {en: {title, body}, fr: {title, body}}
+  (title <= 50, body <= 150 characters, plain text), dataTypes: {bankAccounts: bool, bankTransactions: bool},
+  webhook: {url: str|null, secret: "whsec_…"|null}, redirectUrl: str|null, appName: str}``.
+- ``GET|PUT /_sandbox/knobs``: ``{otpLifetimeSeconds, latencyMs, errorRate, timeoutRate,
+  timeoutSeconds (null: hang until the client gives up), rateLimitRate, retryAfterSeconds,
+  dailyQuota (null: none), operations: [operationId] (empty: all), webhookRetryDelaysSeconds: [float]}``.
+  The three rates share one draw per call, so their sum is at most 1.
+- ``GET /_sandbox/counters``: ``{operationId: calls}``, every call that reached an operation.
+- ``POST /_sandbox/reset``: 204; no data, config defaults, real time, seeds restarted.
+- ``GET /_sandbox/clock``, ``POST /_sandbox/clock/advance`` ``{seconds: N}``: ``{now: DateTime}``.
+- ``POST /_sandbox/connections/{connectionId}/status`` ``{status: PendingAuth|Linked|Unlinked|Deauthorized}``:
+  the Connection, after sending the matching ``connection.*`` webhook.
+- ``POST /_sandbox/connections/{connectionId}/accounts/{accountId}/disconnect``: the SourceAccountV2, after
+  sending ``bankFeeds.sourceAccount.disconnected``.
+- ``GET /_sandbox/webhooks/deliveries``: ``[{eventId, eventType, url, status (pending|delivered|failed|
+  no consumer), attempts: [{at, statusCode, error}], event}]``, oldest first.
+- ``POST /_sandbox/webhooks/{eventId}/resend``: 202 and the new delivery: the same event (same id and body)
+  sent again, as an at-least-once sender would.
+"""
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.sandbox import views
+from app.sandbox.clock import iso
+from app.sandbox.context import lifecycle, public_root, sandbox_state
+from app.sandbox.errors import CodatError, from_validation_error, invalid
+from app.sandbox.models import ConnectionStatus
+from app.sandbox.pages.render import page, render
+from app.sandbox.state import UnknownOperations
+
+router = APIRouter(prefix="/_sandbox")
+
+
+class _ClockAdvance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = Field(ge=0)
+
+
+class _StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: ConnectionStatus
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise invalid(
+            "The request body must be a JSON object.",
+            item_id=None,
+            validator="AdminValidator",
+            status_code=422,
+        )
+    return body
+
+
+async def _parse(request: Request, model: type[Any]) -> Any:
+    try:
+        return model.model_validate(await _json_object(request))
+    except ValidationError as exc:
+        raise from_validation_error(exc, validator="AdminValidator", status_code=422) from None
+
+
+@router.get("/")
+async def admin_page(request: Request) -> HTMLResponse:
+    state = sandbox_state(request)
+    body = render(
+        "admin.html",
+        root=public_root(request),
+        portal=json.dumps(state.portal.to_json(), indent=2, ensure_ascii=False),
+        knobs=json.dumps(state.knobs.to_json(), indent=2),
+        counters=json.dumps(dict(sorted(state.counters.items())), indent=2),
+        now=iso(state.clock.now()),
+        deliveries=len(state.webhooks.deliveries),
+    )
+    return page("Codat sandbox", body)
+
+
+@router.get("/portal")
+async def get_portal(request: Request) -> JSONResponse:
+    return JSONResponse(sandbox_state(request).portal.to_json())
+
+
+@router.put("/portal")
+async def put_portal(request: Request) -> JSONResponse:
+    changes = await _json_object(request)
+    try:
+        portal = sandbox_state(request).set_settings(changes)
+    except ValidationError as exc:
+        raise from_validation_error(exc, validator="PortalValidator", status_code=422) from None
+    return JSONResponse(portal.to_json())
+
+
+@router.get("/knobs")
+async def get_knobs(request: Request) -> JSONResponse:
+    return JSONResponse(sandbox_state(request).knobs.to_json())
+
+
+@router.put("/knobs")
+async def put_knobs(request: Request) -> JSONResponse:
+    changes = await _json_object(request)
+    try:
+        knobs = sandbox_state(request).set_knobs(changes)
+    except ValidationError as exc:
+        raise from_validation_error(exc, validator="KnobsValidator", status_code=422) from None
+    except UnknownOperations as exc:
+        raise invalid(str(exc), item_id="operations", validator="KnobsValidator", status_code=422) from None
+    return JSONResponse(knobs.to_json())
+
+
+@router.get("/counters")
+async def get_counters(request: Request) -> JSONResponse:
+    return JSONResponse(dict(sandbox_state(request).counters))
+
+
+@router.post("/reset", status_code=204)
+async def reset(request: Request) -> Response:
+    sandbox_state(request).reset()
+    return Response(status_code=204)
+
+
+@router.get("/clock")
+async def get_clock(request: Request) -> JSONResponse:
+    return JSONResponse({"now": iso(sandbox_state(request).clock.now())})
+
+
+@router.post("/clock/advance")
+async def advance_clock(request: Request) -> JSONResponse:
+    advance = await _parse(request, _ClockAdvance)
+    return JSONResponse({"now": iso(sandbox_state(request).clock.advance(advance.seconds))})
+
+
+@router.post("/connections/{connectionId}/status")
+async def set_connection_status(request: Request, connectionId: str) -> JSONResponse:  # noqa: N803
+    connection = sandbox_state(request).connections.get(connectionId)
+    if connection is None:
+        raise CodatError(404, f"Data connection {connectionId} not found")
+    change = await _parse(request, _StatusChange)
+    life = lifecycle(request)
+    life.set_connection_status(connection, change.status)
+    return JSONResponse(life.present.connection(connection))
+
+
+@router.post("/connections/{connectionId}/accounts/{accountId}/disconnect")
+async def disconnect_account(request: Request, connectionId: str, accountId: str) -> JSONResponse:  # noqa: N803
+    connection = sandbox_state(request).connections.get(connectionId)
+    account = connection.accounts.get(accountId) if connection else None
+    if connection is None or account is None:
+        raise CodatError(404, f"Source account {accountId} not found on connection {connectionId}")
+    lifecycle(request).disconnect_account(connection, account)
+    return JSONResponse(views.source_account(account))
+
+
+@router.get("/webhooks/deliveries")
+async def webhook_deliveries(request: Request) -> JSONResponse:
+    return JSONResponse([d.to_json() for d in sandbox_state(request).webhooks.deliveries])
+
+
+@router.post("/webhooks/{eventId}/resend", status_code=202)
+async def resend_webhook(request: Request, eventId: str) -> JSONResponse:  # noqa: N803
+    delivery = sandbox_state(request).resend(eventId)
+    if delivery is None:
+        raise CodatError(404, f"No webhook event {eventId} was sent")
+    return JSONResponse(delivery.to_json(), status_code=202)

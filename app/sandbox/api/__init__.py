@@ -1,0 +1,19 @@
+"""Codat's API, on Codat's paths, for the operations the BFF uses."""
+
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
+
+from app.sandbox.api import companies, connections, platform, source_accounts
+
+_ROUTERS = [companies.router, connections.router, source_accounts.router, platform.router]
+
+router = APIRouter()
+for _module_router in _ROUTERS:
+    router.include_router(_module_router)
+
+OPERATION_IDS = frozenset(
+    route.operation_id
+    for r in _ROUTERS
+    for route in r.routes
+    if isinstance(route, APIRoute) and route.operation_id
+)

@@ -1,0 +1,54 @@
+"""Companies: create, list, get, delete."""
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.sandbox.api.paging import Paging
+from app.sandbox.api.route import CodatRoute
+from app.sandbox.api.schemas import CompanyRequest, parse_body
+from app.sandbox.context import lifecycle, sandbox_state
+from app.sandbox.errors import CodatError
+from app.sandbox.models import Company
+from app.sandbox.state import SandboxState
+
+router = APIRouter(route_class=CodatRoute)
+
+
+def require_company(state: SandboxState, company_id: str) -> Company:
+    company = state.companies.get(company_id)
+    if company is None:
+        raise CodatError(404, f"No company was found with ID {company_id}")
+    return company
+
+
+@router.post("/companies", operation_id="create-company")
+async def create_company(request: Request) -> JSONResponse:
+    body = await parse_body(request, CompanyRequest, validator="CompanyValidator")
+    state = sandbox_state(request)
+    company = Company(state.new_id(), body.name, state.clock.now(), body.description, dict(body.tags))
+    state.companies[company.id] = company
+    return JSONResponse(lifecycle(request).present.company(company))
+
+
+@router.get("/companies", operation_id="list-companies")
+async def list_companies(request: Request) -> JSONResponse:
+    paging = Paging.from_request(request)
+    companies = list(sandbox_state(request).companies.values())
+    present = lifecycle(request).present
+    return JSONResponse(paging.envelope(companies, present.company, "/companies"))
+
+
+@router.get("/companies/{companyId}", operation_id="get-company")
+async def get_company(request: Request, companyId: str) -> JSONResponse:  # noqa: N803 - Codat's path name
+    company = require_company(sandbox_state(request), companyId)
+    return JSONResponse(lifecycle(request).present.company(company))
+
+
+@router.delete("/companies/{companyId}", operation_id="delete-company", status_code=204)
+async def delete_company(request: Request, companyId: str) -> Response:  # noqa: N803
+    state = sandbox_state(request)
+    company = require_company(state, companyId)
+    for connection_id in company.connections:
+        del state.connections[connection_id]
+    del state.companies[company.id]
+    return Response(status_code=204)

@@ -1,0 +1,93 @@
+"""Connections: create (hcws only), list, get, unlink, delete. Reading one re-mints a lapsed link OTP."""
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.sandbox.api.companies import require_company
+from app.sandbox.api.paging import Paging
+from app.sandbox.api.route import CodatRoute
+from app.sandbox.api.schemas import ConnectionRequest, ConnectionUpdate, parse_body
+from app.sandbox.context import lifecycle, sandbox_state
+from app.sandbox.errors import CodatError, invalid
+from app.sandbox.models import Connection, ConnectionStatus
+from app.sandbox.state import SandboxState
+from app.sandbox.views import HCWS_KEY
+
+router = APIRouter(route_class=CodatRoute)
+
+CONNECTION = "/companies/{companyId}/connections/{connectionId}"
+
+
+def require_connection(state: SandboxState, company_id: str, connection_id: str) -> Connection:
+    require_company(state, company_id)
+    connection = state.find_connection(company_id, connection_id)
+    if connection is None:
+        raise CodatError(404, f"Data connection {connection_id} not found")
+    return connection
+
+
+@router.post("/companies/{companyId}/connections", operation_id="create-connection")
+async def create_connection(request: Request, companyId: str) -> JSONResponse:  # noqa: N803 - Codat's name
+    state = sandbox_state(request)
+    company = require_company(state, companyId)
+    body = await parse_body(request, ConnectionRequest, validator="ConnectionValidator")
+    _require_enabled_integration(state, body.platform_key)
+    connection = Connection(state.new_id(), company.id, state.clock.now(), state.new_otp())
+    company.connections[connection.id] = connection
+    state.connections[connection.id] = connection
+    life = lifecycle(request)
+    life.connection_created(connection)
+    return JSONResponse(life.present.connection(connection))
+
+
+def _require_enabled_integration(state: SandboxState, platform_key: str) -> None:
+    # Codat declares no 400 for this operation, yet an unknown key is a bad request, not a missing resource;
+    # a known but disabled integration is a 403: this client may not use it until it is enabled in the Portal.
+    if platform_key != HCWS_KEY:
+        raise invalid(
+            f"No integration was found with platform key '{platform_key}'.",
+            item_id="platformKey",
+            validator="ConnectionValidator",
+        )
+    if not state.portal.integration_enabled:
+        raise CodatError(403, f"The integration '{platform_key}' is not enabled for this client.")
+
+
+@router.get("/companies/{companyId}/connections", operation_id="list-connections")
+async def list_connections(request: Request, companyId: str) -> JSONResponse:  # noqa: N803
+    paging = Paging.from_request(request)
+    company = require_company(sandbox_state(request), companyId)
+    present = lifecycle(request).present
+    path = f"/companies/{company.id}/connections"
+    return JSONResponse(paging.envelope(list(company.connections.values()), present.connection, path))
+
+
+@router.get(CONNECTION, operation_id="get-connection")
+async def get_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
+    connection = require_connection(sandbox_state(request), companyId, connectionId)
+    return JSONResponse(lifecycle(request).present.connection(connection))
+
+
+@router.patch(CONNECTION, operation_id="unlink-connection")
+async def unlink_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
+    connection = require_connection(sandbox_state(request), companyId, connectionId)
+    await parse_body(request, ConnectionUpdate, validator="ConnectionValidator")
+    if connection.status is not ConnectionStatus.linked:
+        raise invalid(
+            f"Only Linked connections can be unlinked; this one is {connection.status.value}.",
+            item_id="status",
+            validator="ConnectionValidator",
+        )
+    life = lifecycle(request)
+    life.set_connection_status(connection, ConnectionStatus.unlinked)
+    return JSONResponse(life.present.connection(connection))
+
+
+@router.delete(CONNECTION, operation_id="delete-connection")
+async def delete_connection(request: Request, companyId: str, connectionId: str) -> Response:  # noqa: N803
+    state = sandbox_state(request)
+    connection = require_connection(state, companyId, connectionId)
+    lifecycle(request).connection_deleted(connection)
+    del state.companies[companyId].connections[connection.id]
+    del state.connections[connection.id]
+    return Response(status_code=200)

@@ -1,0 +1,37 @@
+"""The sandbox as an ASGI app of its own: Codat's API at the root, the hosted pages, and ``/_sandbox``."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from app.sandbox import admin, api
+from app.sandbox.config import SandboxConfig
+from app.sandbox.errors import install_error_handlers
+from app.sandbox.pages import link, qbo
+from app.sandbox.state import SandboxState
+
+
+def create_sandbox_app(
+    config: SandboxConfig | None = None, *, webhook_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """``app.state.sandbox`` is the SandboxState; ``webhook_transport`` lets tests receive webhooks in-process
+    (an ``httpx.ASGITransport`` or ``MockTransport``)."""
+    state = SandboxState(config or SandboxConfig(), webhook_transport)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Mounted under another app this never runs; deliveries then end with their event loop.
+        state.webhooks.reset()
+
+    app = FastAPI(title="Codat sandbox", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.sandbox = state
+    install_error_handlers(app)
+    app.include_router(api.router)
+    app.include_router(link.router)
+    app.include_router(qbo.router)
+    app.include_router(admin.router)
+    state.operation_ids = api.OPERATION_IDS
+    return app

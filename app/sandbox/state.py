@@ -1,0 +1,140 @@
+"""Everything a sandbox instance holds in memory, with the switches, knobs, clock and counters for tests.
+
+All state is read and changed from one event loop, in code that does not await between reading and
+writing, so each operation is atomic without a lock; the one multi-step protocol, Idempotency-Key, claims
+its key synchronously before it awaits anything.
+"""
+
+import random
+import secrets
+import string
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+from app.sandbox.clock import SandboxClock, iso
+from app.sandbox.config import SandboxConfig
+from app.sandbox.idempotency import IdempotencyStore
+from app.sandbox.models import Company, Connection, Credentials, Otp
+from app.sandbox.switches import Knobs, PortalSettings
+from app.sandbox.webhooks import Consumer, Delivery, WebhookSender
+
+_CREDENTIAL_ALPHABET = string.ascii_uppercase + string.digits
+
+
+class UnknownOperations(ValueError):
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"unknown operationIds: {', '.join(names)}")
+
+
+class SandboxState:
+    def __init__(
+        self, config: SandboxConfig, webhook_transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self.clock = SandboxClock()
+        self.counters: Counter[str] = Counter()
+        self.operation_ids: frozenset[str] = frozenset()
+        self.idempotency = IdempotencyStore(self.clock)
+        self.webhooks = WebhookSender(config.webhook_timeout_seconds, webhook_transport)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to a fresh instance: no data, config defaults, clock at real time, seeds restarted."""
+        self.companies: dict[str, Company] = {}
+        self.connections: dict[str, Connection] = {}
+        self.portal = PortalSettings.from_config(self.config)
+        self.knobs = Knobs.from_config(self.config)
+        self.quota_used: Counter[tuple[str, date]] = Counter()
+        self.counters.clear()
+        self.clock.reset()
+        self.idempotency.clear()
+        self.webhooks.reset()
+        seed = self.config.seed
+        self.fault_random = random.Random(seed)
+        self._secret_random = random.Random(seed + 1) if seed is not None else secrets.SystemRandom()
+
+    def set_settings(self, changes: Mapping[str, Any] | None = None, **fields: Any) -> PortalSettings:
+        """Change Portal switches (camelCase, nested, partial); raises pydantic's ValidationError."""
+        self.portal = self.portal.merged({**(changes or {}), **fields})
+        return self.portal
+
+    def set_knobs(self, changes: Mapping[str, Any] | None = None, **fields: Any) -> Knobs:
+        knobs = self.knobs.merged({**(changes or {}), **fields})
+        unknown = sorted(set(knobs.operations) - self.operation_ids)
+        if unknown:
+            raise UnknownOperations(unknown)
+        self.knobs = knobs
+        return self.knobs
+
+    # Ids and secrets: reproducible when a seed is given.
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self._secret_random.getrandbits(128), version=4))
+
+    def new_otp(self) -> Otp:
+        code = f"{self._secret_random.randrange(1_000_000):06d}"
+        return Otp(code, self.clock.now() + timedelta(seconds=self.knobs.otp_lifetime_seconds))
+
+    def issue_credentials(self, connection: Connection) -> Credentials:
+        """A new one-time username and password for QuickBooks; earlier ones stay valid until revoked."""
+
+        def chars(n: int) -> str:
+            return "".join(self._secret_random.choice(_CREDENTIAL_ALPHABET) for _ in range(n))
+
+        credentials = Credentials(username="-".join(chars(4) for _ in range(3)), password=chars(20))
+        connection.credentials.append(credentials)
+        return credentials
+
+    # Lookups.
+
+    def find_connection(self, company_id: str, connection_id: str) -> Connection | None:
+        connection = self.connections.get(connection_id)
+        return connection if connection and connection.company_id == company_id else None
+
+    def current_otp(self, connection: Connection) -> Otp:
+        """The connection's link OTP; a fresh one once the old one has lapsed."""
+        if not connection.otp.is_valid(self.clock.now()):
+            connection.otp = self.new_otp()
+        return connection.otp
+
+    def otp_accepted(self, connection: Connection, code: str) -> bool:
+        otp = connection.otp
+        return otp.is_valid(self.clock.now()) and secrets.compare_digest(otp.code, code)
+
+    def connection_for_credentials(self, username: str, password: str) -> Connection | None:
+        offered = Credentials(username.strip(), password.strip())
+        for connection in self.connections.values():
+            if any(_same_credentials(offered, held) for held in connection.credentials):
+                return connection
+        return None
+
+    # Webhooks.
+
+    def emit(self, event_type: str, payload: dict[str, Any]) -> Delivery:
+        event = {
+            "id": self.new_id(),
+            "eventType": event_type,
+            "generatedDate": iso(self.clock.now()),
+            "payload": payload,
+        }
+        return self.webhooks.send(event, self._consumer())
+
+    def resend(self, event_id: str) -> Delivery | None:
+        return self.webhooks.resend(event_id, self._consumer())
+
+    def _consumer(self) -> Consumer | None:
+        webhook = self.portal.webhook
+        if not (webhook.url and webhook.secret):
+            return None
+        return Consumer(webhook.url, webhook.secret, tuple(self.knobs.webhook_retry_delays_seconds))
+
+
+def _same_credentials(offered: Credentials, held: Credentials) -> bool:
+    return secrets.compare_digest(offered.username, held.username) & secrets.compare_digest(
+        offered.password, held.password
+    )
