@@ -20,6 +20,8 @@ def dev_settings(host: str, port: int) -> Settings:
     os.environ.setdefault("BANKFEEDS_ENVIRONMENT", Environment.dev.value)
     os.environ.setdefault("BANKFEEDS_SANDBOX__ENABLED", "true")
     os.environ.setdefault("BANKFEEDS_SANDBOX__PUBLIC_URL", f"http://{host}:{port}/sandbox")
+    os.environ.setdefault("BANKFEEDS_SANDBOX__WEBHOOK_URL", f"http://{host}:{port}/webhooks/codat")
+    os.environ.setdefault("BANKFEEDS_SANDBOX__REDIRECT_URL", f"http://{host}:{port}/")
     get_settings.cache_clear()
     return get_settings()
 

@@ -72,6 +72,8 @@ class SandboxSettings(BaseModel):
     public_url: str | None = Field(
         None, description="Browser-facing root of the sandbox (for linkUrls), e.g. http://127.0.0.1:8000/sandbox."
     )
+    webhook_url: str | None = Field(None, description="Where the sandbox delivers its webhooks (dev: our own).")
+    redirect_url: str | None = Field(None, description="Where the QuickBooks stand-in sends the SMB back (dev: the demo).")
 
 
 class WebhookSettings(BaseModel):

@@ -80,6 +80,8 @@ def build_sandbox(settings: Settings) -> FastAPI:
         SandboxConfig(
             api_keys=[settings.sandbox.api_key.get_secret_value()],
             public_url=settings.sandbox.public_url,
+            webhook_url=settings.sandbox.webhook_url,
+            redirect_url=settings.sandbox.redirect_url,
             otp_lifetime_seconds=settings.codat.otp_lifetime_seconds,
             webhook_secret=settings.webhooks.signing_secret.get_secret_value() if settings.webhooks.signing_secret else None,
         )

@@ -51,7 +51,7 @@ def configure_logging(level: str) -> None:
     root.setLevel(logging.INFO)
     logging.getLogger("app").setLevel(level)
     # These log full URLs or SQL parameters at INFO/DEBUG, and a stored linkUrl carries an OTP.
-    for noisy in ("httpx", "httpcore", "aiosqlite", "sqlalchemy.engine", "asyncpg"):
+    for noisy in ("httpx", "httpcore", "aiosqlite", "sqlalchemy.engine", "asyncpg", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

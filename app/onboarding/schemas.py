@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from app.clock import as_utc
 from app.onboarding.currencies import ISO_4217
 
 SUPPORTED_COUNTRIES = ("US", "CA")
@@ -37,6 +38,7 @@ class StrictApiModel(ApiModel):
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 def _account_type(value: object) -> object:
@@ -128,7 +130,7 @@ class FeedAccountOut(ApiModel):
 class ConnectionOut(ApiModel):
     connection_id: str | None
     status: str | None = Field(description="Codat's status: PendingAuth, Linked, Unlinked or Deauthorized.")
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class BankFeedOut(ApiModel):
@@ -140,12 +142,12 @@ class BankFeedOut(ApiModel):
     link_needed: bool = Field(description="True while the user has something to do in QuickBooks (see `action`).")
     action: FeedAction = Field(description="What the user should do next; `none` when all is well.")
     action_message: str | None = Field(description="The same, as a sentence for the user.")
-    state_confirmed_at: datetime | None = Field(description="When Codat last confirmed these statuses.")
+    state_confirmed_at: UtcDateTime | None = Field(description="When Codat last confirmed these statuses.")
 
 
 class LinkOut(ApiModel):
     link_url: str = Field(description="Codat's Link URL; carries a one-time password. Do not store or share it.")
-    expires_at: datetime
+    expires_at: UtcDateTime
     connection_id: str
     connection_status: str | None
 
