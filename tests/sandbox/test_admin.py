@@ -87,14 +87,7 @@ async def test_reset_forgets_everything(sandbox) -> None:
     assert (await sandbox.client.get("/_sandbox/counters")).json() == {}
     assert (await sandbox.client.get("/_sandbox/knobs")).json()["latencyMs"] == 0
     assert (await sandbox.client.get("/_sandbox/portal")).json()["integrationEnabled"] is True
-    assert (
-        abs(
-            (
-                sandbox.state.clock.now() - __import__("datetime").datetime.now(__import__("datetime").UTC)
-            ).total_seconds()
-        )
-        < 5
-    )
+    assert abs((sandbox.state.clock.now() - datetime.now(UTC)).total_seconds()) < 5
 
 
 @pytest.mark.parametrize("status", ["Linked", "Deauthorized", "Unlinked", "PendingAuth"])

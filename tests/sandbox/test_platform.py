@@ -1,4 +1,4 @@
-"""The Platform API reads: the hcws integration (enabled follows the Portal) and the profile's sync settings."""
+"""Platform API reads: the hcws integration (enabled follows the Portal) and the sync settings."""
 
 from tests.sandbox.support import assert_codat_error
 

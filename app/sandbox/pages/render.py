@@ -24,11 +24,11 @@ def _template(name: str) -> Template:
     return Template((_TEMPLATES / name).read_text(encoding="utf-8"))
 
 
-def render(name: str, **values: object) -> Safe:
+def render(template: str, /, **values: object) -> Safe:
     escaped = {
         key: value if isinstance(value, Safe) else html.escape(str(value)) for key, value in values.items()
     }
-    return Safe(_template(name).substitute(escaped))
+    return Safe(_template(template).substitute(escaped))
 
 
 def join(fragments: list[Safe]) -> Safe:
