@@ -1,6 +1,8 @@
 """Helpers the tests share: registering businesses, reading the sandbox as Codat's API sees it."""
 
 import base64
+import html
+import re
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -47,3 +49,38 @@ async def codat_accounts(client, connection_id: str) -> dict[str, dict]:  # type
 
 def otp_of(link_url: str) -> str:
     return parse_qs(urlparse(link_url).query)["otp"][0]
+
+
+def link_base(link_url: str) -> str:
+    return link_url.split("/start?", 1)[0]
+
+
+async def get_credentials_on_link_page(client: httpx.AsyncClient, link_url: str) -> tuple[str, str]:
+    """What the SMB does on Codat's Link page: open it, click Get credentials, read them."""
+    page = await client.get(link_url)
+    assert page.status_code == 200, page.text
+    shown = await client.post(f"{link_base(link_url)}/credentials", data={"otp": otp_of(link_url), "lang": "en"})
+    assert shown.status_code == 200, shown.text
+    username = re.search(r'id="credential-username">([^<]+)<', shown.text)
+    password = re.search(r'id="credential-password">([^<]+)<', shown.text)
+    assert username and password, shown.text
+    return html.unescape(username.group(1)), html.unescape(password.group(1))
+
+
+async def connect_in_quickbooks(
+    client: httpx.AsyncClient, link_url: str, account_ids: list[str], feed_start: str = "2026-11-01"
+) -> tuple[str, str]:
+    """The SMB's whole trip: Link page, Get credentials, QuickBooks stand-in, pick accounts and a start date."""
+    username, password = await get_credentials_on_link_page(client, link_url)
+    done = await client.post(
+        "/sandbox/qbo/connect",
+        data={"username": username, "password": password, "account": account_ids, "feedStartDate": feed_start},
+    )
+    assert done.status_code == 200, done.text
+    return username, password
+
+
+async def disconnect_in_quickbooks(client: httpx.AsyncClient, credentials: tuple[str, str], account_id: str) -> None:
+    username, password = credentials
+    done = await client.post("/sandbox/qbo/disconnect", data={"username": username, "password": password, "account": account_id})
+    assert done.status_code == 200, done.text

@@ -97,12 +97,25 @@ class OnboardingService:
             )
 
     async def reconnect(self, business_id: str) -> Link:
-        """Mend a broken feed: the same accounts on a live connection (a new one if Codat's is dead)."""
+        """Mend a broken feed: the same accounts on a live connection (a new one if Codat's is dead).
+
+        Codat is asked first, so a missed webhook cannot make us hand out a link to a dead connection.
+        """
+        with codat_deadline(self.settings.request_deadline_seconds):
+            offered = await self._refresh_and_list_offered(business_id)
+            return await self.connect(business_id, offered or None)
+
+    async def _refresh_and_list_offered(self, business_id: str) -> list[str]:
         async with self.sessions() as session:
             repo = OnboardingRepository(session)
+            business = await repo.get_business(business_id)
+            if business is None:
+                raise BusinessNotFound("No business is registered under this id.")
             connection = await repo.current_connection(business_id)
-            offered = [f.account_id for f in await repo.feed_accounts(connection.id)] if connection else []
-        return await self.connect(business_id, sorted(offered) or None)
+            offered = sorted(f.account_id for f in await repo.feed_accounts(connection.id)) if connection else []
+        if connection is not None and connection.codat_connection_id is not None:
+            await self.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
+        return offered
 
     async def link(self, business_id: str) -> Link:
         """A link with more than the safety margin left, minted afresh when the stored one has lapsed."""
