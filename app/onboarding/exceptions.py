@@ -22,6 +22,10 @@ class NotConnected(Conflict):
     code = "not_connected"
 
 
+class ConnectionGone(Exception):
+    """Codat no longer knows our connection (deleted there): it has been retired here as history."""
+
+
 class UpstreamRejected(AppError):
     """Codat refused a request we believed valid: a bug or a drift on one side, not the user's doing."""
 

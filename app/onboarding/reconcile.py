@@ -5,6 +5,7 @@ import logging
 from datetime import timedelta
 
 from app.errors import AppError
+from app.onboarding.exceptions import ConnectionGone
 from app.onboarding.repository import OnboardingRepository
 from app.onboarding.service import OnboardingService
 from app.webhooks.service import WebhookProcessor
@@ -25,6 +26,8 @@ async def reconcile_once(service: OnboardingService, webhooks: WebhookProcessor,
             await service.refresh_connection(companies[connection.business_id], connection)  # type: ignore[arg-type]
         except AppError as exc:
             log.warning("reconcile.failed", extra={"connection_id": connection.codat_connection_id, "error": exc.code})
+        except ConnectionGone:
+            pass  # retired as history; the user is asked to connect again
     return len(stale)
 
 

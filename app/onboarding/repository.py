@@ -87,10 +87,12 @@ class OnboardingRepository:
         await self.session.flush()
         return connection
 
-    async def retire_connection(self, connection_id: int) -> None:
-        await self.session.execute(
-            update(FeedConnection).where(FeedConnection.id == connection_id).values(is_current=False)
-        )
+    async def retire_connection(self, connection_id: int, status: str | None = None) -> None:
+        """Keep the connection as history; `status` records why when Codat has no status for it (Deleted)."""
+        values: dict[str, object] = {"is_current": False}
+        if status is not None:
+            values["status"] = status
+        await self.session.execute(update(FeedConnection).where(FeedConnection.id == connection_id).values(**values))
 
     async def record_connection(
         self, connection_id: int, codat_connection_id: str, status: str, link_url: str, link_expires_at: datetime

@@ -18,12 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.clock import Clock, as_utc
 from app.codat.client import CodatClient
 from app.codat import codat_deadline
-from app.codat.exceptions import CodatRejected
+from app.codat.exceptions import CodatNotFound, CodatRejected
 from app.codat.schemas import BatchCreateResult, Connection, Credentials, RoutingInfo, SourceAccount, SourceAccountPrototype
 from app.config import CodatSettings
 from app.errors import InvalidInput
 from app.onboarding.changes import ChangeFeed
-from app.onboarding.exceptions import AccountNotFound, BusinessNotFound, NotConnected, translate_codat_errors
+from app.onboarding.exceptions import (
+    AccountNotFound,
+    BusinessNotFound,
+    ConnectionGone,
+    NotConnected,
+    translate_codat_errors,
+)
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository, new_request_key
 from app.onboarding.singleflight import SingleFlight
@@ -112,17 +118,24 @@ class OnboardingService:
             if business is None:
                 raise BusinessNotFound("No business is registered under this id.")
             connection = await repo.current_connection(business_id)
-            offered = sorted(f.account_id for f in await repo.feed_accounts(connection.id)) if connection else []
-        if connection is not None and connection.codat_connection_id is not None:
-            await self.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
-        return offered
+        if connection is None:
+            return []
+        if connection.codat_connection_id is not None:
+            try:
+                await self.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
+            except ConnectionGone:
+                pass  # connect creates its successor
+        return await self._offered_on(connection.id)
 
     async def link(self, business_id: str) -> Link:
         """A link with more than the safety margin left, minted afresh when the stored one has lapsed."""
         with codat_deadline(self.settings.request_deadline_seconds):
             business, connection = await self._current(business_id)
             assert business.codat_company_id is not None
-            return await self._fresh_link(business.codat_company_id, connection)
+            try:
+                return await self._fresh_link(business.codat_company_id, connection)
+            except ConnectionGone:
+                return await self._connect(business_id, await self._offered_on(connection.id) or None)
 
     async def generate_credentials(self, business_id: str) -> Credentials:
         with codat_deadline(self.settings.request_deadline_seconds):
@@ -162,13 +175,16 @@ class OnboardingService:
         """Re-read the connection and its accounts from Codat, for when a webhook was missed."""
         with codat_deadline(self.settings.request_deadline_seconds):
             business, connection = await self._current(business_id)
-            await self.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
+            try:
+                await self.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
+            except ConnectionGone:
+                pass  # the view now offers to connect again
 
     async def refresh_connection(self, company_id: str, connection: FeedConnection) -> None:
         codat_connection_id = connection.codat_connection_id
         assert codat_connection_id is not None
+        fetched = await self._read_connection(company_id, connection)
         with translate_codat_errors("refresh bank feed"):
-            fetched = await self.codat.get_connection(company_id, codat_connection_id)
             accounts = await self.codat.list_source_accounts(company_id, codat_connection_id)
         now = self.clock.now()
         async with self.sessions.begin() as session:
@@ -381,8 +397,7 @@ class OnboardingService:
 
     async def _read_link_from_codat(self, company_id: str, connection: FeedConnection) -> Link:
         try:
-            with translate_codat_errors("refresh link"):
-                fetched = await self.codat.get_connection(company_id, connection.codat_connection_id)
+            fetched = await self._read_connection(company_id, connection)
         except BaseException:
             async with self.sessions.begin() as session:
                 await OnboardingRepository(session).release_link_lease(connection.id)
@@ -396,6 +411,21 @@ class OnboardingService:
         connection.link_url, connection.link_expires_at, connection.status = fetched.link_url, expires_at, str(fetched.status)
         log.info("onboarding.link_refreshed", extra={"connection_id": connection.codat_connection_id})
         return Link(fetched.link_url, expires_at, connection)
+
+    async def _read_connection(self, company_id: str, connection: FeedConnection) -> Connection:
+        """Codat's view of the connection; a connection deleted at Codat is retired here as history."""
+        with translate_codat_errors("read connection"):
+            try:
+                return await self.codat.get_connection(company_id, connection.codat_connection_id)
+            except CodatNotFound:
+                async with self.sessions.begin() as session:
+                    await OnboardingRepository(session).retire_connection(connection.id, status="Deleted")
+                log.warning("reconcile.connection_gone", extra={"connection_id": connection.codat_connection_id})
+                raise ConnectionGone() from None
+
+    async def _offered_on(self, connection_id: int) -> list[str]:
+        async with self.sessions() as session:
+            return sorted(f.account_id for f in await OnboardingRepository(session).feed_accounts(connection_id))
 
     def _expiry_of(self, link_url: str, connection: FeedConnection, now: datetime) -> datetime:
         # Codat does not say when an OTP lapses: a new OTP lives one lifetime from now, the same OTP keeps its expiry.

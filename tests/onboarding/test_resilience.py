@@ -150,3 +150,66 @@ class TestSecretsStayOutOfLogs:
         ]
         assert "codat.retry" in logged  # the failures were logged
         assert [s for s in secrets if s in logged] == []
+
+
+class TestReconcile:
+    async def test_a_connection_deleted_at_codat_is_kept_as_history_and_recreated_with_the_same_accounts(
+        self, app, client, user_headers, business, sandbox
+    ):
+        old = (await client.post("/v1/bank-feed/connect", json={"accountIds": ["acc-1", "acc-2"]}, headers=user_headers(business))).json()
+        company_id = next(iter(sandbox.companies))
+        deleted = await client.delete(f"/sandbox/companies/{company_id}/connections/{old['connectionId']}", headers=CODAT_AUTH)
+        sandbox.clock.advance(3600)
+
+        link = await client.get("/v1/bank-feed/link", headers=user_headers(business))
+
+        assert deleted.status_code == 200
+        assert link.status_code == 200
+        new_id = link.json()["connectionId"]
+        assert new_id != old["connectionId"]
+        assert (await codat_inventory(client))[f"{business} LLC"] == {new_id: ["acc-1", "acc-2"]}
+        async with app.state.sessionmaker() as session:
+            rows = {c.codat_connection_id: (c.is_current, c.status) for c in (await session.scalars(select(FeedConnection))).all()}
+        assert rows[old["connectionId"]] == (False, "Deleted")
+
+    async def test_the_scheduled_round_applies_what_a_missed_webhook_would_have(self, app, client, user_headers, business):
+        from datetime import timedelta
+
+        from app.onboarding.dependencies import onboarding_service
+        from app.onboarding.reconcile import reconcile_once
+        from app.webhooks.service import WebhookProcessor
+        from tests.factories import connect_in_quickbooks
+
+        connected = (await client.post("/v1/bank-feed/connect", headers=user_headers(business))).json()
+        await connect_in_quickbooks(client, connected["linkUrl"], ["acc-1"])  # no webhook consumer: nothing arrives
+        before = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
+
+        refreshed = await reconcile_once(
+            onboarding_service(app), WebhookProcessor(app.state.sessionmaker, app.state.changes), timedelta(0)
+        )
+        after = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
+
+        assert before["connection"]["status"] == "PendingAuth"
+        assert refreshed == 1
+        assert after["connection"]["status"] == "Linked"
+        assert after["connectedCount"] == 1
+        assert after["stateConfirmedAt"] is not None
+
+
+class TestLinkAcrossReplicas:
+    async def test_a_lapsed_link_is_read_once_from_codat_however_many_replicas_ask(
+        self, client, settings, sandbox_app, sandbox, user_headers, business
+    ):
+        await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+        sandbox.clock.advance(3600)
+        replica = create_app(settings, sandbox_app=contract_checked(sandbox_app))
+        async with replica.router.lifespan_context(replica), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=replica), base_url="http://test"
+        ) as other:
+            responses = await asyncio.gather(
+                *(c.get("/v1/bank-feed/link", headers=user_headers(business)) for c in [client, other] * 25)
+            )
+
+        assert {r.status_code for r in responses} == {200}
+        assert len({r.json()["linkUrl"] for r in responses}) == 1
+        assert sandbox.counters["get-connection"] == 1

@@ -135,3 +135,20 @@ async def _delivered_twice(client, event_id: str) -> bool:  # type: ignore[no-un
     return sum(1 for d in deliveries if d["eventId"] == event_id and d["status"] == "delivered") >= 2 or any(
         d["eventId"] == event_id and len([a for a in d["attempts"] if a["statusCode"] == 204]) >= 2 for d in deliveries
     )
+
+
+class TestUnknownEvents:
+    async def test_an_event_type_we_do_not_handle_is_stored_and_acknowledged(self, app, client, settings, live_url):
+        body = json.dumps({"id": "e-1", "eventType": "company.product.added", "generatedDate": "2026-11-23T10:00:00Z",
+                           "payload": {"referenceCompany": {"id": "c"}}}).encode()
+        signature = Webhook(settings.webhooks.signing_secret.get_secret_value()).sign("msg-unknown", datetime.now(UTC), body.decode())
+        headers = {"webhook-id": "msg-unknown", "webhook-timestamp": str(int(time.time())), "webhook-signature": signature}
+
+        async with httpx.AsyncClient() as http:
+            response = await http.post(f"{live_url}/webhooks/codat", content=body, headers=headers)
+
+        assert response.status_code == 204
+        async with app.state.sessionmaker() as session:
+            stored = await session.get(WebhookEvent, "msg-unknown")
+        assert stored is not None and stored.processed_at is not None
+        assert stored.event_type == "company.product.added"
