@@ -1,5 +1,6 @@
 """Codat's ErrorMessage, the one error shape every sandbox response uses."""
 
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 # Codat's own texts for its shared responses (Codat-Bank-Feeds.json components.responses examples).
 STANDARD_MESSAGES = {
@@ -106,6 +109,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return CodatError(exc.status_code, headers=getattr(exc, "headers", None)).to_response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("sandbox bug", exc_info=exc)
+        return CodatError(500).to_response()
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

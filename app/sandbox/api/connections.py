@@ -7,7 +7,7 @@ from app.sandbox.api.companies import require_company
 from app.sandbox.api.paging import Paging
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.api.schemas import ConnectionRequest, ConnectionUpdate, parse_body
-from app.sandbox.context import lifecycle, sandbox_state
+from app.sandbox.context import lifecycle, presenter, sandbox_state
 from app.sandbox.errors import CodatError, invalid
 from app.sandbox.models import Connection, ConnectionStatus
 from app.sandbox.state import SandboxState
@@ -57,7 +57,7 @@ def _require_enabled_integration(state: SandboxState, platform_key: str) -> None
 async def list_connections(request: Request, companyId: str) -> JSONResponse:  # noqa: N803
     paging = Paging.from_request(request)
     company = require_company(sandbox_state(request), companyId)
-    present = lifecycle(request).present
+    present = presenter(request)
     path = f"/companies/{company.id}/connections"
     return JSONResponse(paging.envelope(list(company.connections.values()), present.connection, path))
 
@@ -65,7 +65,7 @@ async def list_connections(request: Request, companyId: str) -> JSONResponse:  #
 @router.get(CONNECTION, operation_id="get-connection")
 async def get_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
     connection = require_connection(sandbox_state(request), companyId, connectionId)
-    return JSONResponse(lifecycle(request).present.connection(connection))
+    return JSONResponse(presenter(request).connection(connection))
 
 
 @router.patch(CONNECTION, operation_id="unlink-connection")
