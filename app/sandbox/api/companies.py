@@ -39,13 +39,13 @@ async def list_companies(request: Request) -> JSONResponse:
 
 
 @router.get("/companies/{companyId}", operation_id="get-company")
-async def get_company(request: Request, companyId: str) -> JSONResponse:  # noqa: N803 - Codat's path name
+async def get_company(request: Request, companyId: str) -> JSONResponse:
     company = require_company(sandbox_state(request), companyId)
     return JSONResponse(presenter(request).company(company))
 
 
 @router.delete("/companies/{companyId}", operation_id="delete-company", status_code=204)
-async def delete_company(request: Request, companyId: str) -> Response:  # noqa: N803
+async def delete_company(request: Request, companyId: str) -> Response:
     state = sandbox_state(request)
     company = require_company(state, companyId)
     for connection_id in company.connections:

@@ -27,7 +27,7 @@ def require_connection(state: SandboxState, company_id: str, connection_id: str)
 
 
 @router.post("/companies/{companyId}/connections", operation_id="create-connection")
-async def create_connection(request: Request, companyId: str) -> JSONResponse:  # noqa: N803 - Codat's name
+async def create_connection(request: Request, companyId: str) -> JSONResponse:
     state = sandbox_state(request)
     company = require_company(state, companyId)
     body = await parse_body(request, ConnectionRequest, validator="ConnectionValidator")
@@ -54,7 +54,7 @@ def _require_enabled_integration(state: SandboxState, platform_key: str) -> None
 
 
 @router.get("/companies/{companyId}/connections", operation_id="list-connections")
-async def list_connections(request: Request, companyId: str) -> JSONResponse:  # noqa: N803
+async def list_connections(request: Request, companyId: str) -> JSONResponse:
     paging = Paging.from_request(request)
     company = require_company(sandbox_state(request), companyId)
     present = presenter(request)
@@ -63,13 +63,13 @@ async def list_connections(request: Request, companyId: str) -> JSONResponse:  #
 
 
 @router.get(CONNECTION, operation_id="get-connection")
-async def get_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
+async def get_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = require_connection(sandbox_state(request), companyId, connectionId)
     return JSONResponse(presenter(request).connection(connection))
 
 
 @router.patch(CONNECTION, operation_id="unlink-connection")
-async def unlink_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
+async def unlink_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = require_connection(sandbox_state(request), companyId, connectionId)
     await parse_body(request, ConnectionUpdate, validator="ConnectionValidator")
     if connection.status is not ConnectionStatus.linked:
@@ -84,7 +84,7 @@ async def unlink_connection(request: Request, companyId: str, connectionId: str)
 
 
 @router.delete(CONNECTION, operation_id="delete-connection")
-async def delete_connection(request: Request, companyId: str, connectionId: str) -> Response:  # noqa: N803
+async def delete_connection(request: Request, companyId: str, connectionId: str) -> Response:
     state = sandbox_state(request)
     connection = require_connection(state, companyId, connectionId)
     lifecycle(request).connection_deleted(connection)

@@ -12,7 +12,7 @@ router = APIRouter(route_class=CodatRoute)
 
 
 @router.get("/integrations/{platformKey}", operation_id="get-integration")
-async def get_integration(request: Request, platformKey: str) -> JSONResponse:  # noqa: N803 - Codat's name
+async def get_integration(request: Request, platformKey: str) -> JSONResponse:
     if platformKey != HCWS_KEY:
         raise CodatError(404, f"No integration was found with platform key '{platformKey}'.")
     return JSONResponse(presenter(request).integration())
