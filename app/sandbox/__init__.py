@@ -2,6 +2,14 @@
 the Portal's switches and test knobs, all in memory.
 
 ``create_sandbox_app(SandboxConfig(...))`` returns the ASGI app; its state is ``app.state.sandbox``.
+Served alone, Codat's paths are at the root (``https://api.codat.io/companies`` is ``{root}/companies``);
+mounted (``bankfeeds-bff dev`` puts it at ``/sandbox``), links follow the mount point. ``{root}`` below is
+``SandboxConfig.public_url`` when set, else the requesting URL's scheme, host and mount point.
+
+- Codat API: ``{root}/companies…``, ``{root}/integrations/hcws``, ``{root}/profile/syncSettings``.
+- linkUrl: ``{root}/link/companies/{companyId}/connections/{connectionId}/start?otp=NNNNNN`` (``&lang=fr``).
+- QuickBooks stand-in: ``{root}/qbo/``.
+- Portal switches and knobs: ``{root}/_sandbox/`` (see ``app.sandbox.admin``).
 """
 
 from app.sandbox.app import create_sandbox_app

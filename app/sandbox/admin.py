@@ -144,7 +144,7 @@ async def advance_clock(request: Request) -> JSONResponse:
 
 
 @router.post("/connections/{connectionId}/status")
-async def set_connection_status(request: Request, connectionId: str) -> JSONResponse:  # noqa: N803
+async def set_connection_status(request: Request, connectionId: str) -> JSONResponse:
     connection = sandbox_state(request).connections.get(connectionId)
     if connection is None:
         raise CodatError(404, f"Data connection {connectionId} not found")
@@ -155,7 +155,7 @@ async def set_connection_status(request: Request, connectionId: str) -> JSONResp
 
 
 @router.post("/connections/{connectionId}/accounts/{accountId}/disconnect")
-async def disconnect_account(request: Request, connectionId: str, accountId: str) -> JSONResponse:  # noqa: N803
+async def disconnect_account(request: Request, connectionId: str, accountId: str) -> JSONResponse:
     connection = sandbox_state(request).connections.get(connectionId)
     account = connection.accounts.get(accountId) if connection else None
     if connection is None or account is None:
@@ -170,7 +170,7 @@ async def webhook_deliveries(request: Request) -> JSONResponse:
 
 
 @router.post("/webhooks/{eventId}/resend", status_code=202)
-async def resend_webhook(request: Request, eventId: str) -> JSONResponse:  # noqa: N803
+async def resend_webhook(request: Request, eventId: str) -> JSONResponse:
     delivery = sandbox_state(request).resend(eventId)
     if delivery is None:
         raise CodatError(404, f"No webhook event {eventId} was sent")

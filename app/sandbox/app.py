@@ -10,6 +10,7 @@ from app.sandbox import admin, api
 from app.sandbox.config import SandboxConfig
 from app.sandbox.errors import install_error_handlers
 from app.sandbox.pages import link, qbo
+from app.sandbox.redaction import redact_otps_in_access_log
 from app.sandbox.state import SandboxState
 
 
@@ -19,6 +20,7 @@ def create_sandbox_app(
     """``app.state.sandbox`` is the SandboxState; ``webhook_transport`` lets tests receive webhooks in-process
     (an ``httpx.ASGITransport`` or ``MockTransport``)."""
     state = SandboxState(config or SandboxConfig(), webhook_transport)
+    redact_otps_in_access_log()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -4,6 +4,7 @@ from fastapi import Request
 
 from app.sandbox.lifecycle import Lifecycle
 from app.sandbox.state import SandboxState
+from app.sandbox.views import Presenter
 
 
 def sandbox_state(request: Request) -> SandboxState:
@@ -21,3 +22,7 @@ def public_root(request: Request) -> str:
 
 def lifecycle(request: Request) -> Lifecycle:
     return Lifecycle(sandbox_state(request), public_root(request))
+
+
+def presenter(request: Request) -> Presenter:
+    return Presenter(sandbox_state(request), public_root(request))

@@ -1,14 +1,16 @@
 """Codat's ErrorMessage, the one error shape every sandbox response uses."""
 
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 # Codat's own texts for its shared responses (Codat-Bank-Feeds.json components.responses examples).
 STANDARD_MESSAGES = {
@@ -83,11 +85,9 @@ def invalid(message: str, *, item_id: str | None, validator: str, status_code: i
     return CodatError(status_code, message, errors=[item])
 
 
-def from_validation_error(
-    exc: ValidationError, *, validator: str, status_code: int = 400, prefix: str = ""
-) -> CodatError:
+def from_validation_error(exc: ValidationError, *, validator: str, status_code: int = 400) -> CodatError:
     items = [
-        ValidationItem(item_id=prefix + _location(e["loc"]), message=e["msg"], validator_name=validator)
+        ValidationItem(item_id=_location(e["loc"]), message=e["msg"], validator_name=validator)
         for e in exc.errors()
     ]
     summary = "; ".join(f"{item.item_id or 'body'}: {item.message}" for item in items)
@@ -107,7 +107,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return CodatError(exc.status_code, headers=getattr(exc, "headers", None)).to_response()
 
-    @app.exception_handler(RequestValidationError)
-    async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        items = [ValidationItem(_location(e["loc"]), e["msg"], "RequestValidator") for e in exc.errors()]
-        return CodatError(400, errors=items).to_response()
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("sandbox bug", exc_info=exc)
+        return CodatError(500).to_response()

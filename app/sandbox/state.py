@@ -1,8 +1,8 @@
 """Everything a sandbox instance holds in memory, with the switches, knobs, clock and counters for tests.
 
-All state is read and changed from one event loop, in code that does not await between reading and
-writing, so each operation is atomic without a lock; the one multi-step protocol, Idempotency-Key, claims
-its key synchronously before it awaits anything.
+The server reads and changes all state from one event loop, in code that does not await between reading
+and writing, so each operation is atomic without a lock; Idempotency-Key claims its key in one synchronous
+step before the operation runs.
 """
 
 import random

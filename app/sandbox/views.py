@@ -50,6 +50,7 @@ class Presenter:
         }
 
     def connection(self, connection: Connection) -> dict[str, Any]:
+        # As with Codat's Get/List connection, a linkUrl whose OTP has lapsed comes back with a fresh one.
         otp = self._state.current_otp(connection)
         return {
             "id": connection.id,

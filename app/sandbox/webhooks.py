@@ -3,7 +3,8 @@
 Signatures follow Standard Webhooks (what ``svix.webhooks.Webhook(secret).verify`` checks): ``webhook-id``,
 ``webhook-timestamp`` and ``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``, keyed
 with the base64 key after ``whsec_``. The timestamp is wall-clock time, not the sandbox clock: receivers
-compare it with their own clock. A retry keeps the ``webhook-id``, so receivers can deduplicate.
+compare it with their own clock. A retry keeps the ``webhook-id``, so receivers can deduplicate. Each event is
+delivered on its own, so, as with Codat, events may arrive out of order.
 """
 
 import asyncio

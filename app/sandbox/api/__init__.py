@@ -1,4 +1,7 @@
-"""Codat's API, on Codat's paths, for the operations the BFF uses."""
+"""Codat's API, on Codat's paths, for the operations the BFF uses.
+
+Path parameters keep Codat's names (``companyId``, ``connectionId``…) so routes read like the spec.
+"""
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute

@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 from app.sandbox.api.paging import Paging
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.api.schemas import CompanyRequest, parse_body
-from app.sandbox.context import lifecycle, sandbox_state
+from app.sandbox.context import presenter, sandbox_state
 from app.sandbox.errors import CodatError
 from app.sandbox.models import Company
 from app.sandbox.state import SandboxState
@@ -27,25 +27,25 @@ async def create_company(request: Request) -> JSONResponse:
     state = sandbox_state(request)
     company = Company(state.new_id(), body.name, state.clock.now(), body.description, dict(body.tags))
     state.companies[company.id] = company
-    return JSONResponse(lifecycle(request).present.company(company))
+    return JSONResponse(presenter(request).company(company))
 
 
 @router.get("/companies", operation_id="list-companies")
 async def list_companies(request: Request) -> JSONResponse:
     paging = Paging.from_request(request)
     companies = list(sandbox_state(request).companies.values())
-    present = lifecycle(request).present
+    present = presenter(request)
     return JSONResponse(paging.envelope(companies, present.company, "/companies"))
 
 
 @router.get("/companies/{companyId}", operation_id="get-company")
-async def get_company(request: Request, companyId: str) -> JSONResponse:  # noqa: N803 - Codat's path name
+async def get_company(request: Request, companyId: str) -> JSONResponse:
     company = require_company(sandbox_state(request), companyId)
-    return JSONResponse(lifecycle(request).present.company(company))
+    return JSONResponse(presenter(request).company(company))
 
 
 @router.delete("/companies/{companyId}", operation_id="delete-company", status_code=204)
-async def delete_company(request: Request, companyId: str) -> Response:  # noqa: N803
+async def delete_company(request: Request, companyId: str) -> Response:
     state = sandbox_state(request)
     company = require_company(state, companyId)
     for connection_id in company.connections:

@@ -7,7 +7,7 @@ from app.sandbox.api.companies import require_company
 from app.sandbox.api.paging import Paging
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.api.schemas import ConnectionRequest, ConnectionUpdate, parse_body
-from app.sandbox.context import lifecycle, sandbox_state
+from app.sandbox.context import lifecycle, presenter, sandbox_state
 from app.sandbox.errors import CodatError, invalid
 from app.sandbox.models import Connection, ConnectionStatus
 from app.sandbox.state import SandboxState
@@ -27,7 +27,7 @@ def require_connection(state: SandboxState, company_id: str, connection_id: str)
 
 
 @router.post("/companies/{companyId}/connections", operation_id="create-connection")
-async def create_connection(request: Request, companyId: str) -> JSONResponse:  # noqa: N803 - Codat's name
+async def create_connection(request: Request, companyId: str) -> JSONResponse:
     state = sandbox_state(request)
     company = require_company(state, companyId)
     body = await parse_body(request, ConnectionRequest, validator="ConnectionValidator")
@@ -54,22 +54,22 @@ def _require_enabled_integration(state: SandboxState, platform_key: str) -> None
 
 
 @router.get("/companies/{companyId}/connections", operation_id="list-connections")
-async def list_connections(request: Request, companyId: str) -> JSONResponse:  # noqa: N803
+async def list_connections(request: Request, companyId: str) -> JSONResponse:
     paging = Paging.from_request(request)
     company = require_company(sandbox_state(request), companyId)
-    present = lifecycle(request).present
+    present = presenter(request)
     path = f"/companies/{company.id}/connections"
     return JSONResponse(paging.envelope(list(company.connections.values()), present.connection, path))
 
 
 @router.get(CONNECTION, operation_id="get-connection")
-async def get_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
+async def get_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = require_connection(sandbox_state(request), companyId, connectionId)
-    return JSONResponse(lifecycle(request).present.connection(connection))
+    return JSONResponse(presenter(request).connection(connection))
 
 
 @router.patch(CONNECTION, operation_id="unlink-connection")
-async def unlink_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
+async def unlink_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = require_connection(sandbox_state(request), companyId, connectionId)
     await parse_body(request, ConnectionUpdate, validator="ConnectionValidator")
     if connection.status is not ConnectionStatus.linked:
@@ -84,7 +84,7 @@ async def unlink_connection(request: Request, companyId: str, connectionId: str)
 
 
 @router.delete(CONNECTION, operation_id="delete-connection")
-async def delete_connection(request: Request, companyId: str, connectionId: str) -> Response:  # noqa: N803
+async def delete_connection(request: Request, companyId: str, connectionId: str) -> Response:
     state = sandbox_state(request)
     connection = require_connection(state, companyId, connectionId)
     lifecycle(request).connection_deleted(connection)

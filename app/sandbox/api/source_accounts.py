@@ -62,13 +62,13 @@ def _duplicate(account_id: str) -> str:
 
 
 @router.get(ACCOUNTS, operation_id="list-source-accounts")
-async def list_source_accounts(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
+async def list_source_accounts(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = _connection(request, companyId, connectionId)
     return JSONResponse([views.source_account(a) for a in connection.accounts.values()])
 
 
 @router.post(ACCOUNTS, operation_id="create-source-account")
-async def create_source_account(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
+async def create_source_account(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = _connection(request, companyId, connectionId)
     body = await parse_body(request, SourceAccountV2Prototype, validator=VALIDATOR)
     if body.id in connection.accounts:
@@ -77,7 +77,7 @@ async def create_source_account(request: Request, companyId: str, connectionId: 
 
 
 @router.post(ACCOUNTS + "/batch", operation_id="create-batch-source-account")
-async def create_batch_source_account(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
+async def create_batch_source_account(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = _connection(request, companyId, connectionId)
     items = await read_json(request)
     if not isinstance(items, list) or not items:
@@ -112,14 +112,14 @@ def _batch_error(account_id: str, status_code: str, error: str) -> dict[str, Any
 
 
 @router.post(ACCOUNTS + "/credentials", operation_id="generate-credentials")
-async def generate_credentials(request: Request, companyId: str, connectionId: str) -> JSONResponse:  # noqa: N803
+async def generate_credentials(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = _connection(request, companyId, connectionId)
     credentials = sandbox_state(request).issue_credentials(connection)
     return JSONResponse({"username": credentials.username, "password": credentials.password})
 
 
 @router.delete(ACCOUNTS + "/credentials", operation_id="delete-bank-feed-credentials", status_code=204)
-async def delete_bank_feed_credentials(request: Request, companyId: str, connectionId: str) -> Response:  # noqa: N803
+async def delete_bank_feed_credentials(request: Request, companyId: str, connectionId: str) -> Response:
     _connection(request, companyId, connectionId).credentials.clear()
     return Response(status_code=204)
 
@@ -127,9 +127,9 @@ async def delete_bank_feed_credentials(request: Request, companyId: str, connect
 @router.patch(ACCOUNTS + "/{accountId}", operation_id="update-source-account")
 async def update_source_account(
     request: Request,
-    companyId: str,  # noqa: N803
-    connectionId: str,  # noqa: N803
-    accountId: str,  # noqa: N803
+    companyId: str,
+    connectionId: str,
+    accountId: str,
 ) -> JSONResponse:
     connection = _connection(request, companyId, connectionId)
     account = _require_account(connection, accountId)
@@ -183,9 +183,9 @@ def _apply(request: Request, connection: Connection, account: SourceAccount, cha
 @router.delete(ACCOUNTS + "/{accountId}", operation_id="delete-source-account", status_code=204)
 async def delete_source_account(
     request: Request,
-    companyId: str,  # noqa: N803
-    connectionId: str,  # noqa: N803
-    accountId: str,  # noqa: N803
+    companyId: str,
+    connectionId: str,
+    accountId: str,
 ) -> Response:
     connection = _connection(request, companyId, connectionId)
     del connection.accounts[_require_account(connection, accountId).id]

@@ -28,7 +28,7 @@ async def logo() -> Response:
 
 
 @router.get("/link/company/{companyId}")
-async def company_link(request: Request, companyId: str) -> HTMLResponse:  # noqa: N803 - Codat's name
+async def company_link(request: Request, companyId: str) -> HTMLResponse:
     company = sandbox_state(request).companies.get(companyId)
     if company is None:
         return page("Not found", render("company_link.html", name="No such company"), status_code=404)
@@ -38,7 +38,7 @@ async def company_link(request: Request, companyId: str) -> HTMLResponse:  # noq
 @router.get(LINK + "/start")
 async def start(
     request: Request, companyId: str, connectionId: str, otp: str = "", lang: str = "en"
-) -> HTMLResponse:  # noqa: N803
+) -> HTMLResponse:
     state, lang = sandbox_state(request), language(lang)
     connection = _connection_for(state, companyId, connectionId, otp)
     if connection is None:
@@ -47,7 +47,7 @@ async def start(
 
 
 @router.post(LINK + "/credentials")
-async def get_credentials(request: Request, companyId: str, connectionId: str) -> HTMLResponse:  # noqa: N803
+async def get_credentials(request: Request, companyId: str, connectionId: str) -> HTMLResponse:
     state, fields = sandbox_state(request), await form_fields(request)
     otp, lang = first(fields, "otp"), language(first(fields, "lang"))
     connection = _connection_for(state, companyId, connectionId, otp)
@@ -73,7 +73,7 @@ async def get_credentials(request: Request, companyId: str, connectionId: str) -
 
 
 @router.post(LINK + "/revoke")
-async def revoke_credentials(request: Request, companyId: str, connectionId: str) -> HTMLResponse:  # noqa: N803
+async def revoke_credentials(request: Request, companyId: str, connectionId: str) -> HTMLResponse:
     state, fields = sandbox_state(request), await form_fields(request)
     otp, lang = first(fields, "otp"), language(first(fields, "lang"))
     connection = _connection_for(state, companyId, connectionId, otp)

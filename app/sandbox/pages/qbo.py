@@ -32,9 +32,7 @@ async def choose_accounts(request: Request) -> HTMLResponse:
     fields = await form_fields(request)
     signed_in = _signed_in(request, fields)
     if signed_in is None:
-        return _sign_in_page(
-            request, first(fields, "username"), message(_REFUSED, kind="error", element_id="error")
-        )
+        return _refused(request, fields)
     return _accounts_page(request, signed_in)
 
 
@@ -43,19 +41,16 @@ async def connect(request: Request) -> HTMLResponse:
     fields = await form_fields(request)
     signed_in = _signed_in(request, fields)
     if signed_in is None:
-        return _sign_in_page(
-            request, first(fields, "username"), message(_REFUSED, kind="error", element_id="error")
-        )
-    accounts = [
-        signed_in.connection.accounts[i]
-        for i in fields.get("account", [])
-        if i in signed_in.connection.accounts
-    ]
+        return _refused(request, fields)
+    known = signed_in.connection.accounts
+    accounts = [known[account_id] for account_id in fields.get("account", []) if account_id in known]
     start = _feed_start(first(fields, "feedStartDate"), sandbox_state(request).clock.now().date())
-    problem = "Choose at least one account." if not accounts else None
-    problem = problem or (None if start else "Choose a feed start date that is not in the future.")
-    if problem:
-        return _accounts_page(request, signed_in, message(problem, kind="error", element_id="error"), 400)
+    if not accounts:
+        return _accounts_page(request, signed_in, _error("Choose at least one account."), 400)
+    if start is None:
+        return _accounts_page(
+            request, signed_in, _error("Choose a feed start date that is not in the future."), 400
+        )
     lifecycle(request).connect_accounts(signed_in.connection, accounts, start)
     return _connected_page(request, accounts, start)
 
@@ -65,17 +60,21 @@ async def disconnect(request: Request) -> HTMLResponse:
     fields = await form_fields(request)
     signed_in = _signed_in(request, fields)
     if signed_in is None:
-        return _sign_in_page(
-            request, first(fields, "username"), message(_REFUSED, kind="error", element_id="error")
-        )
+        return _refused(request, fields)
     account = signed_in.connection.accounts.get(first(fields, "account"))
     if account is None:
-        return _accounts_page(
-            request, signed_in, message("No such account.", kind="error", element_id="error"), 400
-        )
+        return _accounts_page(request, signed_in, _error("No such account."), 400)
     lifecycle(request).disconnect_account(signed_in.connection, account)
     notice = message(f"{account.account_name} was disconnected.", kind="notice", element_id="notice")
     return _accounts_page(request, signed_in, notice)
+
+
+def _error(text: str) -> Safe:
+    return message(text, kind="error", element_id="error")
+
+
+def _refused(request: Request, fields: dict[str, list[str]]) -> HTMLResponse:
+    return _sign_in_page(request, first(fields, "username"), _error(_REFUSED))
 
 
 def _signed_in(request: Request, fields: dict[str, list[str]]) -> _SignedIn | None:
