@@ -102,9 +102,19 @@ class SandboxState:
             connection.otp = self.new_otp()
         return connection.otp
 
+    def mint_otp(self, connection: Connection) -> Otp:
+        """A new OTP for the connection, as Codat's Get connection hands out; earlier ones live out their hour."""
+        now = self.clock.now()
+        connection.earlier_otps = [o for o in [*connection.earlier_otps, connection.otp] if o.is_valid(now)]
+        connection.otp = self.new_otp()
+        return connection.otp
+
     def otp_accepted(self, connection: Connection, code: str) -> bool:
-        otp = connection.otp
-        return otp.is_valid(self.clock.now()) and secrets.compare_digest(otp.code, code)
+        now = self.clock.now()
+        return any(
+            otp.is_valid(now) and secrets.compare_digest(otp.code, code)
+            for otp in [connection.otp, *connection.earlier_otps]
+        )
 
     def connection_for_credentials(self, username: str, password: str) -> Connection | None:
         offered = Credentials(username.strip(), password.strip())

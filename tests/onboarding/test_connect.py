@@ -83,12 +83,13 @@ class TestLink:
 
     async def test_mints_a_fresh_link_when_the_stored_one_is_within_the_safety_margin(self, client, user_headers, business, sandbox):
         connected = (await client.post("/v1/bank-feed/connect", headers=user_headers(business))).json()
-        sandbox.clock.advance(3600)
+        sandbox.clock.advance(3600 - 200)  # still valid at Codat, but less than the 5-minute margin left
 
         link = (await client.get("/v1/bank-feed/link", headers=user_headers(business))).json()
         again = (await client.get("/v1/bank-feed/link", headers=user_headers(business))).json()
 
         assert otp_of(link["linkUrl"]) != otp_of(connected["linkUrl"])
+        assert link["expiresAt"] > connected["expiresAt"]
         assert again["linkUrl"] == link["linkUrl"]
         assert sandbox.counters["get-connection"] == 1
 

@@ -68,16 +68,32 @@ async def test_a_connection_needs_an_existing_company(sandbox) -> None:
     assert_codat_error(response, 404)
 
 
-async def test_the_link_otp_is_kept_while_valid_and_renewed_once_lapsed(sandbox) -> None:
+async def test_get_connection_hands_out_a_new_otp_and_earlier_ones_live_out_their_hour(sandbox) -> None:
     connection = await sandbox.connection()
     path = f"/companies/{connection['companyId']}/connections/{connection['id']}"
-    sandbox.state.clock.advance(HOUR - 1)
-    assert (await sandbox.client.get(path)).json()["linkUrl"] == connection["linkUrl"]
-    sandbox.state.clock.advance(1)
+    sandbox.state.clock.advance(HOUR - 60)
+
     renewed = (await sandbox.client.get(path)).json()
-    assert otp_of(renewed) != otp_of(connection)
     listed = (await sandbox.client.get(f"/companies/{connection['companyId']}/connections")).json()
-    assert listed["results"][0]["linkUrl"] == renewed["linkUrl"]
+    first_page_still_open = await sandbox.client.get(connection["linkUrl"])
+    sandbox.state.clock.advance(60)
+    first_page_lapsed = await sandbox.client.get(connection["linkUrl"])
+    renewed_page = await sandbox.client.get(renewed["linkUrl"])
+
+    assert otp_of(renewed) != otp_of(connection)
+    assert listed["results"][0]["linkUrl"] == renewed["linkUrl"]  # List shows the current OTP, minting none
+    assert first_page_still_open.status_code == 200
+    assert first_page_lapsed.status_code == 401
+    assert renewed_page.status_code == 200
+
+
+async def test_list_renews_an_otp_only_once_it_has_lapsed(sandbox) -> None:
+    connection = await sandbox.connection()
+    list_path = f"/companies/{connection['companyId']}/connections"
+    sandbox.state.clock.advance(HOUR - 1)
+    assert (await sandbox.client.get(list_path)).json()["results"][0]["linkUrl"] == connection["linkUrl"]
+    sandbox.state.clock.advance(1)
+    assert otp_of((await sandbox.client.get(list_path)).json()["results"][0]) != otp_of(connection)
 
 
 async def test_the_otp_lifetime_knob_applies_to_new_otps(sandbox) -> None:

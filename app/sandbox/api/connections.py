@@ -64,7 +64,10 @@ async def list_connections(request: Request, companyId: str) -> JSONResponse:
 
 @router.get(CONNECTION, operation_id="get-connection")
 async def get_connection(request: Request, companyId: str, connectionId: str) -> JSONResponse:
-    connection = require_connection(sandbox_state(request), companyId, connectionId)
+    state = sandbox_state(request)
+    connection = require_connection(state, companyId, connectionId)
+    # Codat's docs: Get connection "returns a linkUrl with a new OTP" (List returns the current one).
+    state.mint_otp(connection)
     return JSONResponse(presenter(request).connection(connection))
 
 
