@@ -108,13 +108,18 @@ class OnboardingRepository:
             )
         )
 
-    async def claim_link_lease(self, connection_id: int, now: datetime, until: datetime) -> bool:
-        """Take the right to refresh this connection's link; False when another refresher holds it."""
+    async def claim_link_lease(self, connection_id: int, now: datetime, until: datetime, fresh_until: datetime) -> bool:
+        """Take the right to refresh this connection's link; False when another refresher holds it or has
+        just stored a link that lasts past `fresh_until` (checked in the same statement: no race)."""
         result = await self.session.execute(
             update(FeedConnection)
             .where(FeedConnection.id == connection_id)
-            .where((FeedConnection.link_lease_until.is_(None)) | (FeedConnection.link_lease_until < now))
+            .where(or_(FeedConnection.link_lease_until.is_(None), FeedConnection.link_lease_until < now))
+            .where(or_(FeedConnection.link_expires_at.is_(None), FeedConnection.link_expires_at <= fresh_until))
             .values(link_lease_until=until)
+            # The row loaded in this session is re-read anyway; evaluating the WHERE in Python would compare
+            # SQLite's naive datetimes with aware ones.
+            .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
 

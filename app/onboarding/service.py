@@ -390,7 +390,12 @@ class OnboardingService:
                 assert connection is not None
                 if self._link_is_fresh(connection):
                     return Link(connection.link_url, as_utc(connection.link_expires_at), connection)  # type: ignore[arg-type]
-                claimed = await repo.claim_link_lease(connection_id, now, now + timedelta(seconds=LINK_LEASE_SECONDS))
+                claimed = await repo.claim_link_lease(
+                    connection_id,
+                    now,
+                    until=now + timedelta(seconds=LINK_LEASE_SECONDS),
+                    fresh_until=now + timedelta(seconds=self.settings.link_safety_margin_seconds),
+                )
             if claimed:
                 return await self._read_link_from_codat(company_id, connection)
             await asyncio.sleep(LINK_POLL_SECONDS)

@@ -116,7 +116,7 @@ def test_a_fresh_link_once_the_otp_lifetime_has_passed(codat: CodatBankFeeds, se
     ids = {"company_id": company.id, "connection_id": created.id}
 
     state.clock.advance(HOUR - 60)
-    assert codat.connections.get(request=ids).link_url == created.link_url
+    assert codat.connections.list(request={"company_id": company.id}).results[0].link_url == created.link_url
     state.clock.advance(61)
     fresh = codat.connections.get(request=ids).link_url
     assert fresh != created.link_url
