@@ -20,6 +20,7 @@ from app.onboarding.changes import ChangeFeed
 from app.onboarding.dependencies import onboarding_service
 from app.onboarding.reconcile import reconcile_forever
 from app.onboarding.singleflight import SingleFlight
+from app.web import mount_demo
 from app.webhooks.router import router as webhooks_router
 from app.webhooks.service import WebhookProcessor
 from app import ops
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
     app.include_router(ops.router)
     if sandbox_app is not None:
         app.mount("/sandbox", sandbox_app)
+        mount_demo(app, settings.auth)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
