@@ -10,40 +10,28 @@ import socket
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.demo import register_demo_business
 from app.main import create_app
+from tests.browser import ARTIFACTS as BROWSER_ARTIFACTS
+from tests.browser import chromium
 from tests.conftest import _empty_tables
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "demo"
+ARTIFACTS = BROWSER_ARTIFACTS / "demo"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # no screenshot left over from an earlier run
-    ARTIFACTS.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)  # no screenshot left over from an earlier run
+        ARTIFACTS.mkdir(parents=True)
+        yield launched
 
 
 @pytest.fixture
