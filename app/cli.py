@@ -58,6 +58,7 @@ async def _seed(settings: Settings, register) -> None:  # type: ignore[no-untype
 DEV_BANNER = """
 bankfeeds-bff dev is running at {base}  (database: {database}; Codat: the embedded sandbox)
 
+  Demo app         {base}/   (the "Connect account to QuickBooks" button, as the demo user)
   API docs         {base}/docs
   Sandbox portal   {base}/sandbox/_sandbox/
   Demo business    demo-business (US), accounts acc-checking, acc-savings, acc-card
