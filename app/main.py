@@ -8,6 +8,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app import ops
 from app.auth.tokens import TokenVerifier
 from app.clock import Clock, SystemClock
 from app.codat.client import CodatClient, build_http_client
@@ -15,15 +16,15 @@ from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.observability import RequestContextMiddleware, configure_logging
-from app.onboarding.router import internal_router, router as onboarding_router
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.dependencies import onboarding_service
 from app.onboarding.reconcile import reconcile_forever
+from app.onboarding.router import internal_router
+from app.onboarding.router import router as onboarding_router
 from app.onboarding.singleflight import SingleFlight
 from app.web import mount_demo
 from app.webhooks.router import router as webhooks_router
 from app.webhooks.service import WebhookProcessor
-from app import ops
 
 
 def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None = None) -> FastAPI:

@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from app.codat.client import CodatClient
 from app.codat import codat_deadline
+from app.codat.client import CodatClient
 from app.codat.exceptions import CodatError
 
 router = APIRouter(tags=["operations"])

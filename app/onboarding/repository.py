@@ -8,6 +8,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import insert_ignoring_conflicts
+from app.onboarding.exceptions import BusinessNotFound
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
 
 
@@ -23,6 +24,12 @@ class OnboardingRepository:
 
     async def get_business(self, business_id: str) -> Business | None:
         return await self.session.get(Business, business_id)
+
+    async def require_business(self, business_id: str) -> Business:
+        business = await self.get_business(business_id)
+        if business is None:
+            raise BusinessNotFound("No business is registered under this id.")
+        return business
 
     async def upsert_business(self, business_id: str, name: str, country: str) -> Business:
         business = await self.get_business(business_id)

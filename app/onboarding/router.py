@@ -7,8 +7,8 @@ from app.auth.dependencies import BankFeedReader, BusinessesWriter, CurrentUser
 from app.codat.schemas import Credentials
 from app.db import SessionDep
 from app.errors import Forbidden, InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
-from app.idempotency.route import IdempotentRoute
 from app.http import NO_STORE, etag_response, no_store
+from app.idempotency.route import IdempotentRoute
 from app.onboarding.dependencies import IdPath, ServiceDep
 from app.onboarding.events import bank_feed_events, feed_version
 from app.onboarding.exceptions import AccountNotFound, BusinessNotFound, NotConnected, UpstreamRejected
@@ -208,8 +208,7 @@ async def put_bank_account(
 ) -> BankAccountOut:
     """Register or update a bank account's details; these are the source of truth for Codat."""
     repo = OnboardingRepository(session)
-    if await repo.get_business(business_id) is None:
-        raise BusinessNotFound("No business is registered under this id.")
+    await repo.require_business(business_id)
     if await repo.get_bank_account(business_id, account_id) is None:
         response.status_code = status.HTTP_201_CREATED
     account = await repo.save_bank_account(BankAccount(business_id=business_id, id=account_id, **body.model_dump()))

@@ -16,16 +16,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.clock import Clock, as_utc
-from app.codat.client import CodatClient
 from app.codat import codat_deadline
+from app.codat.client import CodatClient
 from app.codat.exceptions import CodatNotFound, CodatRejected
-from app.codat.schemas import BatchCreateResult, Connection, Credentials, RoutingInfo, SourceAccount, SourceAccountPrototype
+from app.codat.schemas import (
+    BatchCreateResult,
+    Connection,
+    Credentials,
+    RoutingInfo,
+    SourceAccount,
+    SourceAccountPrototype,
+)
 from app.config import CodatSettings
 from app.errors import InvalidInput
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.exceptions import (
     AccountNotFound,
-    BusinessNotFound,
     ConnectionGone,
     NotConnected,
     translate_codat_errors,
@@ -112,12 +118,7 @@ class OnboardingService:
             return await self.connect(business_id, offered or None)
 
     async def _refresh_and_list_offered(self, business_id: str) -> list[str]:
-        async with self.sessions() as session:
-            repo = OnboardingRepository(session)
-            business = await repo.get_business(business_id)
-            if business is None:
-                raise BusinessNotFound("No business is registered under this id.")
-            connection = await repo.current_connection(business_id)
+        business, connection = await self._business_and_connection(business_id)
         if connection is None:
             return []
         if connection.codat_connection_id is not None:
@@ -210,9 +211,7 @@ class OnboardingService:
     ) -> tuple[Business, list[BankAccount]]:
         async with self.sessions() as session:
             repo = OnboardingRepository(session)
-            business = await repo.get_business(business_id)
-            if business is None:
-                raise BusinessNotFound("No business is registered under this id.")
+            business = await repo.require_business(business_id)
             registered = {a.id: a for a in await repo.list_bank_accounts(business_id)}
         if account_ids is None:
             if not registered:
@@ -440,13 +439,13 @@ class OnboardingService:
 
     # Loading
 
-    async def _current(self, business_id: str) -> tuple[Business, FeedConnection]:
+    async def _business_and_connection(self, business_id: str) -> tuple[Business, FeedConnection | None]:
         async with self.sessions() as session:
             repo = OnboardingRepository(session)
-            business = await repo.get_business(business_id)
-            if business is None:
-                raise BusinessNotFound("No business is registered under this id.")
-            connection = await repo.current_connection(business_id)
+            return await repo.require_business(business_id), await repo.current_connection(business_id)
+
+    async def _current(self, business_id: str) -> tuple[Business, FeedConnection]:
+        business, connection = await self._business_and_connection(business_id)
         if connection is None or connection.codat_connection_id is None:
             raise NotConnected("This business has no bank-feed connection yet: call POST /v1/bank-feed/connect first.")
         return business, connection

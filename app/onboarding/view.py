@@ -1,13 +1,13 @@
 """The bank-feed view the SPA, the mobile apps and internal services read, and the action it suggests."""
 
 from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.onboarding.exceptions import BusinessNotFound
 from app.onboarding.models import BankAccount, FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository
-from app.onboarding.service import BROKEN_CONNECTION
 from app.onboarding.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
+from app.onboarding.service import BROKEN_CONNECTION
 
 ACTION_MESSAGES: dict[FeedAction, str | None] = {
     "connect": "Connect your bank accounts to QuickBooks Online.",
@@ -48,9 +48,7 @@ def suggested_action(connection: FeedConnection | None, accounts: Sequence[FeedA
 
 async def bank_feed_view(session: AsyncSession, business_id: str) -> BankFeedOut:
     repo = OnboardingRepository(session)
-    business = await repo.get_business(business_id)
-    if business is None:
-        raise BusinessNotFound("No business is registered under this id.")
+    business = await repo.require_business(business_id)
     connection = await repo.current_connection(business_id)
     offered = {f.account_id: f for f in await repo.feed_accounts(connection.id)} if connection else {}
     accounts = [account_out(a, offered.get(a.id)) for a in await repo.list_bank_accounts(business_id)]

@@ -11,8 +11,7 @@ from app.main import create_app
 from app.observability import configure_logging
 from app.onboarding.models import Business, FeedAccount, FeedConnection
 from tests.contract import contract_checked
-from tests.factories import ACCOUNTS, register
-from tests.factories import CODAT_AUTH, codat_get
+from tests.factories import ACCOUNTS, CODAT_AUTH, codat_get, register
 
 
 async def codat_inventory(client: httpx.AsyncClient) -> dict[str, dict[str, list[str]]]:
