@@ -40,7 +40,10 @@ class CodatSettings(BaseModel):
     connect_timeout_seconds: float = Field(3.0, gt=0, description="TCP/TLS connect timeout per attempt.")
     read_timeout_seconds: float = Field(10.0, gt=0, description="Read timeout per attempt.")
     request_deadline_seconds: float = Field(
-        20.0, gt=0, description="Total time one BFF request may spend calling Codat, retries included."
+        20.0,
+        gt=0,
+        le=50,  # under the 60 s after which a resumed step treats an earlier idempotency key as abandoned
+        description="Total time one BFF request may spend calling Codat, retries included.",
     )
     max_attempts: int = Field(4, ge=1, description="Attempts per Codat call (first try plus retries).")
     max_in_flight_per_company: int = Field(10, ge=1, description="Codat allows 10 concurrent per company.")

@@ -39,6 +39,7 @@ from app.codat.schemas import (
     BatchCreateResult,
     Company,
     Connection,
+    CompaniesPage,
     ConnectionsPage,
     Credentials,
     Integration,
@@ -210,6 +211,18 @@ class CodatClient:
         """
         call = _Call("get_company", "GET", COMPANY, {"companyId": company_id})
         return await self._fetch(call, Company)
+
+    async def list_companies(self, *, tags: str | None = None, page: int = 1, page_size: int = 100) -> CompaniesPage:
+        """One page of companies: ``GET /companies``.
+
+        ``tags`` filters in Codat's query language, e.g. ``businessId = biz-1``.
+
+        Raises:
+            CodatRejected: e.g. 400 for a malformed filter.
+            CodatUnavailable: Codat did not answer in time.
+        """
+        params = _without_none({"page": page, "pageSize": page_size, "tags": tags})
+        return await self._fetch(_Call("list_companies", "GET", COMPANIES, query=params), CompaniesPage)
 
     async def create_connection(
         self, company_id: str, platform_key: str, *, idempotency_key: str

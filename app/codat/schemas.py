@@ -102,6 +102,13 @@ class Company(CodatModel):
     data_connections: list[Connection] = Field(default_factory=list)
 
 
+class CompaniesPage(CodatModel):
+    results: list[Company]
+    page_number: int
+    page_size: int
+    total_results: int
+
+
 class RoutingInfo(CodatModel):
     bank_code: str | None = None
     type: str | None = None

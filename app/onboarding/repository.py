@@ -61,12 +61,18 @@ class OnboardingRepository:
 
     # Codat company
 
-    async def claim_company_request_key(self, business_id: str, now: datetime) -> str:
-        """Store the create-company idempotency key once; every caller then uses the stored one."""
+    async def claim_company_request_key(self, business_id: str, now: datetime, stale_before: datetime) -> str:
+        """The create-company idempotency key every caller uses: stored once, replaced only when stale.
+
+        A stale key (older than any request could still be using) is replaced, atomically, so that Codat's
+        replay of an old answer (its cache keeps even a 5xx for 90 minutes) cannot block the business.
+        """
         await self.session.execute(
             update(Business)
-            .where(Business.id == business_id, Business.company_request_key.is_(None))
+            .where(Business.id == business_id, Business.codat_company_id.is_(None))
+            .where(or_(Business.company_request_key.is_(None), Business.company_requested_at < stale_before))
             .values(company_request_key=new_request_key(), company_requested_at=now)
+            .execution_options(synchronize_session=False)
         )
         key = await self.session.scalar(select(Business.company_request_key).where(Business.id == business_id))
         assert key is not None

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 LINK_LEASE_SECONDS = 30
 LINK_POLL_SECONDS = 0.05
 BROKEN_CONNECTION = ("Unlinked", "Deauthorized")
+BUSINESS_TAG = "businessId"  # the Codat company tag that names our business
+# An idempotency key older than this cannot belong to a request still in flight (their Codat deadline is
+# shorter), so a resumed step may look for what it created and, finding nothing, use a new key.
+STALE_REQUEST_SECONDS = 60
 BATCH_SIZE = 100  # Codat sets no maximum for the batch endpoint; keep each request a sensible size.
 
 
@@ -229,14 +233,32 @@ class OnboardingService:
     async def _ensure_company(self, business: Business) -> str:
         if business.codat_company_id is not None:
             return business.codat_company_id
+        now = self.clock.now()
+        stale_before = now - timedelta(seconds=STALE_REQUEST_SECONDS)
+        resumed = business.company_requested_at is not None and as_utc(business.company_requested_at) < stale_before
+        company_id = await self._find_company(business.id) if resumed else None
+        if company_id is None:
+            company_id = await self._create_company(business, now, stale_before)
         async with self.sessions.begin() as session:
-            key = await OnboardingRepository(session).claim_company_request_key(business.id, self.clock.now())
+            await OnboardingRepository(session).record_company(business.id, company_id)
+        return company_id
+
+    async def _find_company(self, business_id: str) -> str | None:
+        """A company an earlier attempt created but never heard back about, found by our tag."""
+        with translate_codat_errors("find company"):
+            page = await self.codat.list_companies(tags=f"{BUSINESS_TAG} = {business_id}")
+        if not page.results:
+            return None
+        log.info("reconcile.company_adopted", extra={"business_id": business_id, "company_id": page.results[0].id})
+        return page.results[0].id
+
+    async def _create_company(self, business: Business, now: datetime, stale_before: datetime) -> str:
+        async with self.sessions.begin() as session:
+            key = await OnboardingRepository(session).claim_company_request_key(business.id, now, stale_before)
         with translate_codat_errors("create company"):
             company = await self.codat.create_company(
-                business.name, idempotency_key=key, tags={"businessId": business.id}
+                business.name, idempotency_key=key, tags={BUSINESS_TAG: business.id}
             )
-        async with self.sessions.begin() as session:
-            await OnboardingRepository(session).record_company(business.id, company.id)
         log.info("onboarding.company_created", extra={"business_id": business.id, "company_id": company.id})
         return company.id
 

@@ -212,3 +212,21 @@ class TestLinkAcrossReplicas:
         assert {r.status_code for r in responses} == {200}
         assert len({r.json()["linkUrl"] for r in responses}) == 1
         assert sandbox.counters["get-connection"] == 1
+
+
+class TestLostAnswers:
+    async def test_a_company_created_but_never_acknowledged_is_found_by_its_tag_not_created_again(
+        self, client, sandbox, user_headers, business, app
+    ):
+        sandbox.set_knobs(timeoutRate=1.0, timeoutSeconds=0, operations=["create-company"])
+        lost = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+        sandbox.set_knobs(timeoutRate=0.0, operations=[])
+        sandbox.clock.advance(61)  # Codat's idempotency replay aside: long enough that no request is in flight
+
+        resumed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+
+        assert lost.status_code == 503
+        assert resumed.status_code == 200
+        assert sandbox.counters["list-companies"] == 1
+        assert await codat_inventory(client) == {f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}}
+        await assert_no_orphans(app, expected_businesses=1)

@@ -138,3 +138,24 @@ async def test_every_configured_key_is_accepted(make_sandbox_app) -> None:
                 await client.get("/companies", headers={"Authorization": basic_auth(key)})
             ).status_code == 200
         assert (await client.get("/companies", headers={"Authorization": basic_auth()})).status_code == 401
+
+
+async def test_list_filters_companies_by_tags_as_codats_query_language_does(sandbox) -> None:
+    for name, tags in [("A", {"uid": "biz-1", "region": "us"}), ("B", {"uid": "biz-2", "region": "us"}), ("C", {})]:
+        assert (await sandbox.client.post("/companies", json={"name": name, "tags": tags})).status_code == 200
+
+    async def names(expression: str) -> list[str]:
+        response = await sandbox.client.get("/companies", params={"tags": expression})
+        assert response.status_code == 200, response.text
+        return sorted(c["name"] for c in response.json()["results"])
+
+    assert await names("uid = biz-1") == ["A"]
+    assert await names("region = us && uid != biz-1") == ["B"]
+    assert await names("uid ~ biz") == ["A", "B"]
+    assert await names("uid = nobody") == []
+
+
+async def test_a_tag_filter_that_is_not_a_condition_is_refused(sandbox) -> None:
+    response = await sandbox.client.get("/companies", params={"tags": "uid biz-1"})
+
+    assert_codat_error(response, 400)

@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from app.sandbox.api.tags import parse_tag_filter
 from app.sandbox.api.paging import Paging
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.api.schemas import CompanyRequest, parse_body
@@ -34,6 +35,9 @@ async def create_company(request: Request) -> JSONResponse:
 async def list_companies(request: Request) -> JSONResponse:
     paging = Paging.from_request(request)
     companies = list(sandbox_state(request).companies.values())
+    if "tags" in request.query_params:
+        matches = parse_tag_filter(request.query_params["tags"])
+        companies = [c for c in companies if matches(c.tags)]
     present = presenter(request)
     return JSONResponse(paging.envelope(companies, present.company, "/companies"))
 

@@ -14,7 +14,8 @@ MAX_REQUESTED_PAGE_SIZE = 5000
 # The response schema caps pageSize at 2000 while the parameter allows 5000; larger pages are served as 2000.
 MAX_SERVED_PAGE_SIZE = 2000
 # Codat's query language and ordering are not simulated; refusing them beats silently ignoring a filter.
-_UNSUPPORTED = ("query", "orderBy", "tags")
+# (List companies' `tags` filter is: see tags.py.)
+_UNSUPPORTED = ("query", "orderBy")
 
 
 @dataclass(frozen=True)
