@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import insert_ignoring_conflicts
@@ -94,11 +94,26 @@ class OnboardingRepository:
     async def get_connection(self, connection_id: int) -> FeedConnection | None:
         return await self.session.get(FeedConnection, connection_id, populate_existing=True)
 
-    async def add_connection_intent(self, business_id: str) -> FeedConnection:
-        connection = FeedConnection(business_id=business_id, is_current=True, request_key=new_request_key())
+    async def add_connection_intent(self, business_id: str, now: datetime) -> FeedConnection:
+        connection = FeedConnection(
+            business_id=business_id, is_current=True, request_key=new_request_key(), created_at=now
+        )
         self.session.add(connection)
         await self.session.flush()
         return connection
+
+    async def known_connection_ids(self, business_id: str) -> set[str]:
+        query = select(FeedConnection.codat_connection_id).where(
+            FeedConnection.business_id == business_id, FeedConnection.codat_connection_id.is_not(None)
+        )
+        return set((await self.session.scalars(query)).all())  # type: ignore[arg-type]
+
+    async def renew_connection_intent(self, stale_id: int, business_id: str, now: datetime) -> FeedConnection:
+        """Swap a connection intent Codat never confirmed for a new one with a new key (and a new clock)."""
+        await self.session.execute(
+            delete(FeedConnection).where(FeedConnection.id == stale_id, FeedConnection.codat_connection_id.is_(None))
+        )
+        return await self.current_connection(business_id) or await self.add_connection_intent(business_id, now)
 
     async def retire_connection(self, connection_id: int, status: str | None = None) -> None:
         """Keep the connection as history; `status` records why when Codat has no status for it (Deleted)."""

@@ -267,6 +267,12 @@ class OnboardingService:
         connection = await self._current_connection_or_intent(business_id)
         if connection.codat_connection_id is not None:
             return connection
+        if as_utc(connection.created_at) < self.clock.now() - timedelta(seconds=STALE_REQUEST_SECONDS):
+            adopted = await self._find_connection(business_id, company_id)
+            if adopted is not None:
+                await self._record_connection(connection, adopted)
+                return connection
+            connection = await self._renew_connection_intent(connection)
         with translate_codat_errors("create connection"):
             created = await self.codat.create_connection(
                 company_id, self.settings.platform_key, idempotency_key=connection.request_key
@@ -274,6 +280,27 @@ class OnboardingService:
         await self._record_connection(connection, created)
         log.info("onboarding.connection_created", extra={"business_id": business_id, "connection_id": created.id})
         return connection
+
+    async def _find_connection(self, business_id: str, company_id: str) -> Connection | None:
+        """An `hcws` connection an earlier attempt created but never heard back about."""
+        with translate_codat_errors("find connection"):
+            page = await self.codat.list_connections(company_id)
+        async with self.sessions() as session:
+            known = await OnboardingRepository(session).known_connection_ids(business_id)
+        unknown = [c for c in page.results if c.integration_key == self.settings.platform_key and c.id not in known]
+        adopted = max(unknown, key=lambda c: c.created, default=None)
+        if adopted is not None:
+            log.info("reconcile.connection_adopted", extra={"business_id": business_id, "connection_id": adopted.id})
+        return adopted
+
+    async def _renew_connection_intent(self, stale: FeedConnection) -> FeedConnection:
+        """Replace an abandoned intent, so Codat's replay of an old answer under its key cannot block us."""
+        try:
+            async with self.sessions.begin() as session:
+                repo = OnboardingRepository(session)
+                return await repo.renew_connection_intent(stale.id, stale.business_id, self.clock.now())
+        except IntegrityError:
+            return await self._current_connection_or_intent(stale.business_id)  # another process renewed it
 
     async def _retire_broken_connection(self, business_id: str) -> None:
         """An Unlinked or Deauthorized connection cannot be revived: keep it as history, start a new one."""
@@ -284,7 +311,7 @@ class OnboardingService:
                 if connection is None or connection.status not in BROKEN_CONNECTION:
                     return
                 await repo.retire_connection(connection.id)
-                await repo.add_connection_intent(business_id)
+                await repo.add_connection_intent(business_id, self.clock.now())
         except IntegrityError:
             return  # another process replaced it first
         log.info("onboarding.connection_replaced", extra={"business_id": business_id, "old_connection_id": connection.codat_connection_id})
@@ -293,7 +320,8 @@ class OnboardingService:
         try:
             async with self.sessions.begin() as session:
                 repo = OnboardingRepository(session)
-                return await repo.current_connection(business_id) or await repo.add_connection_intent(business_id)
+                current = await repo.current_connection(business_id)
+                return current or await repo.add_connection_intent(business_id, self.clock.now())
         except IntegrityError:
             # Another process recorded the intent first; the unique index guarantees there is one.
             async with self.sessions() as session:

@@ -230,3 +230,34 @@ class TestLostAnswers:
         assert sandbox.counters["list-companies"] == 1
         assert await codat_inventory(client) == {f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}}
         await assert_no_orphans(app, expected_businesses=1)
+
+    async def test_a_connection_created_but_never_acknowledged_is_adopted_not_created_again(
+        self, client, sandbox, user_headers, business, app
+    ):
+        sandbox.set_knobs(timeoutRate=1.0, timeoutSeconds=0, operations=["create-connection"])
+        lost = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+        sandbox.set_knobs(timeoutRate=0.0, operations=[])
+        sandbox.clock.advance(61)
+
+        resumed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+
+        assert lost.status_code == 503
+        assert resumed.status_code == 200
+        assert sandbox.counters["list-connections"] == 1
+        assert await codat_inventory(client) == {f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}}
+        await assert_no_orphans(app, expected_businesses=1)
+
+    async def test_an_abandoned_connection_step_that_created_nothing_starts_again_under_a_new_key(
+        self, client, sandbox, user_headers, business, app
+    ):
+        sandbox.set_knobs(errorRate=1.0, operations=["create-connection"])
+        failed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+        sandbox.set_knobs(errorRate=0.0, operations=[])
+        sandbox.clock.advance(61)
+
+        resumed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+
+        assert failed.status_code == 503
+        assert resumed.status_code == 200
+        assert await codat_inventory(client) == {f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}}
+        await assert_no_orphans(app, expected_businesses=1)
