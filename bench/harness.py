@@ -3,6 +3,7 @@ bounded async load client and a markdown table. Every process started here is st
 
 import asyncio
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -32,8 +34,8 @@ AUTH = Settings(environment="test").auth  # the dev secret the BFF uses with BAN
 SERVICE_HEADERS = {"Authorization": "Bearer " + mint_service_token(AUTH, "bench", ["businesses:write", "bank-feed:read"])}
 
 
-def user_headers(business_id: str) -> dict[str, str]:
-    return {"Authorization": "Bearer " + mint_end_user_token(AUTH, business_id)}
+def user_headers(business_id: str, user: str = "bench-user") -> dict[str, str]:
+    return {"Authorization": "Bearer " + mint_end_user_token(AUTH, business_id, subject=user)}
 
 
 def free_port() -> int:
@@ -173,6 +175,15 @@ async def register(http: httpx.AsyncClient, business_id: str, accounts: int) -> 
         response.raise_for_status()
 
 
+async def register_with(base_url: object, business_id: str, accounts: int) -> None:
+    async with httpx.AsyncClient(base_url=str(base_url), timeout=30) as http:
+        await register(http, business_id, accounts)
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
 # Load
 
 
@@ -202,6 +213,15 @@ def wrk(url: str, headers: dict[str, str], seconds: int, connections: int = 64, 
     }
 
 
+def worker_cpu_seconds(proc: subprocess.Popen) -> dict[int, float]:
+    """User+system CPU so far of each uvicorn worker (the server itself when it runs one worker)."""
+    import psutil
+
+    root = psutil.Process(proc.pid)
+    workers = [p for p in root.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())] or [root]
+    return {p.pid: sum(p.cpu_times()[:2]) for p in workers}
+
+
 def cpu_seconds(proc: subprocess.Popen) -> float:
     """User+system CPU of a server and its worker processes so far."""
     import psutil
@@ -214,17 +234,54 @@ def cpu_seconds(proc: subprocess.Popen) -> float:
     return total
 
 
-async def fire(base_url: str, requests: Sequence[tuple[str, str, dict[str, str]]], concurrency: int) -> list[httpx.Response]:
-    """Send `requests` (method, path, headers), at most `concurrency` at once, each on its own connection slot."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as http:
-        gate = asyncio.Semaphore(concurrency)
+class Reply:
+    __slots__ = ("status", "headers", "body", "seconds")
 
-        async def one(method: str, path: str, headers: dict[str, str]) -> httpx.Response:
-            async with gate:
-                return await http.request(method, path, headers=headers)
+    def __init__(self, status: int, headers: dict[str, str], body: bytes, seconds: float) -> None:
+        self.status, self.headers, self.body, self.seconds = status, headers, body, seconds
 
-        return await asyncio.gather(*(one(*r) for r in requests))
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Request = tuple[str, str, dict[str, str]]  # method, path, headers
+
+
+async def load(base_url: str, requests: Sequence[Request], connections: int) -> list[Reply]:
+    """Send `requests` over `connections` keep-alive HTTP/1.1 connections, each one request at a time.
+
+    A few lines of asyncio instead of httpx: httpx's connection pool spends milliseconds a request when
+    hundreds of requests wait for a connection, and would measure itself rather than the server.
+    """
+    url = httpx.URL(base_url)
+    queue = iter(enumerate(requests))
+    replies: list[Reply | None] = [None] * len(requests)
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        try:
+            for index, (method, path, headers) in queue:
+                head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+                started = time.perf_counter()
+                writer.write(f"{method} {path} HTTP/1.1\r\nHost: {url.host}\r\n{head}\r\n".encode("latin-1"))
+                replies[index] = await _read_reply(reader, started)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(min(connections, len(requests)))))
+    return replies  # type: ignore[return-value]
+
+
+async def _read_reply(reader: asyncio.StreamReader, started: float) -> Reply:
+    status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines if line)}
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return Reply(int(status_line.split()[1]), headers, body, time.perf_counter() - started)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 # Reporting
