@@ -80,10 +80,22 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = _route_template(scope)
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
-            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
+            counter, histogram = _metrics(scope["method"], _route_template(scope), status)
+            counter.inc()
+            histogram.observe(time.perf_counter() - started)
             correlation_id_var.reset(token)
+
+
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _metrics(method: str, route: str, status: int) -> tuple[Any, Any]:
+    """The labelled counter and histogram of a request; `labels()` each time costs a few microseconds."""
+    children = _children.get((method, route, status))
+    if children is None:
+        children = (REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route))
+        _children[(method, route, status)] = children
+    return children
 
 
 def _route_template(scope: Scope) -> str:

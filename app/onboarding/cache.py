@@ -13,8 +13,7 @@ than its stamp, never older, and that stamp never comes back (``feed_version`` o
 
 On Postgres the stamp comes over raw asyncpg, from a small pool of this cache's own: through the ORM session it
 would cost four round trips (ping, BEGIN, SELECT, COMMIT) and several times the CPU. On SQLite (dev and the
-tests) it is read through the session. A session that already has a transaction open may hold writes the
-stamp cannot see: such a read bypasses the cache.
+tests) it is read through a short session of its own.
 """
 
 import asyncio
@@ -59,16 +58,18 @@ class ViewCache(Generic[V]):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._entries: OrderedDict[str, tuple[Stamp, V]] = OrderedDict()
+        self._engine = weakref.ref(engine)  # the engine keys this cache: a strong reference would keep both forever
         self._postgres = engine.dialect.name == "postgresql"
         self._connect_args = _asyncpg_connect_args(engine) if self._postgres else {}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         event.listen(engine.sync_engine, "engine_disposed", self._close_pool)
 
-    async def stamp(self, session: AsyncSession, business_id: str) -> Stamp | None:
+    async def stamp(self, business_id: str) -> Stamp | None:
         """The business's current stamp (None: no such business), straight from the database."""
         if not self._postgres:
-            return await OnboardingRepository(session).view_stamp(business_id)
+            async with AsyncSession(self._engine()) as session:
+                return await OnboardingRepository(session).view_stamp(business_id)
         pool = self._pool or await self._open_pool()
         row = await pool.fetchrow(STAMP_SQL, business_id, timeout=STAMP_TIMEOUT_SECONDS)
         return tuple(row) if row is not None else None

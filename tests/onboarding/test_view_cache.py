@@ -173,9 +173,7 @@ class TestIsolation:
 class TestStamp:
     async def test_the_cache_reads_the_same_stamp_as_the_repository(self, app, client, user_headers, business):
         await client.post("/v1/bank-feed/connect", headers=user_headers(business))
-        async with app.state.sessionmaker() as session:
-            cache = ViewCache.of(session.bind)
-            from_cache = await cache.stamp(session, business)
+        from_cache = await ViewCache.of(app.state.sessionmaker.kw["bind"]).stamp(business)
         async with app.state.sessionmaker() as session:
             from_repository = await OnboardingRepository(session).view_stamp(business)
 
