@@ -28,8 +28,12 @@ def etag_response(request: Request, model: BaseModel) -> Response:
     A model that carries its ``rendered`` form (a cached view) is not serialised again.
     """
     rendered = getattr(model, "rendered", None) or Rendered.of(model)
+    return rendered_response(rendered, request.headers.get("if-none-match", ""))
+
+
+def rendered_response(rendered: Rendered, if_none_match: str) -> Response:
     headers = {"ETag": rendered.etag, "Cache-Control": "private, no-cache"}
-    if rendered.etag in request.headers.get("if-none-match", ""):
+    if rendered.etag in if_none_match:
         return Response(status_code=304, headers=headers)
     return Response(rendered.body, media_type="application/json", headers=headers)
 

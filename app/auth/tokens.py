@@ -34,6 +34,10 @@ class TokenVerifier:
         """Whether verifying `token` may wait on the network (fetching the identity provider's JWKS)."""
         return self._settings.jwks_url is not None and not any((kind, token) in self._verified for kind in ("user", "service"))
 
+    def remembered_end_user(self, token: str) -> EndUser | None:
+        """The end user of `token` if it was verified already and has not expired; None otherwise."""
+        return self._remembered("user", token)  # type: ignore[return-value]
+
     def _remembered(self, kind: str, token: str) -> EndUser | Service | None:
         # Tolerates being called from worker threads too: every step is one atomic dict operation.
         entry = self._verified.get((kind, token))
