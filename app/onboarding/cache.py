@@ -32,7 +32,7 @@ V = TypeVar("V")
 Stamp = tuple[Any, ...]
 
 ENTRIES = 2048  # businesses per process; the least recently read is dropped first
-STAMP_CONNECTIONS = 4  # enough to keep one core busy: each read holds one for a single short query
+STAMP_CONNECTIONS = 4  # per process, on top of the engine's pool; each read holds one for one short query
 STAMP_TIMEOUT_SECONDS = 10.0
 # OnboardingRepository.view_stamp, for asyncpg.
 STAMP_SQL = """
@@ -63,6 +63,9 @@ class ViewCache(Generic[V]):
         self._connect_args = _asyncpg_connect_args(engine) if self._postgres else {}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        # First come, first served: asyncpg's pool lets a newcomer take a connection a waiter was woken for, and
+        # under load a few unlucky reads then wait for hundreds of milliseconds.
+        self._turns = asyncio.Semaphore(STAMP_CONNECTIONS)
         event.listen(engine.sync_engine, "engine_disposed", self._close_pool)
 
     async def stamp(self, business_id: str) -> Stamp | None:
@@ -71,7 +74,8 @@ class ViewCache(Generic[V]):
             async with AsyncSession(self._engine()) as session:
                 return await OnboardingRepository(session).view_stamp(business_id)
         pool = self._pool or await self._open_pool()
-        row = await pool.fetchrow(STAMP_SQL, business_id, timeout=STAMP_TIMEOUT_SECONDS)
+        async with self._turns:
+            row = await pool.fetchrow(STAMP_SQL, business_id, timeout=STAMP_TIMEOUT_SECONDS)
         return tuple(row) if row is not None else None
 
     def get(self, business_id: str, stamp: Stamp) -> V | None:
