@@ -195,12 +195,26 @@ WRK_SOCKET = re.compile(r"Socket errors: (.*)")
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, headers: dict[str, str], seconds: int, connections: int = 64, threads: int = 2) -> dict[str, float | str]:
-    """`wrk --latency` for a fixed time: req/s, p50 and p99 in ms, requests, errors."""
+def machine_ticks() -> list[int]:
+    """The machine's CPU time so far, from /proc/stat: user, nice, system, idle, iowait, irq, softirq, steal."""
+    return [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def machine_use(before: list[int], after: list[int]) -> tuple[float, float]:
+    """How busy the machine was between two machine_ticks(), and how much the hypervisor stole, as fractions."""
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(delta) or 1
+    return 1 - (delta[3] + delta[4]) / total, delta[7] / total
+
+
+def wrk(url: str, headers: dict[str, str], seconds: int, connections: int = 64, threads: int = 2) -> dict[str, Any]:
+    """`wrk --latency` for a fixed time: req/s, p50 and p99 in ms, requests, errors, how busy the machine was."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+    ticks = machine_ticks()
     out = subprocess.run([*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    busy, steal = machine_use(ticks, machine_ticks())
     latency = {p: float(v) * UNIT_MS[u] for p, v, u in WRK_LATENCY.findall(out)}
     non_2xx = WRK_NON_2XX.search(out)
     socket_errors = WRK_SOCKET.search(out)
@@ -210,6 +224,8 @@ def wrk(url: str, headers: dict[str, str], seconds: int, connections: int = 64, 
         "p99": latency["99"],
         "requests": int(WRK_TOTAL.search(out).group(1)),  # type: ignore[union-attr]
         "errors": (non_2xx.group(1) if non_2xx else "0") + (f"; {socket_errors.group(1)}" if socket_errors else ""),
+        "busy": busy,
+        "steal": steal,
     }
 
 

@@ -52,8 +52,9 @@ def main() -> None:
                 result["cpu"] = (h.cpu_seconds(proc) - cpu) / args.seconds
                 runs[name].append(result)
                 rows.append([f"{name} #{round_}", result["rps"], result["p50"], result["p99"], result["requests"],
-                             f"{result['cpu']:.0%}", result["errors"]])
-    print(h.table(["run", "req/s", "p50 ms", "p99 ms", "requests", "server CPU", "non-2xx; socket errors"], rows))
+                             f"{result['cpu']:.0%}", f"{result['busy']:.0%}", f"{result['steal']:.0%}", result["errors"]])
+    print(h.table(["run", "req/s", "p50 ms", "p99 ms", "requests", "server CPU", "machine busy", "stolen by the host",
+                   "non-2xx; socket errors"], rows))
 
     mean = {name: {k: sum(r[k] for r in rs) / len(rs) for k in ("rps", "p50", "p99")} for name, rs in runs.items()}
     bare_rps, ours = mean["bare FastAPI"]["rps"], mean["GET /v1/bank-feed"]
