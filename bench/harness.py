@@ -29,9 +29,21 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 PY_SPY = Path(PYTHON).with_name("py-spy")
 PG_SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
-UVICORN = ["--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+UVICORN = [
+    "--host",
+    "127.0.0.1",
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--no-access-log",
+    "--log-level",
+    "warning",
+]
 AUTH = Settings(environment="test").auth  # the dev secret the BFF uses with BANKFEEDS_ENVIRONMENT=test
-SERVICE_HEADERS = {"Authorization": "Bearer " + mint_service_token(AUTH, "bench", ["businesses:write", "bank-feed:read"])}
+SERVICE_HEADERS = {
+    "Authorization": "Bearer " + mint_service_token(AUTH, "bench", ["businesses:write", "bank-feed:read"])
+}
 
 
 def user_headers(business_id: str, user: str = "bench-user") -> dict[str, str]:
@@ -73,7 +85,9 @@ def sql(url: str, statement: str, *args: object) -> str:
     import asyncpg
 
     async def run() -> str:
-        connection = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+        connection = await asyncpg.connect(
+            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
         try:
             return await connection.execute(statement, *args)
         finally:
@@ -86,9 +100,13 @@ def sql(url: str, statement: str, *args: object) -> str:
 
 
 @contextmanager
-def process(command: Sequence[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """Start `command` in a session of its own, wait until `ready_url` answers, and stop it (SIGTERM, then SIGKILL)."""
-    proc = subprocess.Popen(list(command), cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True)
+def process(
+    command: Sequence[str], ready_url: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen]:
+    """Start `command` in a session of its own, wait until `ready_url` answers; stop it (SIGTERM, SIGKILL)."""
+    proc = subprocess.Popen(
+        list(command), cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -137,7 +155,18 @@ def bff_env(database_url: str, codat_url: str) -> dict[str, str]:
 
 
 def serve_command(factory: str, port: int, workers: int) -> list[str]:
-    return [PYTHON, "-m", "uvicorn", factory, "--factory", "--port", str(port), "--workers", str(workers), *UVICORN]
+    return [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        factory,
+        "--factory",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        *UVICORN,
+    ]
 
 
 @contextmanager
@@ -164,14 +193,24 @@ def bare() -> Iterator[tuple[str, subprocess.Popen]]:
 
 async def register(http: httpx.AsyncClient, business_id: str, accounts: int) -> None:
     """A US business with `accounts` bank accounts, registered by an internal service."""
-    response = await http.put(f"/internal/v1/businesses/{business_id}", json={"name": f"{business_id} LLC", "country": "US"},
-                              headers=SERVICE_HEADERS)
+    response = await http.put(
+        f"/internal/v1/businesses/{business_id}",
+        json={"name": f"{business_id} LLC", "country": "US"},
+        headers=SERVICE_HEADERS,
+    )
     response.raise_for_status()
     for n in range(accounts):
-        body = {"name": f"Account {n}", "accountType": "checking", "accountNumber": f"0001234{n:05d}",
-                "routingNumber": "021000021", "currency": "USD", "balance": "1000.00"}
-        response = await http.put(f"/internal/v1/businesses/{business_id}/accounts/acc-{n:03d}", json=body,
-                                  headers=SERVICE_HEADERS)
+        body = {
+            "name": f"Account {n}",
+            "accountType": "checking",
+            "accountNumber": f"0001234{n:05d}",
+            "routingNumber": "021000021",
+            "currency": "USD",
+            "balance": "1000.00",
+        }
+        response = await http.put(
+            f"/internal/v1/businesses/{business_id}/accounts/acc-{n:03d}", json=body, headers=SERVICE_HEADERS
+        )
         response.raise_for_status()
 
 
@@ -196,24 +235,28 @@ UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def machine_ticks() -> list[int]:
-    """The machine's CPU time so far, from /proc/stat: user, nice, system, idle, iowait, irq, softirq, steal."""
+    """The machine's CPU ticks so far (/proc/stat): user, nice, system, idle, iowait, irq, softirq, steal."""
     return [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
 def machine_use(before: list[int], after: list[int]) -> tuple[float, float]:
-    """How busy the machine was between two machine_ticks(), and how much the hypervisor stole, as fractions."""
+    """How busy the machine was between two machine_ticks(), and how much the host stole, as fractions."""
     delta = [b - a for a, b in zip(before, after, strict=True)]
     total = sum(delta) or 1
     return 1 - (delta[3] + delta[4]) / total, delta[7] / total
 
 
-def wrk(url: str, headers: dict[str, str], seconds: int, connections: int = 64, threads: int = 2) -> dict[str, Any]:
-    """`wrk --latency` for a fixed time: req/s, p50 and p99 in ms, requests, errors, how busy the machine was."""
+def wrk(
+    url: str, headers: dict[str, str], seconds: int, connections: int = 64, threads: int = 2
+) -> dict[str, Any]:
+    """`wrk --latency` for a fixed time: req/s, p50 and p99 in ms, requests, errors, machine use."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     ticks = machine_ticks()
-    out = subprocess.run([*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    out = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30
+    ).stdout
     busy, steal = machine_use(ticks, machine_ticks())
     latency = {p: float(v) * UNIT_MS[u] for p, v, u in WRK_LATENCY.findall(out)}
     non_2xx = WRK_NON_2XX.search(out)
@@ -223,7 +266,8 @@ def wrk(url: str, headers: dict[str, str], seconds: int, connections: int = 64, 
         "p50": latency["50"],
         "p99": latency["99"],
         "requests": int(WRK_TOTAL.search(out).group(1)),  # type: ignore[union-attr]
-        "errors": (non_2xx.group(1) if non_2xx else "0") + (f"; {socket_errors.group(1)}" if socket_errors else ""),
+        "errors": (non_2xx.group(1) if non_2xx else "0")
+        + (f"; {socket_errors.group(1)}" if socket_errors else ""),
         "busy": busy,
         "steal": steal,
     }
@@ -290,7 +334,9 @@ async def load(base_url: str, requests: Sequence[Request], connections: int) -> 
 
 async def _read_reply(reader: asyncio.StreamReader, started: float) -> Reply:
     status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines if line)}
+    headers = {
+        name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines if line)
+    }
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     return Reply(int(status_line.split()[1]), headers, body, time.perf_counter() - started)
 
@@ -304,7 +350,10 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(columns))) + "|"]
+    lines = [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---:" if i else "---" for i in range(len(columns))) + "|",
+    ]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -316,15 +365,25 @@ def _cell(value: object) -> str:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPU ({cpu}), {memory_gib:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
+    system = f"Linux {platform.release()}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} CPU ({cpu}), {memory_gib:.0f} GiB, {system}"
 
 
 def header(title: str) -> None:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"## {title}\n\n{now} · {machine()}\n\n`{shlex.join(['python', '-m', *_module_argv()])}`\n", flush=True)
+    print(
+        f"## {title}\n\n{now} · {machine()}\n\n`{shlex.join(['python', '-m', *_module_argv()])}`\n",
+        flush=True,
+    )
 
 
 def _module_argv() -> list[str]:

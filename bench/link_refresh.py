@@ -39,14 +39,23 @@ def main() -> None:
     with h.sandbox() as codat, h.bff(database, codat, workers=args.workers) as (url, proc):
         old_link = asyncio.run(connect(url))
         httpx.post(f"{codat}/_sandbox/clock/advance", json={"seconds": 3600}).raise_for_status()
-        lapsed = h.sql(database, "UPDATE feed_connection SET link_expires_at = now() - interval '1 minute' "
-                                 "WHERE business_id = $1 AND is_current", BUSINESS)
+        lapsed = h.sql(
+            database,
+            "UPDATE feed_connection SET link_expires_at = now() - interval '1 minute' "
+            "WHERE business_id = $1 AND is_current",
+            BUSINESS,
+        )
         assert lapsed == "UPDATE 1", lapsed
         before = httpx.get(f"{codat}/_sandbox/counters").json()
         cpu_before = h.worker_cpu_seconds(proc)
         started = time.perf_counter()
-        replies = asyncio.run(h.load(url, [("GET", "/v1/bank-feed/link", h.user_headers(BUSINESS))] * args.requests,
-                                     connections=args.requests))  # all at once, each on its own connection
+        replies = asyncio.run(
+            h.load(
+                url,
+                [("GET", "/v1/bank-feed/link", h.user_headers(BUSINESS))] * args.requests,
+                connections=args.requests,
+            )
+        )  # all at once, each on its own connection
         wall = time.perf_counter() - started
         after = httpx.get(f"{codat}/_sandbox/counters").json()
         cpu = {pid: seconds - cpu_before.get(pid, 0) for pid, seconds in h.worker_cpu_seconds(proc).items()}
@@ -56,14 +65,40 @@ def main() -> None:
     ok = [r for r in replies if r.status == 200]
     links = {r.json()["linkUrl"] for r in ok}
     latencies = [r.seconds for r in replies]
-    print(h.table(
-        ["requests", "200 OK", "distinct links", "fresh (not the lapsed one)", "upstream reads", "all upstream calls",
-         "wall s", "p50 ms", "p99 ms", "CPU s of each worker", "goal", "met"],
-        [[args.requests, len(ok), len(links), old_link not in links, reads, calls, wall,
-          1000 * h.percentile(latencies, 0.5), 1000 * h.percentile(latencies, 0.99),
-          " + ".join(f"{seconds:.2f}" for seconds in cpu.values()),
-          "1 upstream read", "yes" if reads == 1 and len(ok) == args.requests and len(links) == 1 else "NO"]],
-    ))
+    print(
+        h.table(
+            [
+                "requests",
+                "200 OK",
+                "distinct links",
+                "fresh (not the lapsed one)",
+                "upstream reads",
+                "all upstream calls",
+                "wall s",
+                "p50 ms",
+                "p99 ms",
+                "CPU s of each worker",
+                "goal",
+                "met",
+            ],
+            [
+                [
+                    args.requests,
+                    len(ok),
+                    len(links),
+                    old_link not in links,
+                    reads,
+                    calls,
+                    wall,
+                    1000 * h.percentile(latencies, 0.5),
+                    1000 * h.percentile(latencies, 0.99),
+                    " + ".join(f"{seconds:.2f}" for seconds in cpu.values()),
+                    "1 upstream read",
+                    "yes" if reads == 1 and len(ok) == args.requests and len(links) == 1 else "NO",
+                ]
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

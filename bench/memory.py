@@ -29,7 +29,9 @@ async def set_up(base_url: str) -> dict[str, str]:
             async with gate:
                 await h.register(http, business, accounts=3)
                 if n % 2:
-                    (await http.post("/v1/bank-feed/connect", headers=h.user_headers(business))).raise_for_status()
+                    (
+                        await http.post("/v1/bank-feed/connect", headers=h.user_headers(business))
+                    ).raise_for_status()
                 view = await http.get("/v1/bank-feed", headers=h.user_headers(business))
                 return business, view.headers["etag"]
 
@@ -72,13 +74,26 @@ def main() -> None:
             statuses = sorted({r.status for r in replies})
             done = start + STEP
             rss[done] = worker.memory_info().rss
-            rows.append([done, rss[done] / 2**20, (rss[done] - rss[start]) / 2**20, ", ".join(map(str, statuses))])
+            rows.append(
+                [done, rss[done] / 2**20, (rss[done] - rss[start]) / 2**20, ", ".join(map(str, statuses))]
+            )
     print(h.table(["requests", "RSS MiB", "growth over the last 2,000 MiB", "statuses"], rows))
     half, end = args.requests // 2, args.requests
     growth = (rss[end] - rss[half]) / 2**20
     print()
-    print(h.table(["RSS after all", "growth over the second half", "goal", "met"],
-                  [[f"{rss[end] / 2**20:.1f} MiB", f"{growth:.2f} MiB", "< 5 MB", "yes" if growth * 2**20 < 5e6 else "NO"]]))
+    print(
+        h.table(
+            ["RSS after all", "growth over the second half", "goal", "met"],
+            [
+                [
+                    f"{rss[end] / 2**20:.1f} MiB",
+                    f"{growth:.2f} MiB",
+                    "< 5 MB",
+                    "yes" if growth * 2**20 < 5e6 else "NO",
+                ]
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

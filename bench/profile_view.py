@@ -15,8 +15,25 @@ from bench import harness as h
 from bench.read_view import BUSINESS, store_state
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*)\)$")
-PACKAGES = ["app", "fastapi", "starlette", "uvicorn", "sqlalchemy", "asyncpg", "jwt", "pydantic", "prometheus_client",
-            "httptools", "uvloop", "asyncio", "anyio", "json", "hashlib", "logging", "contextvars"]
+PACKAGES = [
+    "app",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "asyncpg",
+    "jwt",
+    "pydantic",
+    "prometheus_client",
+    "httptools",
+    "uvloop",
+    "asyncio",
+    "anyio",
+    "json",
+    "hashlib",
+    "logging",
+    "contextvars",
+]
 
 
 def package(file: str) -> str:
@@ -45,13 +62,26 @@ def summarise(raw: str, top: int) -> None:
         for frame in set(frames):
             total_by_func[frame] += count
     print(f"{samples} samples holding the GIL in the worker (its busy time)\n")
-    print(h.table(["package (self time)", "share"],
-                  [[p, f"{c / samples:.1%}"] for p, c in self_by_package.most_common(top)]))
+    print(
+        h.table(
+            ["package (self time)", "share"],
+            [[p, f"{c / samples:.1%}"] for p, c in self_by_package.most_common(top)],
+        )
+    )
     print()
-    print(h.table(["function (self time)", "share"], [[f"`{f}`", f"{c / samples:.1%}"] for f, c in self_by_func.most_common(top)]))
+    print(
+        h.table(
+            ["function (self time)", "share"],
+            [[f"`{f}`", f"{c / samples:.1%}"] for f, c in self_by_func.most_common(top)],
+        )
+    )
     print()
     app_frames = [(f, c) for f, c in total_by_func.most_common() if "app/" in f or "(app" in f][:top]
-    print(h.table(["app function (inclusive)", "share"], [[f"`{f}`", f"{c / samples:.1%}"] for f, c in app_frames]))
+    print(
+        h.table(
+            ["app function (inclusive)", "share"], [[f"`{f}`", f"{c / samples:.1%}"] for f, c in app_frames]
+        )
+    )
 
 
 def main() -> None:
@@ -71,9 +101,27 @@ def main() -> None:
         h.wrk(f"{url}/v1/bank-feed", headers, seconds=3)  # warm-up
         load = threading.Thread(target=h.wrk, args=(f"{url}/v1/bank-feed", headers, args.seconds + 2))
         load.start()
-        subprocess.run([str(h.PY_SPY), "record", "--pid", str(proc.pid), "--duration", str(args.seconds),
-                        "--rate", "200", "--format", "raw", "--nolineno", "--gil", "--output", str(raw_file)],
-                       check=True, capture_output=True, timeout=args.seconds + 30)
+        subprocess.run(
+            [
+                str(h.PY_SPY),
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--duration",
+                str(args.seconds),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--nolineno",
+                "--gil",
+                "--output",
+                str(raw_file),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=args.seconds + 30,
+        )
         load.join()
     summarise(raw_file.read_text(), args.top)
 

@@ -15,7 +15,7 @@ BUSINESS = "bench-read"
 
 
 async def store_state(base_url: str) -> None:
-    """A business with 3 accounts, onboarded (company, connection, source accounts at the sandbox) and refreshed."""
+    """A business with 3 accounts, onboarded (company, connection, accounts at the sandbox), refreshed."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         await h.register(http, BUSINESS, accounts=3)
         headers = h.user_headers(BUSINESS)
@@ -29,13 +29,19 @@ async def store_state(base_url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=15, help="duration of each measured run")
-    parser.add_argument("--rounds", type=int, default=2, help="bare, BFF, bare, BFF, ... (the mean is reported)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="bare, BFF, bare, BFF, ... (the mean is reported)"
+    )
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
 
     h.header("(1) GET /v1/bank-feed vs a bare FastAPI endpoint")
     database = h.fresh_database("bench_read")
-    with h.sandbox() as codat, h.bff(database, codat) as (bff_url, bff_proc), h.bare() as (bare_url, bare_proc):
+    with (
+        h.sandbox() as codat,
+        h.bff(database, codat) as (bff_url, bff_proc),
+        h.bare() as (bare_url, bare_proc),
+    ):
         asyncio.run(store_state(bff_url))
         targets = {
             "bare FastAPI": (f"{bare_url}/bare", {}, bare_proc),
@@ -51,21 +57,67 @@ def main() -> None:
                 result = h.wrk(url, headers, seconds=args.seconds, connections=args.connections)
                 result["cpu"] = (h.cpu_seconds(proc) - cpu) / args.seconds
                 runs[name].append(result)
-                rows.append([f"{name} #{round_}", result["rps"], result["p50"], result["p99"], result["requests"],
-                             f"{result['cpu']:.0%}", f"{result['busy']:.0%}", f"{result['steal']:.0%}", result["errors"]])
-    print(h.table(["run", "req/s", "p50 ms", "p99 ms", "requests", "server CPU", "machine busy", "stolen by the host",
-                   "non-2xx; socket errors"], rows))
+                rows.append(
+                    [
+                        f"{name} #{round_}",
+                        result["rps"],
+                        result["p50"],
+                        result["p99"],
+                        result["requests"],
+                        f"{result['cpu']:.0%}",
+                        f"{result['busy']:.0%}",
+                        f"{result['steal']:.0%}",
+                        result["errors"],
+                    ]
+                )
+    print(
+        h.table(
+            [
+                "run",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "requests",
+                "server CPU",
+                "machine busy",
+                "stolen by the host",
+                "non-2xx; socket errors",
+            ],
+            rows,
+        )
+    )
 
-    mean = {name: {k: sum(r[k] for r in rs) / len(rs) for k in ("rps", "p50", "p99")} for name, rs in runs.items()}
+    mean = {
+        name: {k: sum(r[k] for r in rs) / len(rs) for k in ("rps", "p50", "p99")} for name, rs in runs.items()
+    }
     bare_rps, ours = mean["bare FastAPI"]["rps"], mean["GET /v1/bank-feed"]
     ratio = ours["rps"] / bare_rps
     print()
-    print(h.table(
-        ["mean", "req/s", "p50 ms", "p99 ms", "ratio to bare", "goal", "met"],
-        [["bare FastAPI", bare_rps, mean["bare FastAPI"]["p50"], mean["bare FastAPI"]["p99"], 1.0, "", ""],
-         ["GET /v1/bank-feed", ours["rps"], ours["p50"], ours["p99"], ratio, "ratio ≥ 0.5, p99 < 25 ms",
-          "yes" if ratio >= 0.5 and max(r["p99"] for r in runs["GET /v1/bank-feed"]) < 25 else "NO"]],
-    ))
+    print(
+        h.table(
+            ["mean", "req/s", "p50 ms", "p99 ms", "ratio to bare", "goal", "met"],
+            [
+                [
+                    "bare FastAPI",
+                    bare_rps,
+                    mean["bare FastAPI"]["p50"],
+                    mean["bare FastAPI"]["p99"],
+                    1.0,
+                    "",
+                    "",
+                ],
+                [
+                    "GET /v1/bank-feed",
+                    ours["rps"],
+                    ours["p50"],
+                    ours["p99"],
+                    ratio,
+                    "ratio ≥ 0.5, p99 < 25 ms",
+                    "yes" if ratio >= 0.5 and max(r["p99"] for r in runs["GET /v1/bank-feed"]) < 25 else "NO",
+                ],
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

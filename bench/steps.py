@@ -24,15 +24,27 @@ COMMITS = [
     ("+ view cache checked against a stamp (raw asyncpg)", "15bdbb6"),
     ("+ cached_property for the rendering, metric children", "880f399"),
     ("+ answered from the cache before routing", "8e6248c"),
+    ("+ stamp reads first come, first served", "6f4f8c4"),
 ]
 REQUESTS, CONCURRENCY = 20_000, 64
 
 
 async def measure(app, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """CPU µs per request and requests per second, 64 at a time, after a warm-up."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"127.0.0.1"), *headers], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
 
     async def receive():  # type: ignore[no-untyped-def]
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -68,18 +80,30 @@ async def in_process(database: str, business: str) -> None:
 
     app = create_served_app()
     async with app.router.lifespan_context(app):
-        print(*await measure(app, "/v1/bank-feed", [(b"authorization", h.user_headers(business)["Authorization"].encode())]))
+        print(
+            *await measure(
+                app, "/v1/bank-feed", [(b"authorization", h.user_headers(business)["Authorization"].encode())]
+            )
+        )
 
 
 def run(commit: str | None, database: str, business: str) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as source:
         path = str(h.ROOT)
         if commit is not None:
-            archive = subprocess.run(["git", "archive", commit, "app"], cwd=h.ROOT, capture_output=True, check=True).stdout
+            archive = subprocess.run(
+                ["git", "archive", commit, "app"], cwd=h.ROOT, capture_output=True, check=True
+            ).stdout
             tarfile.open(fileobj=BytesIO(archive)).extractall(source)
             path = f"{source}:{h.ROOT}"
-        out = subprocess.run([h.PYTHON, "-m", "bench.steps", "--in-process", database, business], check=True, text=True,
-                             capture_output=True, env={**os.environ, "PYTHONPATH": path}, cwd=source).stdout
+        out = subprocess.run(
+            [h.PYTHON, "-m", "bench.steps", "--in-process", database, business],
+            check=True,
+            text=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": path},
+            cwd=source,
+        ).stdout
     cpu_us, rps = map(float, out.split()[-2:])
     return cpu_us, rps
 

@@ -32,7 +32,8 @@ class TokenVerifier:
 
     def may_block(self, token: str) -> bool:
         """Whether verifying `token` may wait on the network (fetching the identity provider's JWKS)."""
-        return self._settings.jwks_url is not None and not any((kind, token) in self._verified for kind in ("user", "service"))
+        known = ("user", token) in self._verified or ("service", token) in self._verified
+        return self._settings.jwks_url is not None and not known
 
     def remembered_end_user(self, token: str) -> EndUser | None:
         """The end user of `token` if it was verified already and has not expired; None otherwise."""
@@ -54,7 +55,8 @@ class TokenVerifier:
 
     def _remember(self, kind: str, token: str, principal: EndUser | Service, claims: dict[str, Any]) -> None:
         # The same instant jwt.decode would start refusing it (exp plus leeway), or sooner.
-        self._verified[(kind, token)] = (principal, min(claims["exp"] + LEEWAY_SECONDS, time.time() + REMEMBER_SECONDS))
+        until = min(claims["exp"] + LEEWAY_SECONDS, time.time() + REMEMBER_SECONDS)
+        self._verified[(kind, token)] = (principal, until)
         if len(self._verified) > REMEMBER_AT_MOST:
             self._verified.popitem(last=False)
 

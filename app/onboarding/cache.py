@@ -1,4 +1,4 @@
-"""A per-process cache of the rendered bank-feed view that is right on every replica, with nothing to invalidate.
+"""A per-process cache of the rendered bank-feed view, right on every replica with nothing to invalidate.
 
 Each read first fetches the view's *stamp* with one indexed query: the business's ``feed_version`` and
 ``created_at``, and its current connection's id, Codat id, status and ``confirmed_at``. Every other change
@@ -11,9 +11,12 @@ The stamp is read *before* the view is rendered. A change committed in between m
 than its stamp, never older, and that stamp never comes back (``feed_version`` only grows, a connection's
 ``confirmed_at`` only moves on, connection ids are not reused), so such an entry is just never hit again.
 
-On Postgres the stamp comes over raw asyncpg, from a small pool of this cache's own: through the ORM session it
-would cost four round trips (ping, BEGIN, SELECT, COMMIT) and several times the CPU. On SQLite (dev and the
-tests) it is read through a short session of its own.
+On Postgres the stamp comes over raw asyncpg, from a small pool of this cache's own: through the ORM session
+it would cost four round trips (ping, BEGIN, SELECT, COMMIT) and several times the CPU. On SQLite (dev and
+the tests) it is read through a short session of its own.
+
+Whoever adds a write that changes what the view shows must bump ``feed_version`` in the same transaction, or
+change a column of the stamp (tests/onboarding/test_view_cache.py checks the writes there are).
 """
 
 import asyncio
@@ -58,13 +61,15 @@ class ViewCache(Generic[V]):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._entries: OrderedDict[str, tuple[Stamp, V]] = OrderedDict()
-        self._engine = weakref.ref(engine)  # the engine keys this cache: a strong reference would keep both forever
+        self._engine = weakref.ref(
+            engine
+        )  # the engine keys this cache: a strong reference would keep both forever
         self._postgres = engine.dialect.name == "postgresql"
         self._connect_args = _asyncpg_connect_args(engine) if self._postgres else {}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
-        # First come, first served: asyncpg's pool lets a newcomer take a connection a waiter was woken for, and
-        # under load a few unlucky reads then wait for hundreds of milliseconds.
+        # First come, first served: asyncpg's pool lets a newcomer take a connection a waiter was woken for,
+        # and under load a few unlucky reads then wait for hundreds of milliseconds.
         self._turns = asyncio.Semaphore(STAMP_CONNECTIONS)
         event.listen(engine.sync_engine, "engine_disposed", self._close_pool)
 
@@ -100,7 +105,7 @@ class ViewCache(Generic[V]):
             return self._pool
 
     def _close_pool(self, _engine: Engine) -> None:
-        """With the engine's own pool (``AsyncEngine.dispose()``, at shutdown); a later read opens a new one."""
+        """Closed with the engine's pool (``AsyncEngine.dispose()``, at shutdown); a later read opens one."""
         pool, self._pool = self._pool, None
         if pool is None:
             return

@@ -10,8 +10,8 @@ from app.onboarding.cache import ViewCache
 from app.onboarding.exceptions import BusinessNotFound
 from app.onboarding.models import BankAccount, FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository
-from app.onboarding.service import BROKEN_CONNECTION
 from app.onboarding.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
+from app.onboarding.service import BROKEN_CONNECTION
 
 ACTION_MESSAGES: dict[FeedAction, str | None] = {
     "connect": "Connect your bank accounts to QuickBooks Online.",

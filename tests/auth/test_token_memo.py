@@ -1,4 +1,4 @@
-"""TokenVerifier remembers the tokens it verified, until they expire and within a bound; never a refused one."""
+"""TokenVerifier remembers the tokens it verified, until they expire, within a bound; never a refused one."""
 
 import time
 
@@ -36,15 +36,20 @@ def test_a_token_is_checked_once_then_remembered(auth_settings, decodes):
 
 @pytest.mark.parametrize(
     ("lifetime", "forgotten_after"),
-    [(60, 60 + tokens.LEEWAY_SECONDS), (86400, tokens.REMEMBER_SECONDS)],  # at expiry (jwt's leeway), or sooner
+    [
+        (60, 60 + tokens.LEEWAY_SECONDS),
+        (86400, tokens.REMEMBER_SECONDS),
+    ],  # at expiry (jwt's leeway), or sooner
 )
 def test_a_remembered_token_is_checked_again_once_it_expires_or_after_a_while(
     auth_settings, monkeypatch, decodes, lifetime, forgotten_after
 ):
     verifier = TokenVerifier(auth_settings)
     now = time.time()
-    token = jwt.encode({"sub": "u", "aud": auth_settings.audience, "business_id": "biz-1", "exp": int(now) + lifetime},
-                       auth_settings.jwt_secret.get_secret_value())
+    token = jwt.encode(
+        {"sub": "u", "aud": auth_settings.audience, "business_id": "biz-1", "exp": int(now) + lifetime},
+        auth_settings.jwt_secret.get_secret_value(),
+    )
     verifier.end_user(token)
 
     monkeypatch.setattr(tokens.time, "time", lambda: now + forgotten_after - 1)
@@ -80,4 +85,8 @@ def test_at_most_so_many_tokens_are_remembered(auth_settings, monkeypatch):
     for n in range(10):
         verifier.end_user(mint_end_user_token(auth_settings, f"biz-{n}"))
 
-    assert [principal.business_id for principal, _ in verifier._verified.values()] == ["biz-7", "biz-8", "biz-9"]
+    assert [principal.business_id for principal, _ in verifier._verified.values()] == [
+        "biz-7",
+        "biz-8",
+        "biz-9",
+    ]

@@ -1,5 +1,5 @@
-"""`GET /v1/bank-feed` answered from the view cache before routing (app/onboarding/fastpath.py) answers exactly
-what the route would, and leaves to the route every request it is not sure of."""
+"""`GET /v1/bank-feed` answered from the view cache before routing (app/onboarding/fastpath.py) answers
+exactly what the route would, and leaves to the route every request it is not sure of."""
 
 import jwt
 import pytest
@@ -72,11 +72,15 @@ async def test_a_read_of_a_cached_view_skips_routing_and_is_counted_under_the_ro
     assert len(second.headers["x-request-id"]) == 32
 
 
-async def test_answers_exactly_what_the_route_answers(client, auth_settings, user_headers, business, monkeypatch, answered):
+async def test_answers_exactly_what_the_route_answers(
+    client, auth_settings, user_headers, business, monkeypatch, answered
+):
     token = user_headers(business)["Authorization"].removeprefix("Bearer ")
     etag = (await client.get("/v1/bank-feed", headers={"Authorization": f"Bearer {token}"})).headers["etag"]
-    expired = jwt.encode({"sub": "u", "aud": auth_settings.audience, "business_id": business, "exp": 1},
-                         auth_settings.jwt_secret.get_secret_value())
+    expired = jwt.encode(
+        {"sub": "u", "aud": auth_settings.audience, "business_id": business, "exp": 1},
+        auth_settings.jwt_secret.get_secret_value(),
+    )
     ghost = mint_end_user_token(auth_settings, "ghost")
     answered_before_routing = {  # each case, and whether the fast path answers it
         "plain": ("", {"Authorization": f"Bearer {token}"}, True),
@@ -97,11 +101,16 @@ async def test_answers_exactly_what_the_route_answers(client, auth_settings, use
         first = await client.get(f"/v1/bank-feed{query}", headers=headers)
         again = await client.get(f"/v1/bank-feed{query}", headers=headers)
         assert answered == [fast, fast], name
-        slow = await without_fast_path(monkeypatch, lambda: client.get(f"/v1/bank-feed{query}", headers=headers))
+        slow = await without_fast_path(
+            monkeypatch,
+            lambda query=query, headers=headers: client.get(f"/v1/bank-feed{query}", headers=headers),
+        )
         assert comparable(first) == comparable(again) == comparable(slow), name
 
 
-async def test_a_database_error_leaves_the_request_to_the_route(client, user_headers, business, monkeypatch, routed):
+async def test_a_database_error_leaves_the_request_to_the_route(
+    client, user_headers, business, monkeypatch, routed
+):
     headers = user_headers(business)
     first = await client.get("/v1/bank-feed", headers=headers)
     stamp = ViewCache.stamp
@@ -126,7 +135,9 @@ class TestWithCors:
         settings.cors_origins = ["http://spa.test"]
         return settings
 
-    async def test_a_cross_origin_read_gets_its_cors_headers_from_the_route(self, client, user_headers, business, routed):
+    async def test_a_cross_origin_read_gets_its_cors_headers_from_the_route(
+        self, client, user_headers, business, routed
+    ):
         headers = user_headers(business)
         await client.get("/v1/bank-feed", headers=headers)
 
