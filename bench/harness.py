@@ -104,9 +104,9 @@ def process(
     command: Sequence[str], ready_url: str, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen]:
     """Start `command` in a session of its own, wait until `ready_url` answers; stop it (SIGTERM, SIGKILL)."""
-    proc = subprocess.Popen(
-        list(command), cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True
-    )
+    env = {**os.environ, **(env or {})}
+    # Its output goes to stderr: stdout is for the tables.
+    proc = subprocess.Popen(list(command), cwd=ROOT, env=env, start_new_session=True, stdout=sys.stderr)
     try:
         deadline = time.monotonic() + 30
         while True:
