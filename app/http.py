@@ -1,6 +1,7 @@
 """Small HTTP helpers shared by the routers."""
 
 import hashlib
+from dataclasses import dataclass
 
 from fastapi import Request, Response
 from pydantic import BaseModel
@@ -8,14 +9,33 @@ from pydantic import BaseModel
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A model's JSON body and its strong ETag."""
+
+    body: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, model: BaseModel) -> "Rendered":
+        body = model.model_dump_json(by_alias=True).encode()
+        return cls(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+
+
 def etag_response(request: Request, model: BaseModel) -> Response:
-    """JSON with a strong ETag; ``304`` when the caller already has this exact body."""
-    body = model.model_dump_json(by_alias=True).encode()
-    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    if etag in request.headers.get("if-none-match", ""):
+    """JSON with a strong ETag; ``304`` when the caller already has this exact body.
+
+    A model that carries its ``rendered`` form (a cached view) is not serialised again.
+    """
+    rendered = getattr(model, "rendered", None) or Rendered.of(model)
+    return rendered_response(rendered, request.headers.get("if-none-match", ""))
+
+
+def rendered_response(rendered: Rendered, if_none_match: str) -> Response:
+    headers = {"ETag": rendered.etag, "Cache-Control": "private, no-cache"}
+    if rendered.etag in if_none_match:
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(rendered.body, media_type="application/json", headers=headers)
 
 
 def no_store(response: Response) -> None:

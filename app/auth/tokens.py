@@ -5,6 +5,7 @@ against its JWKS. Service tokens are JWTs for a second audience, with a space-se
 """
 
 import time
+from collections import OrderedDict
 from functools import cached_property
 from typing import Any
 
@@ -15,11 +16,49 @@ from app.config import AuthSettings
 from app.errors import Unauthorized
 
 DEV_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600
+LEEWAY_SECONDS = 30
+# A verified token is remembered (per process) until it expires, but re-checked at least this often, so that a
+# key withdrawn from the identity provider's JWKS stops working soon even for tokens already seen.
+REMEMBER_SECONDS = 300
+REMEMBER_AT_MOST = 4096  # tokens; the least recently used is forgotten first
 
 
 class TokenVerifier:
+    """Verifies tokens, and remembers the ones it verified until they expire (a bounded LRU)."""
+
     def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings
+        self._verified: OrderedDict[tuple[str, str], tuple[EndUser | Service, float]] = OrderedDict()
+
+    def may_block(self, token: str) -> bool:
+        """Whether verifying `token` may wait on the network (fetching the identity provider's JWKS)."""
+        known = ("user", token) in self._verified or ("service", token) in self._verified
+        return self._settings.jwks_url is not None and not known
+
+    def remembered_end_user(self, token: str) -> EndUser | None:
+        """The end user of `token` if it was verified already and has not expired; None otherwise."""
+        return self._remembered("user", token)  # type: ignore[return-value]
+
+    def _remembered(self, kind: str, token: str) -> EndUser | Service | None:
+        # Tolerates being called from worker threads too: every step is one atomic dict operation.
+        entry = self._verified.get((kind, token))
+        if entry is None:
+            return None
+        if entry[1] <= time.time():
+            self._verified.pop((kind, token), None)
+            return None
+        try:
+            self._verified.move_to_end((kind, token))
+        except KeyError:  # forgotten by another thread meanwhile
+            pass
+        return entry[0]
+
+    def _remember(self, kind: str, token: str, principal: EndUser | Service, claims: dict[str, Any]) -> None:
+        # The same instant jwt.decode would start refusing it (exp plus leeway), or sooner.
+        until = min(claims["exp"] + LEEWAY_SECONDS, time.time() + REMEMBER_SECONDS)
+        self._verified[(kind, token)] = (principal, until)
+        if len(self._verified) > REMEMBER_AT_MOST:
+            self._verified.popitem(last=False)
 
     @cached_property
     def _jwks(self) -> jwt.PyJWKClient | None:
@@ -41,24 +80,32 @@ class TokenVerifier:
                 audience=audience,
                 issuer=self._settings.issuer,
                 options={"require": ["exp", "sub", "aud"]},
-                leeway=30,
+                leeway=LEEWAY_SECONDS,
             )
         except (jwt.PyJWTError, ValueError) as exc:
             raise Unauthorized("The bearer token is missing, expired or not valid for this API.") from exc
 
     def end_user(self, token: str) -> EndUser:
+        if (known := self._remembered("user", token)) is not None:
+            return known  # type: ignore[return-value]
         claims = self._claims(token, self._settings.audience)
         business_id = claims.get(self._settings.business_claim)
         if not isinstance(business_id, str) or not business_id:
             raise Unauthorized(f"The token has no `{self._settings.business_claim}` claim naming a business.")
-        return EndUser(subject=str(claims["sub"]), business_id=business_id)
+        user = EndUser(subject=str(claims["sub"]), business_id=business_id)
+        self._remember("user", token, user, claims)
+        return user
 
     def service(self, token: str) -> Service:
+        if (known := self._remembered("service", token)) is not None:
+            return known  # type: ignore[return-value]
         claims = self._claims(token, self._settings.service_audience)
         scopes = claims.get("scope", "")
         if not isinstance(scopes, str):
             raise Unauthorized("The token's `scope` claim must be a space-separated string.")
-        return Service(name=str(claims["sub"]), scopes=frozenset(scopes.split()))
+        service = Service(name=str(claims["sub"]), scopes=frozenset(scopes.split()))
+        self._remember("service", token, service, claims)
+        return service
 
 
 def _sign(settings: AuthSettings, claims: dict[str, Any]) -> str:

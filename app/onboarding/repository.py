@@ -245,3 +245,24 @@ class OnboardingRepository:
 
     async def feed_version(self, business_id: str) -> int | None:
         return await self.session.scalar(select(Business.feed_version).where(Business.id == business_id))
+
+    async def view_stamp(self, business_id: str) -> tuple[object, ...] | None:
+        """What the bank-feed view's cache compares (app/onboarding/cache.py): feed_version, bumped with every
+        change to the accounts, their statuses and the name, and what of the current connection the view
+        shows, which changes without a bump. None when there is no such business."""
+        query = (
+            select(
+                Business.feed_version,
+                Business.created_at,
+                FeedConnection.id,
+                FeedConnection.codat_connection_id,
+                FeedConnection.status,
+                FeedConnection.confirmed_at,
+            )
+            .outerjoin(
+                FeedConnection, (FeedConnection.business_id == Business.id) & FeedConnection.is_current.is_(True)
+            )
+            .where(Business.id == business_id)
+        )
+        row = (await self.session.execute(query)).one_or_none()
+        return tuple(row) if row is not None else None

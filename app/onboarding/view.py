@@ -1,9 +1,13 @@
 """The bank-feed view the SPA, the mobile apps and internal services read, and the action it suggests."""
 
 from collections.abc import Sequence
+from functools import cached_property
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.http import Rendered
+from app.onboarding.cache import ViewCache
+from app.onboarding.exceptions import BusinessNotFound
 from app.onboarding.models import BankAccount, FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository
 from app.onboarding.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
@@ -46,14 +50,38 @@ def suggested_action(connection: FeedConnection | None, accounts: Sequence[FeedA
     return "none"
 
 
+class RenderedBankFeed(BankFeedOut):
+    """A view with its JSON body and ETag, made once. Cached and shared between requests: read-only."""
+
+    @cached_property  # not a pydantic private attribute: reading one of those costs microseconds
+    def rendered(self) -> Rendered:
+        return Rendered.of(self)
+
+
 async def bank_feed_view(session: AsyncSession, business_id: str) -> BankFeedOut:
+    """The business's view: this process's cached one while its stamp is current (app/onboarding/cache.py)."""
+    if session.in_transaction():
+        return await render_bank_feed_view(session, business_id)  # it may hold writes the stamp cannot see
+    cache: ViewCache[RenderedBankFeed] = ViewCache.of(session.bind)  # type: ignore[arg-type]
+    stamp = await cache.stamp(business_id)
+    if stamp is None:
+        raise BusinessNotFound("No business is registered under this id.")
+    view = cache.get(business_id, stamp)
+    if view is None:
+        view = await render_bank_feed_view(session, business_id)
+        view.rendered  # noqa: B018 - made now, once, rather than by each request that shares it
+        cache.put(business_id, stamp, view)
+    return view
+
+
+async def render_bank_feed_view(session: AsyncSession, business_id: str) -> RenderedBankFeed:
     repo = OnboardingRepository(session)
     business = await repo.require_business(business_id)
     connection = await repo.current_connection(business_id)
     offered = {f.account_id: f for f in await repo.feed_accounts(connection.id)} if connection else {}
     accounts = [account_out(a, offered.get(a.id)) for a in await repo.list_bank_accounts(business_id)]
     action = suggested_action(connection, accounts)
-    return BankFeedOut(
+    return RenderedBankFeed(
         business_id=business.id,
         business_name=business.name,
         connection=_connection_out(connection),
