@@ -1,6 +1,7 @@
 """All SQL of the onboarding domain. Methods take domain arguments; the caller owns the transaction."""
 
 import uuid
+from dataclasses import dataclass
 from collections.abc import Sequence
 from datetime import date, datetime
 
@@ -10,6 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import insert_ignoring_conflicts
 from app.onboarding.exceptions import BusinessNotFound
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
+
+
+@dataclass(frozen=True, slots=True)
+class FeedAccountOutcome:
+    account_id: str
+    status: str | None
+    feed_start_date: date | None
 
 
 def new_request_key() -> str:
@@ -184,14 +192,16 @@ class OnboardingRepository:
         stored = {a.account_id: a for a in await self.feed_accounts(connection_id)}
         return [stored[a] for a in account_ids]
 
-    async def record_feed_account(
-        self, connection_id: int, account_id: str, status: str | None, feed_start_date: date | None
-    ) -> None:
-        await self.session.execute(
-            update(FeedAccount)
-            .where(FeedAccount.connection_id == connection_id, FeedAccount.account_id == account_id)
-            .values(registered=True, status=status, feed_start_date=feed_start_date)
-        )
+    async def record_feed_accounts(self, connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> None:
+        """Codat's answer for accounts offered on the connection, in one executemany (by primary key)."""
+        if not accounts:
+            return
+        rows = [
+            {"connection_id": connection_id, "account_id": a.account_id, "registered": True,
+             "status": a.status, "feed_start_date": a.feed_start_date}
+            for a in accounts
+        ]
+        await self.session.execute(update(FeedAccount), rows)
 
     # Statuses from Codat (webhooks and reconciliation): never moved backwards by an older report
 

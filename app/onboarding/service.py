@@ -37,7 +37,7 @@ from app.onboarding.exceptions import (
     translate_codat_errors,
 )
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
-from app.onboarding.repository import OnboardingRepository, new_request_key
+from app.onboarding.repository import FeedAccountOutcome, OnboardingRepository, new_request_key
 from app.onboarding.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -411,9 +411,11 @@ class OnboardingService:
     async def _record_offered(self, connection: FeedConnection, accounts: Sequence[SourceAccount]) -> None:
         async with self.sessions.begin() as session:
             repo = OnboardingRepository(session)
-            for account in accounts:
-                status = str(account.status) if account.status is not None else None
-                await repo.record_feed_account(connection.id, account.id, status, account.feed_start_date)
+            outcomes = [
+                FeedAccountOutcome(a.id, str(a.status) if a.status is not None else None, a.feed_start_date)
+                for a in accounts
+            ]
+            await repo.record_feed_accounts(connection.id, outcomes)
             await repo.bump_feed_version(connection.business_id)
 
     # Links
