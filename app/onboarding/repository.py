@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import insert_ignoring_conflicts
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.onboarding.schemas import DEFAULT_TIME_ZONES
 
 
 def new_request_key() -> str:
@@ -24,13 +25,14 @@ class OnboardingRepository:
     async def get_business(self, business_id: str) -> Business | None:
         return await self.session.get(Business, business_id)
 
-    async def upsert_business(self, business_id: str, name: str, country: str) -> Business:
+    async def upsert_business(self, business_id: str, name: str, country: str, time_zone: str | None = None) -> Business:
+        time_zone = time_zone or DEFAULT_TIME_ZONES[country]
         business = await self.get_business(business_id)
         if business is None:
-            business = Business(id=business_id, name=name, country=country)
+            business = Business(id=business_id, name=name, country=country, time_zone=time_zone)
             self.session.add(business)
-        elif (business.name, business.country) != (name, country):
-            business.name, business.country = name, country
+        elif (business.name, business.country, business.time_zone) != (name, country, time_zone):
+            business.name, business.country, business.time_zone = name, country, time_zone
             business.feed_version += 1
         await self.session.flush()
         return business
