@@ -70,7 +70,9 @@ def complete(state: SandboxState, key: str, present: Presenter) -> None:
     _emit(state, operation, present)
 
 
-def _refusals(state: SandboxState, operation: PushOperation, ledger: list[dict[str, Any]]) -> list[ValidationItem]:
+def _refusals(
+    state: SandboxState, operation: PushOperation, ledger: list[dict[str, Any]]
+) -> list[ValidationItem]:
     connection = state.connections.get(operation.connection_id)
     account = connection.accounts.get(operation.account_id) if connection else None
     if account is None or account.status is not AccountStatus.connected:
@@ -92,8 +94,8 @@ def _date_refusal(when: datetime, latest_day: Any, newest: datetime) -> str | No
         return f"The transaction date {when.isoformat()} is in the future."
     if when < newest:
         return (
-            f"The transaction date {when.isoformat()} is earlier than {newest.isoformat()}: transactions must be "
-            "in chronological order and not older than the newest one in the account."
+            f"The transaction date {when.isoformat()} is earlier than {newest.isoformat()}: transactions"
+            " must be in chronological order and not older than the newest one in the account."
         )
     return None
 
@@ -101,7 +103,11 @@ def _date_refusal(when: datetime, latest_day: Any, newest: datetime) -> str | No
 def _sign_warnings(transactions: list[dict[str, Any]]) -> list[ValidationItem]:
     expected = {"Credit": 1, "Debit": -1}
     return [
-        ValidationItem(t["id"], f"A {t['transactionType']} usually has a {'positive' if sign > 0 else 'negative'} amount.", VALIDATOR)
+        ValidationItem(
+            t["id"],
+            f"A {t['transactionType']} usually has a {'positive' if sign > 0 else 'negative'} amount.",
+            VALIDATOR,
+        )
         for t in transactions
         if (sign := expected.get(t.get("transactionType") or "")) and t["amount"] * sign < 0
     ]
@@ -159,7 +165,11 @@ def view(operation: PushOperation) -> dict[str, Any]:
 
 def _changes(operation: PushOperation) -> list[dict[str, Any]]:
     return [
-        {"type": "Created", "recordRef": {"id": t["id"], "dataType": "bankTransactions"}, "attachmentId": None}
+        {
+            "type": "Created",
+            "recordRef": {"id": t["id"], "dataType": "bankTransactions"},
+            "attachmentId": None,
+        }
         for t in operation.transactions
     ]
 
@@ -167,4 +177,5 @@ def _changes(operation: PushOperation) -> list[dict[str, Any]]:
 def _error_message(operation: PushOperation) -> str | None:
     if not operation.errors:
         return None
-    return f"{len(operation.errors)} of {len(operation.transactions)} transactions were refused; none was written."
+    refused, sent = len(operation.errors), len(operation.transactions)
+    return f"{refused} of {sent} transactions were refused; none was written."

@@ -57,23 +57,39 @@ class CreateBankTransactions(_Wire):
     transactions: list[BankTransaction] = Field(min_length=1, max_length=MAX_TRANSACTIONS)
 
 
-@router.post(CONNECTION + "/push/bankAccounts/{accountId}/bankTransactions", operation_id="create-bank-transactions")
-async def create_bank_transactions(request: Request, companyId: str, connectionId: str, accountId: str) -> JSONResponse:
+@router.post(
+    CONNECTION + "/push/bankAccounts/{accountId}/bankTransactions", operation_id="create-bank-transactions"
+)
+async def create_bank_transactions(
+    request: Request, companyId: str, connectionId: str, accountId: str
+) -> JSONResponse:
     state = sandbox_state(request)
     connection = require_connection(state, companyId, connectionId)
     body = await parse_body(request, CreateBankTransactions, validator=pushes.VALIDATOR)
     if body.account_id != accountId:
-        raise invalid("accountId must be the source account in the path.", item_id="accountId", validator=pushes.VALIDATOR)
+        raise invalid(
+            "accountId must be the source account in the path.",
+            item_id="accountId",
+            validator=pushes.VALIDATOR,
+        )
     account = connection.accounts.get(accountId)
     if account is None:
         raise CodatError(404, f"Source account {accountId} not found")
     if account.status is not AccountStatus.connected:
         raise invalid(
-            f"Source account {accountId} is not connected to QuickBooks Online.", item_id="accountId", validator=pushes.VALIDATOR
+            f"Source account {accountId} is not connected to QuickBooks Online.",
+            item_id="accountId",
+            validator=pushes.VALIDATOR,
         )
     transactions = [t.model_dump(by_alias=True, exclude_none=True) for t in body.transactions]
     operation = pushes.PushOperation(
-        state.new_id(), companyId, connectionId, accountId, state.clock.now(), transactions, _timeout_in_minutes(request)
+        state.new_id(),
+        companyId,
+        connectionId,
+        accountId,
+        state.clock.now(),
+        transactions,
+        _timeout_in_minutes(request),
     )
     pushes.start(state, operation, presenter(request))
     data = {"accountId": accountId, "transactions": transactions}
@@ -85,7 +101,11 @@ def _timeout_in_minutes(request: Request) -> int | None:
     if raw is None:
         return None
     if not raw.isdigit() or not 0 < int(raw) < 2**31:
-        raise invalid("timeoutInMinutes must be a positive integer.", item_id="timeoutInMinutes", validator="QueryValidator")
+        raise invalid(
+            "timeoutInMinutes must be a positive integer.",
+            item_id="timeoutInMinutes",
+            validator="QueryValidator",
+        )
     return int(raw)
 
 
