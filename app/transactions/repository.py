@@ -3,7 +3,9 @@
 Two kinds of lock, both portable: acceptance takes the account's stream row by writing to it first (a row
 lock on Postgres, the write lock on SQLite) so that "not older than the newest" holds under concurrency; a
 worker holds a stream by a lease (claimed with ``FOR UPDATE SKIP LOCKED`` on Postgres) and proves it still
-holds it with every write (``lease_owner`` fences a worker whose lease another took over).
+holds it with every write (``lease_owner`` fences a worker whose lease another took over). Every
+transaction that writes takes its rows in one order, stream, then batch, then transactions, so two of them
+never wait on each other.
 """
 
 import uuid

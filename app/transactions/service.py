@@ -234,9 +234,10 @@ async def apply_push_event(
     batch = await repo.batch_by_push_key(str(payload.get("id")))
     if batch is None or batch.status != BatchStatus.PENDING:
         return  # not recorded as sent yet, or already settled: the worker's poll covers both
+    # The stream's row first, as the worker locks them (stream, batch, transactions): no deadlock.
+    await repo.wake(batch.stream_id, at)
     if event_type.endswith(".successful") and payload.get("status") == PushOperationStatus.SUCCESS:
         await record_delivered(repo, batch.id, at)
-    await repo.wake(batch.stream_id, at)
 
 
 async def record_delivered(repo: TransactionRepository, batch_id: int, now: datetime) -> None:
