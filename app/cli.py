@@ -1,4 +1,4 @@
-"""`bankfeeds-bff dev | serve | migrate | sandbox | dev-token`."""
+"""`bankfeeds-bff dev | serve | worker | migrate | sandbox | dev-token`."""
 
 import argparse
 import asyncio
@@ -12,7 +12,7 @@ from app.auth.tokens import mint_end_user_token, mint_service_token
 from app.config import Environment, Settings, get_settings
 from app.observability import configure_logging
 
-DEV_SERVICE_SCOPES = ["businesses:write", "bank-feed:read", "transactions:write"]
+DEV_SERVICE_SCOPES = ["businesses:write", "bank-feed:read", "transactions:write", "transactions:read"]
 
 
 def dev_settings(host: str, port: int) -> Settings:
@@ -79,6 +79,16 @@ def run_serve(args: argparse.Namespace) -> None:
     )
 
 
+def run_worker(args: argparse.Namespace) -> None:
+    from app.transactions.worker import WorkerConfig, run_standalone
+
+    settings = get_settings()
+    if settings.sandbox.enabled:
+        sys.exit("worker: with the embedded sandbox (dev), the server delivers transactions in-process")
+    configure_logging(settings.log_level)
+    asyncio.run(run_standalone(settings, WorkerConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds)))
+
+
 def run_migrate(args: argparse.Namespace) -> None:
     migrate.upgrade(get_settings().database.url, args.revision)
 
@@ -108,6 +118,10 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--port", type=int, default=default_port)
         command.set_defaults(handler=handler)
     commands.choices["serve"].add_argument("--workers", type=int, default=1)
+    worker = commands.add_parser("worker", help="deliver accepted transactions to Codat (run one or many)")
+    worker.add_argument("--concurrency", type=int, default=8, help="accounts delivered at once")
+    worker.add_argument("--lease-seconds", type=float, default=30.0, help="how long a dead worker's accounts wait")
+    worker.set_defaults(handler=run_worker)
     migrate_cmd = commands.add_parser("migrate", help="apply the database migrations (Alembic)")
     migrate_cmd.add_argument("revision", nargs="?", default="head")
     migrate_cmd.set_defaults(handler=run_migrate)

@@ -12,7 +12,7 @@ from app import ops
 from app.auth.tokens import TokenVerifier
 from app.clock import Clock, SystemClock
 from app.codat.client import CodatClient, build_http_client
-from app.config import Settings, get_settings
+from app.config import Environment, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.observability import RequestContextMiddleware, configure_logging
@@ -22,6 +22,8 @@ from app.onboarding.reconcile import reconcile_forever
 from app.onboarding.router import internal_router
 from app.onboarding.router import router as onboarding_router
 from app.onboarding.singleflight import SingleFlight
+from app.transactions.router import router as transactions_router
+from app.transactions.worker import in_process as transactions_worker
 from app.web import mount_demo
 from app.webhooks.router import router as webhooks_router
 from app.webhooks.service import WebhookProcessor
@@ -40,6 +42,8 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
                 await stack.enter_async_context(sandbox_app.router.lifespan_context(sandbox_app))
             await _open_resources(app, settings, sandbox_app, stack)
             _start_reconciler(app, settings, stack)
+            if settings.environment is Environment.dev:
+                await stack.enter_async_context(transactions_worker(app))
             yield
 
     app = FastAPI(
@@ -52,6 +56,7 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
     install_error_handlers(app)
     app.include_router(onboarding_router)
     app.include_router(internal_router)
+    app.include_router(transactions_router)
     app.include_router(webhooks_router)
     app.include_router(ops.router)
     if sandbox_app is not None:

@@ -3,6 +3,10 @@
 from app.db import Base
 from app.idempotency.models import IdempotencyRecord
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.transactions.models import BankTransaction, TransactionBatch, TransactionStream
 from app.webhooks.models import WebhookEvent
 
-__all__ = ["Base", "IdempotencyRecord", "BankAccount", "Business", "FeedAccount", "FeedConnection", "WebhookEvent"]
+__all__ = [
+    "Base", "IdempotencyRecord", "BankAccount", "Business", "FeedAccount", "FeedConnection", "WebhookEvent",
+    "BankTransaction", "TransactionBatch", "TransactionStream",
+]

@@ -223,13 +223,16 @@ def _check_error_identity(data: Any, status: int, where: str) -> None:
 
 def validate_webhook(event: dict[str, Any]) -> None:
     """Check a webhook envelope ``{id, eventType, generatedDate, payload}`` against its event's schema."""
-    event_type = event.get("eventType")
+    name = str(event.get("eventType"))
+    # Codat-Platform.json declares the write events once, as `{dataType}.write.successful|unsuccessful`.
+    candidates = (name, re.sub(r"^\w+\.write\.", "{dataType}.write.", name))
     for spec in _specs():
-        if event_type in spec.document.get("webhooks", {}):
-            pointer = f"/webhooks/{_escape(event_type)}/post/requestBody/content/application~1json/schema"
-            _check(_validator(spec.uri, pointer), event, f"webhook {event_type}")
+        declared = next((c for c in candidates if c in spec.document.get("webhooks", {})), None)
+        if declared:
+            pointer = f"/webhooks/{_escape(declared)}/post/requestBody/content/application~1json/schema"
+            _check(_validator(spec.uri, pointer), event, f"webhook {name}")
             return
-    raise ContractViolation(f"no spec declares the webhook event {event_type!r}")
+    raise ContractViolation(f"no spec declares the webhook event {name!r}")
 
 
 class ContractChecked:

@@ -36,6 +36,7 @@ from app.codat.exceptions import (
 )
 from app.codat.resilience import CircuitBreaker, CompanyLimiter, backoff_seconds
 from app.codat.schemas import (
+    BankTransaction,
     BatchCreateResult,
     Company,
     Connection,
@@ -43,6 +44,7 @@ from app.codat.schemas import (
     ConnectionsPage,
     Credentials,
     Integration,
+    PushOperation,
     SourceAccount,
     SourceAccountPrototype,
     SyncSettings,
@@ -62,6 +64,8 @@ SOURCE_ACCOUNTS = CONNECTION + "/connectionInfo/bankFeedAccounts"
 SOURCE_ACCOUNTS_BATCH = SOURCE_ACCOUNTS + "/batch"
 SOURCE_ACCOUNT = SOURCE_ACCOUNTS + "/{accountId}"
 CREDENTIALS = SOURCE_ACCOUNTS + "/credentials"
+BANK_TRANSACTIONS = CONNECTION + "/push/bankAccounts/{accountId}/bankTransactions"
+PUSH_OPERATION = COMPANY + "/push/{pushOperationKey}"
 INTEGRATION = "/integrations/{platformKey}"
 SYNC_SETTINGS = "/profile/syncSettings"
 
@@ -412,6 +416,48 @@ class CodatClient:
         """
         params = _connection_params(company_id, connection_id)
         await self._request(_Call("revoke_credentials", "DELETE", CREDENTIALS, params))
+
+    async def create_bank_transactions(
+        self,
+        company_id: str,
+        connection_id: str,
+        account_id: str,
+        transactions: list[BankTransaction],
+        *,
+        idempotency_key: str,
+    ) -> PushOperation:
+        """Push up to 1,000 cleared transactions, earliest first, to one source account; Codat answers with a
+        push operation, usually ``Pending``: follow it with ``get_push_operation``.
+
+        Calls ``POST …/connections/{connectionId}/push/bankAccounts/{accountId}/bankTransactions``. The same
+        key with the same transactions replays Codat's first answer (for 90 minutes) instead of writing twice.
+
+        Raises:
+            ValueError: ``account_id`` names another Codat endpoint ("credentials", "batch").
+            CodatNotFound: no such company, connection or source account.
+            CodatRejected: the request was refused (e.g. 400 with validation errors naming transactions).
+            CodatUnavailable: Codat did not answer in time.
+        """
+        call = _Call(
+            "create_bank_transactions",
+            "POST",
+            BANK_TRANSACTIONS,
+            _account_params(company_id, connection_id, account_id),
+            body={"accountId": account_id, "transactions": [t.to_wire() for t in transactions]},
+            idempotency_key=idempotency_key,
+        )
+        return await self._fetch(call, PushOperation)
+
+    async def get_push_operation(self, company_id: str, push_operation_key: str) -> PushOperation:
+        """Read a push operation: ``GET /companies/{companyId}/push/{pushOperationKey}``.
+
+        Raises:
+            CodatNotFound: no such company or push operation.
+            CodatRejected: any other refusal.
+            CodatUnavailable: Codat did not answer in time.
+        """
+        params = {"companyId": company_id, "pushOperationKey": push_operation_key}
+        return await self._fetch(_Call("get_push_operation", "GET", PUSH_OPERATION, params), PushOperation)
 
     async def get_integration(self, platform_key: str) -> Integration:
         """Read an integration, e.g. whether ``hcws`` is enabled: ``GET /integrations/{platformKey}``.

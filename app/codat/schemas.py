@@ -195,3 +195,58 @@ class SyncSettings(CodatModel):
     def bank_feeds_enabled(self) -> bool:
         """Whether both data types QBO Bank Feeds needs (``bankAccounts``, ``bankTransactions``) are on."""
         return self.is_enabled("bankAccounts") and self.is_enabled("bankTransactions")
+
+
+class BankTransactionType(StrEnum):
+    """The transaction types QBO Bank Feeds takes (Codat's enum has more, for other platforms)."""
+
+    CREDIT = "Credit"
+    DEBIT = "Debit"
+    UNKNOWN = "Unknown"
+
+
+class BankTransaction(CodatModel):
+    """A cleared transaction to push; ``date`` is the bank's local date-time, sent without an offset."""
+
+    id: str
+    date: datetime
+    description: str
+    amount: WireDecimal
+    balance: WireDecimal
+    transaction_type: BankTransactionType
+
+
+class PushOperationStatus(StrEnum):
+    PENDING = "Pending"
+    FAILED = "Failed"
+    SUCCESS = "Success"
+    TIMED_OUT = "TimedOut"
+
+
+class PushValidationItem(CodatModel):
+    item_id: str | None = None
+    message: str | None = None
+    validator_name: str | None = None
+
+
+class PushValidation(CodatModel):
+    errors: list[PushValidationItem] | None = None
+    warnings: list[PushValidationItem] | None = None
+
+
+class PushOperation(CodatModel):
+    """A write to the accounting platform; ``push_operation_key`` follows it to Success or Failed."""
+
+    push_operation_key: str
+    company_id: str
+    data_connection_key: str
+    status: PushOperationStatus
+    status_code: int
+    requested_on_utc: datetime
+    completed_on_utc: datetime | None = None
+    error_message: str | None = None
+    validation: PushValidation | None = None
+
+    @property
+    def validation_errors(self) -> list[PushValidationItem]:
+        return (self.validation and self.validation.errors) or []

@@ -36,6 +36,7 @@ class Business(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     country: Mapped[str] = mapped_column(String(2))
+    time_zone: Mapped[str] = mapped_column(String(64))
     codat_company_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     # Idempotency key of the create-company call, stored before the call is made.
     company_request_key: Mapped[str | None] = mapped_column(String(64))

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import insert_ignoring_conflicts
 from app.onboarding.exceptions import BusinessNotFound
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.onboarding.schemas import DEFAULT_TIME_ZONES
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +40,14 @@ class OnboardingRepository:
             raise BusinessNotFound("No business is registered under this id.")
         return business
 
-    async def upsert_business(self, business_id: str, name: str, country: str) -> Business:
+    async def upsert_business(self, business_id: str, name: str, country: str, time_zone: str | None = None) -> Business:
+        time_zone = time_zone or DEFAULT_TIME_ZONES[country]
         business = await self.get_business(business_id)
         if business is None:
-            business = Business(id=business_id, name=name, country=country)
+            business = Business(id=business_id, name=name, country=country, time_zone=time_zone)
             self.session.add(business)
-        elif (business.name, business.country) != (name, country):
-            business.name, business.country = name, country
+        elif (business.name, business.country, business.time_zone) != (name, country, time_zone):
+            business.name, business.country, business.time_zone = name, country, time_zone
             business.feed_version += 1
         await self.session.flush()
         return business

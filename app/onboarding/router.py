@@ -194,8 +194,8 @@ async def put_business(
     repo = OnboardingRepository(session)
     if await repo.get_business(business_id) is None:
         response.status_code = status.HTTP_201_CREATED
-    business = await repo.upsert_business(business_id, body.name, body.country)
-    return BusinessOut(business_id=business.id, name=business.name, country=business.country)
+    business = await repo.upsert_business(business_id, body.name, body.country, body.time_zone)
+    return BusinessOut(business_id=business.id, name=business.name, country=business.country, time_zone=business.time_zone)
 
 
 @internal_router.put(

@@ -4,6 +4,7 @@ import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
@@ -12,6 +13,8 @@ from app.clock import as_utc
 from app.onboarding.currencies import ISO_4217
 
 SUPPORTED_COUNTRIES = ("US", "CA")
+# A business that names no time zone gets its country's most populous one.
+DEFAULT_TIME_ZONES = {"US": "America/New_York", "CA": "America/Toronto"}
 
 # Codat's source-account enum, and the names internal services commonly use for each.
 ACCOUNT_TYPE_ALIASES = {
@@ -57,6 +60,14 @@ def _country(value: str) -> str:
     return code
 
 
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone, e.g. America/New_York") from None
+    return value
+
+
 def _currency(value: str) -> str:
     code = value.upper()
     if code not in ISO_4217:
@@ -69,12 +80,16 @@ class BusinessIn(StrictApiModel):
     country: Annotated[str, StringConstraints(min_length=2, max_length=2), AfterValidator(_country)] = Field(
         description="US or CA."
     )
+    time_zone: Annotated[str, AfterValidator(_time_zone)] | None = Field(
+        None, description="IANA name; decides the business's today for its transactions. Default: by country."
+    )
 
 
 class BusinessOut(ApiModel):
     business_id: str
     name: str
     country: str
+    time_zone: str
 
 
 class BankAccountIn(StrictApiModel):

@@ -18,6 +18,8 @@ Invalid input is a 422 in Codat's ErrorMessage shape whose ``validation.errors[]
   the Connection, after sending the matching ``connection.*`` webhook.
 - ``POST /_sandbox/connections/{connectionId}/accounts/{accountId}/disconnect``: the SourceAccountV2, after
   sending ``bankFeeds.sourceAccount.disconnected``.
+- ``GET /_sandbox/connections/{connectionId}/accounts/{accountId}/bankTransactions``: the transactions
+  QuickBooks has recorded for the source account, in the order written, each with its ``pushOperationKey``.
 - ``GET /_sandbox/webhooks/deliveries``: ``[{eventId, eventType, url, status (pending|delivered|failed|
   no consumer), attempts: [{at, statusCode, error}], event}]``, oldest first.
 - ``POST /_sandbox/webhooks/{eventId}/resend``: 202 and the new delivery: the same event (same id and body)
@@ -162,6 +164,11 @@ async def disconnect_account(request: Request, connectionId: str, accountId: str
         raise CodatError(404, f"Source account {accountId} not found on connection {connectionId}")
     lifecycle(request).disconnect_account(connection, account)
     return JSONResponse(views.source_account(account))
+
+
+@router.get("/connections/{connectionId}/accounts/{accountId}/bankTransactions")
+async def recorded_bank_transactions(request: Request, connectionId: str, accountId: str) -> JSONResponse:
+    return JSONResponse(sandbox_state(request).bank_transactions.get((connectionId, accountId), []))
 
 
 @router.get("/webhooks/deliveries")

@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -22,6 +22,9 @@ from app.sandbox.idempotency import IdempotencyStore
 from app.sandbox.models import Company, Connection, Credentials, Otp
 from app.sandbox.switches import Knobs, PortalSettings
 from app.sandbox.webhooks import Consumer, Delivery, WebhookSender
+
+if TYPE_CHECKING:
+    from app.sandbox.pushes import PushOperation
 
 _CREDENTIAL_ALPHABET = string.ascii_uppercase + string.digits
 
@@ -47,6 +50,9 @@ class SandboxState:
         """Back to a fresh instance: no data, config defaults, clock at real time, seeds restarted."""
         self.companies: dict[str, Company] = {}
         self.connections: dict[str, Connection] = {}
+        self.push_operations: dict[str, PushOperation] = {}
+        # What QuickBooks has recorded per (connection id, source account id), in the order it was written.
+        self.bank_transactions: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.portal = PortalSettings.from_config(self.config)
         self.knobs = Knobs.from_config(self.config)
         self.quota_used: Counter[tuple[str, date]] = Counter()

@@ -124,6 +124,8 @@ class Knobs(_Wire):
     # operationIds the latency and fault rates apply to; empty means every operation.
     operations: list[str] = Field(default_factory=list)
     webhook_retry_delays_seconds: list[float] = Field(default_factory=lambda: [0.2, 1.0, 3.0])
+    # How long (real seconds) a push of bank transactions stays Pending before it succeeds or fails.
+    push_completion_seconds: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _rates_fit_in_one_draw(self) -> Self:

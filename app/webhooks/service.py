@@ -19,6 +19,7 @@ from app.db import insert_ignoring_conflicts
 from app.errors import InvalidInput, Unauthorized
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.repository import OnboardingRepository
+from app.transactions.service import apply_push_event
 from app.webhooks.models import WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,9 @@ async def apply(repo: OnboardingRepository, event: dict[str, Any], generated_at:
         return await repo.apply_connection_status(str(connection.get("id")), str(connection.get("status")), at)
     if event_type in ("bankFeeds.sourceAccount.connected", "bankFeeds.sourceAccount.disconnected"):
         return await _apply_source_account(repo, event_type, payload, at)
+    if event_type.startswith("bankTransactions.write."):
+        await apply_push_event(repo.session, event_type, payload, at)
+        return None
     if event_type.startswith("client.rateLimit."):
         RATE_LIMIT_EVENTS.labels(event_type).inc()
         log.warning("codat.rate_limit", extra={"event_type": event_type, "quota_remaining": payload.get("quotaRemaining")})

@@ -11,9 +11,15 @@ class TestPutBusiness:
         updated = await client.put("/internal/v1/businesses/biz-9", json={"name": "Acme Inc", "country": "CA"}, headers=service_headers())
 
         assert created.status_code == 201
-        assert created.json() == {"businessId": "biz-9", "name": "Acme", "country": "US"}
+        assert created.json() == {"businessId": "biz-9", "name": "Acme", "country": "US", "timeZone": "America/New_York"}
         assert updated.status_code == 200
-        assert updated.json()["name"] == "Acme Inc"
+        assert (updated.json()["name"], updated.json()["timeZone"]) == ("Acme Inc", "America/Toronto")
+
+    async def test_a_business_may_name_its_time_zone(self, client, service_headers):
+        body = {"name": "Acme", "country": "US", "timeZone": "America/Los_Angeles"}
+        created = await client.put("/internal/v1/businesses/biz-9", json=body, headers=service_headers())
+
+        assert created.json()["timeZone"] == "America/Los_Angeles"
 
     @pytest.mark.parametrize(
         ("body", "field", "reason"),
@@ -23,6 +29,7 @@ class TestPutBusiness:
             ({"name": "x" * 101, "country": "US"}, "body.name", "at most 100 characters"),
             ({"country": "US"}, "body.name", "Field required"),
             ({"name": "Acme", "country": "US", "codatCompanyId": "x"}, "body.codatCompanyId", "Extra inputs"),
+            ({"name": "Acme", "country": "US", "timeZone": "Mars/Olympus"}, "body.timeZone", "not an IANA time zone"),
         ],
     )
     async def test_bad_input_is_a_422_naming_the_field_and_changes_nothing(self, client, service_headers, body, field, reason):

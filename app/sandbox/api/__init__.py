@@ -6,9 +6,9 @@ Path parameters keep Codat's names (``companyId``, ``connectionId``…) so route
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-from app.sandbox.api import companies, connections, platform, source_accounts
+from app.sandbox.api import companies, connections, platform, source_accounts, transactions
 
-_ROUTERS = [companies.router, connections.router, source_accounts.router, platform.router]
+_ROUTERS = [companies.router, connections.router, source_accounts.router, platform.router, transactions.router]
 
 router = APIRouter()
 for _module_router in _ROUTERS:

@@ -1,0 +1,128 @@
+"""Bank transactions: push them to a source account, and read the push operations that follow them.
+
+The request is checked at once (its shape, at most 1,000 transactions, a connected source account) and
+answered with a Pending push operation; QBO's date rules are applied when the push completes (see
+``app.sandbox.pushes``).
+"""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.alias_generators import to_camel
+
+from app.sandbox import pushes
+from app.sandbox.api.companies import require_company
+from app.sandbox.api.connections import CONNECTION, require_connection
+from app.sandbox.api.paging import Paging
+from app.sandbox.api.route import CodatRoute
+from app.sandbox.api.schemas import Number, parse_body
+from app.sandbox.context import presenter, sandbox_state
+from app.sandbox.errors import CodatError, invalid
+from app.sandbox.models import AccountStatus
+
+router = APIRouter(route_class=CodatRoute)
+
+MAX_TRANSACTIONS = 1000
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True)
+
+
+class BankTransaction(_Wire):
+    """What QBO Bank Feeds requires of a transaction: id, date, description, amount and balance."""
+
+    id: Annotated[str, StringConstraints(min_length=1)]
+    date: str
+    description: str
+    counterparty: str | None = None
+    reference: str | None = None
+    reconciled: bool | None = None
+    amount: Number
+    balance: Number
+    transaction_type: Literal["Credit", "Debit", "Unknown"] | None = None
+
+    @field_validator("date")
+    @classmethod
+    def _is_local_date_time(cls, value: str) -> str:
+        datetime.fromisoformat(value)
+        return value
+
+
+class CreateBankTransactions(_Wire):
+    account_id: str
+    transactions: list[BankTransaction] = Field(min_length=1, max_length=MAX_TRANSACTIONS)
+
+
+@router.post(
+    CONNECTION + "/push/bankAccounts/{accountId}/bankTransactions", operation_id="create-bank-transactions"
+)
+async def create_bank_transactions(
+    request: Request, companyId: str, connectionId: str, accountId: str
+) -> JSONResponse:
+    state = sandbox_state(request)
+    connection = require_connection(state, companyId, connectionId)
+    body = await parse_body(request, CreateBankTransactions, validator=pushes.VALIDATOR)
+    if body.account_id != accountId:
+        raise invalid(
+            "accountId must be the source account in the path.",
+            item_id="accountId",
+            validator=pushes.VALIDATOR,
+        )
+    account = connection.accounts.get(accountId)
+    if account is None:
+        raise CodatError(404, f"Source account {accountId} not found")
+    if account.status is not AccountStatus.connected:
+        raise invalid(
+            f"Source account {accountId} is not connected to QuickBooks Online.",
+            item_id="accountId",
+            validator=pushes.VALIDATOR,
+        )
+    transactions = [t.model_dump(by_alias=True, exclude_none=True) for t in body.transactions]
+    operation = pushes.PushOperation(
+        state.new_id(),
+        companyId,
+        connectionId,
+        accountId,
+        state.clock.now(),
+        transactions,
+        _timeout_in_minutes(request),
+    )
+    pushes.start(state, operation, presenter(request))
+    data = {"accountId": accountId, "transactions": transactions}
+    return JSONResponse({**pushes.view(operation), "data": data})
+
+
+def _timeout_in_minutes(request: Request) -> int | None:
+    raw = request.query_params.get("timeoutInMinutes")
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 2**31:
+        raise invalid(
+            "timeoutInMinutes must be a positive integer.",
+            item_id="timeoutInMinutes",
+            validator="QueryValidator",
+        )
+    return int(raw)
+
+
+@router.get("/companies/{companyId}/push", operation_id="list-create-operations")
+async def list_create_operations(request: Request, companyId: str) -> JSONResponse:
+    paging = Paging.from_request(request)
+    state = sandbox_state(request)
+    company = require_company(state, companyId)
+    operations = [o for o in state.push_operations.values() if o.company_id == company.id]
+    return JSONResponse(paging.envelope(operations, pushes.view, f"/companies/{company.id}/push"))
+
+
+@router.get("/companies/{companyId}/push/{pushOperationKey}", operation_id="get-create-operation")
+async def get_create_operation(request: Request, companyId: str, pushOperationKey: str) -> JSONResponse:
+    state = sandbox_state(request)
+    require_company(state, companyId)
+    operation = state.push_operations.get(pushOperationKey)
+    if operation is None or operation.company_id != companyId:
+        raise CodatError(404, f"Push operation {pushOperationKey} not found")
+    return JSONResponse(pushes.view(operation))

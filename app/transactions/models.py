@@ -1,0 +1,119 @@
+"""The transactions outbox: each accepted transaction, the batches they are sent to Codat in, and one stream
+per account that serialises acceptance and delivery.
+
+A batch's idempotency key is stored with the batch, before Codat is called, so whoever sends it again after a
+crash sends the same rows under the same key and Codat replays its first answer instead of writing twice.
+"""
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+UTCDateTime = DateTime(timezone=True)
+# SQLite gives autoincrement only to an INTEGER primary key.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class TransactionStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    REFUSED_BY_CODAT = "refused_by_codat"
+
+
+UNFINISHED = (TransactionStatus.QUEUED, TransactionStatus.SENDING)
+
+
+class BatchStatus(StrEnum):
+    SENDING = "sending"  # the key is stored; Codat may or may not have the push yet
+    PENDING = "pending"  # Codat answered with a push operation that has not finished
+    SUCCESS = "success"
+    FAILED = "failed"
+    REFUSED = "refused"  # Codat refused the request itself
+
+
+OPEN_BATCH = (BatchStatus.SENDING, BatchStatus.PENDING)
+
+
+class TransactionStream(Base):
+    """One account's place in the outbox: the newest date accepted, and the lease of the worker on it."""
+
+    __tablename__ = "transaction_stream"
+    __table_args__ = (UniqueConstraint("business_id", "account_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    business_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(64))
+    # Local date-time of the newest transaction accepted (queued or delivered): QBO takes none older.
+    newest_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Consecutive waits (Codat unavailable, push still pending): the back-off grows with them.
+    waits: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TransactionBatch(Base):
+    """Up to 1,000 transactions of one account, sent to Codat as one push under one idempotency key."""
+
+    __tablename__ = "transaction_batch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stream_id: Mapped[int] = mapped_column(
+        ForeignKey("transaction_stream.id", ondelete="CASCADE"), index=True
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(36), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    codat_company_id: Mapped[str] = mapped_column(String(36))
+    codat_connection_id: Mapped[str] = mapped_column(String(36))
+    account_id: Mapped[str] = mapped_column(String(64))
+    push_operation_key: Mapped[str | None] = mapped_column(String(36), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class BankTransaction(Base):
+    """A cleared transaction accepted for delivery; `seq` is the order it was accepted in."""
+
+    __tablename__ = "bank_transaction"
+    __table_args__ = (
+        # Codat: a transaction id is unique for the company in the accounting software.
+        UniqueConstraint("business_id", "transaction_id"),
+        # Batches are cut in (date, accepted order); the list is read per account and status.
+        Index("ix_bank_transaction_queue", "business_id", "account_id", "status", "cleared_at", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    business_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(64))
+    transaction_id: Mapped[str] = mapped_column(String(100))
+    # The bank's local date-time of clearing, as QBO takes it (no time zone).
+    cleared_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    description: Mapped[str] = mapped_column(Text)
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    balance: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    transaction_type: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(20))
+    batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transaction_batch.id", ondelete="SET NULL"), index=True
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    accepted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,250 @@
+"""All SQL of the transactions outbox. Methods take domain arguments; the caller owns the transaction.
+
+Two kinds of lock, both portable: acceptance takes the account's stream row by writing to it first (a row
+lock on Postgres, the write lock on SQLite) so that "not older than the newest" holds under concurrency; a
+worker holds a stream by a lease (claimed with ``FOR UPDATE SKIP LOCKED`` on Postgres) and proves it still
+holds it with every write (``lease_owner`` fences a worker whose lease another took over). Every
+transaction that writes takes its rows in one order, stream, then batch, then transactions, so two of them
+never wait on each other.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Select, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import insert_ignoring_conflicts
+from app.transactions.models import (
+    OPEN_BATCH,
+    UNFINISHED,
+    BankTransaction,
+    BatchStatus,
+    TransactionBatch,
+    TransactionStatus,
+    TransactionStream,
+)
+
+
+class LeaseLost(Exception):
+    """Another worker took this stream over (our lease expired): stop touching it."""
+
+
+class TransactionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # Acceptance
+
+    async def lock_stream(self, business_id: str, account_id: str, now: datetime) -> TransactionStream:
+        row = {"business_id": business_id, "account_id": account_id, "next_attempt_at": now, "waits": 0}
+        await self.session.execute(
+            insert_ignoring_conflicts(self.session, TransactionStream, [row], ["business_id", "account_id"])
+        )
+        where = (TransactionStream.business_id == business_id, TransactionStream.account_id == account_id)
+        # A write first: it locks the row until commit, so concurrent requests for one account go one by one.
+        await self.session.execute(
+            update(TransactionStream).where(*where).values(waits=TransactionStream.waits)
+        )
+        stream = await self.session.scalar(select(TransactionStream).where(*where))
+        assert stream is not None
+        return stream
+
+    async def owners_of(self, business_id: str, transaction_ids: Sequence[str]) -> dict[str, str]:
+        """Which account each of these ids was accepted for, if any."""
+        query = select(BankTransaction.transaction_id, BankTransaction.account_id).where(
+            BankTransaction.business_id == business_id, BankTransaction.transaction_id.in_(transaction_ids)
+        )
+        return {tid: account for tid, account in (await self.session.execute(query)).all()}
+
+    async def enqueue(self, rows: list[dict[str, object]]) -> None:
+        await self.session.execute(BankTransaction.__table__.insert(), rows)
+
+    # Reading
+
+    async def page(
+        self, business_id: str, account_id: str, statuses: Sequence[str] | None, after: int, limit: int
+    ) -> list[tuple[BankTransaction, str | None]]:
+        query = (
+            select(BankTransaction, TransactionBatch.push_operation_key)
+            .outerjoin(TransactionBatch, TransactionBatch.id == BankTransaction.batch_id)
+            .where(BankTransaction.business_id == business_id, BankTransaction.account_id == account_id)
+            .where(BankTransaction.seq > after)
+            .order_by(BankTransaction.seq)
+            .limit(limit)
+        )
+        if statuses:
+            query = query.where(BankTransaction.status.in_(statuses))
+        return [(row[0], row[1]) for row in (await self.session.execute(query)).all()]
+
+    async def counts(self, business_id: str, account_id: str) -> dict[str, int]:
+        query = (
+            select(BankTransaction.status, func.count())
+            .where(BankTransaction.business_id == business_id, BankTransaction.account_id == account_id)
+            .group_by(BankTransaction.status)
+        )
+        return {status: count for status, count in (await self.session.execute(query)).all()}
+
+    # Claiming and fencing (workers)
+
+    async def claim_streams(
+        self, owner: str, now: datetime, until: datetime, limit: int
+    ) -> list[TransactionStream]:
+        """Lease up to `limit` due streams with work that no live lease holds."""
+        candidates = (
+            select(TransactionStream.id)
+            .where(or_(TransactionStream.lease_until.is_(None), TransactionStream.lease_until < now))
+            .where(TransactionStream.next_attempt_at <= now)
+            .where(_has_unfinished_work())
+            .order_by(TransactionStream.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = await self.session.scalars(
+            update(TransactionStream)
+            .where(TransactionStream.id.in_(candidates.scalar_subquery()))
+            .where(or_(TransactionStream.lease_until.is_(None), TransactionStream.lease_until < now))
+            .values(lease_owner=owner, lease_until=until)
+            .returning(TransactionStream)
+            .execution_options(synchronize_session=False)
+        )
+        return list(claimed.all())
+
+    async def renew_lease(self, stream_id: int, owner: str, until: datetime) -> None:
+        """The fence every worker write starts with; raises LeaseLost when the stream is no longer ours."""
+        renewed = await self.session.execute(
+            update(TransactionStream)
+            .where(TransactionStream.id == stream_id, TransactionStream.lease_owner == owner)
+            .values(lease_until=until)
+        )
+        if renewed.rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost()
+
+    async def release(self, stream_id: int, owner: str, next_attempt_at: datetime, waits: int) -> None:
+        await self.session.execute(
+            update(TransactionStream)
+            .where(TransactionStream.id == stream_id, TransactionStream.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None, next_attempt_at=next_attempt_at, waits=waits)
+        )
+
+    async def wake(self, stream_id: int, at: datetime) -> None:
+        await self.session.execute(
+            update(TransactionStream)
+            .where(TransactionStream.id == stream_id)
+            .values(next_attempt_at=at, waits=0)
+        )
+
+    # Batches
+
+    async def open_batch(self, stream_id: int) -> TransactionBatch | None:
+        query = select(TransactionBatch).where(
+            TransactionBatch.stream_id == stream_id, TransactionBatch.status.in_(OPEN_BATCH)
+        )
+        return await self.session.scalar(query)
+
+    async def new_batch(
+        self, stream: TransactionStream, company_id: str, connection_id: str, size: int, now: datetime
+    ) -> TransactionBatch | None:
+        """The next up-to-`size` queued transactions, earliest first, under a fresh idempotency key."""
+        queued = _queued(stream.business_id, stream.account_id).limit(size)
+        if await self.session.scalar(queued.limit(1)) is None:
+            return None
+        batch = TransactionBatch(
+            stream_id=stream.id,
+            idempotency_key=str(uuid.uuid4()),
+            status=BatchStatus.SENDING,
+            codat_company_id=company_id,
+            codat_connection_id=connection_id,
+            account_id=stream.account_id,
+            created_at=now,
+        )
+        self.session.add(batch)
+        await self.session.flush()
+        await self.session.execute(
+            update(BankTransaction)
+            .where(BankTransaction.seq.in_(queued.scalar_subquery()))
+            .values(status=TransactionStatus.SENDING, batch_id=batch.id)
+        )
+        return batch
+
+    async def batch_transactions(self, batch_id: int) -> Sequence[BankTransaction]:
+        query = (
+            select(BankTransaction)
+            .where(BankTransaction.batch_id == batch_id, BankTransaction.status == TransactionStatus.SENDING)
+            .order_by(BankTransaction.cleared_at, BankTransaction.seq)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def batch_by_push_key(self, push_operation_key: str) -> TransactionBatch | None:
+        return await self.session.scalar(
+            select(TransactionBatch).where(TransactionBatch.push_operation_key == push_operation_key)
+        )
+
+    async def record_pending(self, batch_id: int, push_operation_key: str) -> None:
+        await self.session.execute(
+            update(TransactionBatch)
+            .where(TransactionBatch.id == batch_id, TransactionBatch.status == BatchStatus.SENDING)
+            .values(status=BatchStatus.PENDING, push_operation_key=push_operation_key)
+        )
+
+    async def close_batch(self, batch_id: int, status: BatchStatus, error: str | None, now: datetime) -> bool:
+        """Close an open batch once; False when someone (a webhook, another worker) already did."""
+        closed = await self.session.execute(
+            update(TransactionBatch)
+            .where(TransactionBatch.id == batch_id, TransactionBatch.status.in_(OPEN_BATCH))
+            .values(status=status, error=error, completed_at=now)
+        )
+        return closed.rowcount == 1  # type: ignore[attr-defined]
+
+    async def settle(
+        self,
+        batch_id: int,
+        status: TransactionStatus,
+        now: datetime,
+        error: str | None = None,
+        only: Sequence[str] | None = None,
+    ) -> int:
+        """Give the batch's transactions (or `only` these ids of it) their outcome; how many there were."""
+        query = update(BankTransaction).where(
+            BankTransaction.batch_id == batch_id, BankTransaction.status == TransactionStatus.SENDING
+        )
+        if only is not None:
+            query = query.where(BankTransaction.transaction_id.in_(only))
+        result = await self.session.execute(query.values(status=status, error=error, completed_at=now))
+        return result.rowcount  # type: ignore[attr-defined, no-any-return]
+
+    async def settle_each(
+        self, batch_id: int, status: TransactionStatus, errors: dict[str, str], now: datetime
+    ) -> int:
+        return sum(
+            [await self.settle(batch_id, status, now, error, only=[tid]) for tid, error in errors.items()]
+        )
+
+    async def requeue_rest(self, batch_id: int) -> None:
+        """Codat wrote none of the batch: what it did not refuse goes back to the queue, for a new batch."""
+        await self.session.execute(
+            update(BankTransaction)
+            .where(BankTransaction.batch_id == batch_id, BankTransaction.status == TransactionStatus.SENDING)
+            .values(status=TransactionStatus.QUEUED, batch_id=None)
+        )
+
+
+def _has_unfinished_work():  # type: ignore[no-untyped-def]
+    return exists().where(
+        BankTransaction.business_id == TransactionStream.business_id,
+        BankTransaction.account_id == TransactionStream.account_id,
+        BankTransaction.status.in_(UNFINISHED),
+    )
+
+
+def _queued(business_id: str, account_id: str) -> Select[tuple[int]]:
+    return (
+        select(BankTransaction.seq)
+        .where(
+            BankTransaction.business_id == business_id,
+            BankTransaction.account_id == account_id,
+            BankTransaction.status == TransactionStatus.QUEUED,
+        )
+        .order_by(BankTransaction.cleared_at, BankTransaction.seq)
+    )

@@ -1,0 +1,245 @@
+"""Cleared transactions: accept them under QBO's rules into the outbox, show where each one is, and record
+what Codat did with each push (from the worker's polls and from `bankTransactions.write.*` webhooks).
+
+A request is accepted whole or refused whole: if any new transaction breaks a rule, nothing is queued and
+the 422 names every transaction and rule. Ids accepted before are acknowledged as duplicates and skipped,
+so a caller may safely send the same transactions again.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.clock import Clock
+from app.codat.schemas import PushOperation, PushOperationStatus
+from app.errors import Conflict, FieldError, InvalidInput
+from app.onboarding.exceptions import AccountNotFound, BusinessNotFound
+from app.onboarding.models import Business
+from app.onboarding.repository import OnboardingRepository
+from app.onboarding.service import BROKEN_CONNECTION
+from app.transactions import rules
+from app.transactions.models import UNFINISHED, BatchStatus, TransactionBatch, TransactionStatus
+from app.transactions.repository import TransactionRepository
+from app.transactions.schemas import (
+    StatusFilter,
+    TransactionIn,
+    TransactionOut,
+    TransactionsAccepted,
+    TransactionsPage,
+)
+
+TIMED_OUT = "Codat timed the push out; it is not sent again, since QuickBooks may have written it."
+
+
+class AccountNotConnected(Conflict):
+    code = "account_not_connected"
+
+
+class TransactionsRefused(InvalidInput):
+    code = "transactions_refused"
+
+
+class TransactionService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    async def accept(
+        self, business_id: str, account_id: str, transactions: Sequence[TransactionIn]
+    ) -> TransactionsAccepted:
+        try:
+            async with self.sessions.begin() as session:
+                return await self._accept(session, business_id, account_id, transactions)
+        except IntegrityError:
+            # Another request took one of these ids for another account at the same moment.
+            raise Conflict(
+                "A transaction id in this request was just accepted elsewhere; send the request again."
+            ) from None
+
+    async def _accept(
+        self, session: AsyncSession, business_id: str, account_id: str, transactions: Sequence[TransactionIn]
+    ) -> TransactionsAccepted:
+        business = await _connected_account(session, business_id, account_id)
+        now = self.clock.now()
+        repo = TransactionRepository(session)
+        stream = await repo.lock_stream(business_id, account_id, now)
+        owners = await repo.owners_of(business_id, [t.id for t in transactions])
+        fresh, duplicates = _split(transactions, owners, account_id)
+        found = rules.refusals(
+            fresh,
+            local_now=now.astimezone(ZoneInfo(business.time_zone)).replace(tzinfo=None),
+            newest=stream.newest_date,
+            used_elsewhere={tid: owner for tid, owner in owners.items() if owner != account_id},
+        )
+        if found:
+            fields = [FieldError(field=r.field, reason=r.reason) for r in found]
+            raise TransactionsRefused(
+                f"{len(found)} QuickBooks rule(s) broken; nothing was queued.", fields=fields
+            )
+        if fresh:
+            await repo.enqueue([_row(business_id, account_id, t, now) for _, t in fresh])
+            stream.newest_date = max(t.date for _, t in fresh)  # the rules let none be older than the last
+        return TransactionsAccepted(
+            account_id=account_id, accepted=[t.id for _, t in fresh], duplicates=duplicates
+        )
+
+    async def page(
+        self, business_id: str, account_id: str, status: StatusFilter | None, after: int, limit: int
+    ) -> TransactionsPage:
+        async with self.sessions() as session:
+            await _registered_account(OnboardingRepository(session), business_id, account_id)
+            repo = TransactionRepository(session)
+            statuses = list(UNFINISHED) if status == "pending" else [status] if status else None
+            rows = await repo.page(business_id, account_id, statuses, after, limit)
+            counts = await repo.counts(business_id, account_id)
+        return TransactionsPage(
+            account_id=account_id,
+            counts={s.value: counts.get(s.value, 0) for s in TransactionStatus},  # type: ignore[misc]
+            transactions=[_out(row, key) for row, key in rows],
+            next_cursor=str(rows[-1][0].seq) if len(rows) == limit else None,
+        )
+
+
+async def _registered_account(repo: OnboardingRepository, business_id: str, account_id: str) -> Business:
+    business = await repo.get_business(business_id)
+    if business is None:
+        raise BusinessNotFound("No business is registered under this id.")
+    if await repo.get_bank_account(business_id, account_id) is None:
+        raise AccountNotFound("No such bank account for this business.")
+    return business
+
+
+async def _connected_account(session: AsyncSession, business_id: str, account_id: str) -> Business:
+    """QBO takes transactions only for a source account connected on a live connection."""
+    repo = OnboardingRepository(session)
+    business = await _registered_account(repo, business_id, account_id)
+    connection = await repo.current_connection(business_id)
+    feed = (
+        next((f for f in await repo.feed_accounts(connection.id) if f.account_id == account_id), None)
+        if connection
+        else None
+    )
+    status = feed.status if feed and feed.registered else "not_added"
+    if connection is None or connection.status in BROKEN_CONNECTION or status != "connected":
+        raise AccountNotConnected(
+            f"The account is {status} in QuickBooks Online (connection "
+            f"{connection.status if connection else 'none'}); connect it before sending transactions."
+        )
+    return business
+
+
+def _split(
+    transactions: Sequence[TransactionIn], owners: dict[str, str], account_id: str
+) -> tuple[list[tuple[int, TransactionIn]], list[str]]:
+    """(new transactions with their index, ids accepted before for this account or earlier in the request)."""
+    fresh: list[tuple[int, TransactionIn]] = []
+    duplicates: list[str] = []
+    seen: set[str] = set()
+    for index, transaction in enumerate(transactions):
+        if owners.get(transaction.id) == account_id or transaction.id in seen:
+            duplicates.append(transaction.id)
+        else:
+            fresh.append((index, transaction))
+        seen.add(transaction.id)
+    return fresh, duplicates
+
+
+def _row(business_id: str, account_id: str, transaction: TransactionIn, now: datetime) -> dict[str, Any]:
+    return {
+        "business_id": business_id,
+        "account_id": account_id,
+        "transaction_id": transaction.id,
+        "cleared_at": transaction.date,
+        "description": transaction.description,
+        "amount": transaction.amount,
+        "balance": transaction.balance,
+        "transaction_type": transaction.transaction_type,
+        "status": TransactionStatus.QUEUED,
+        "accepted_at": now,
+    }
+
+
+def _out(row: Any, push_operation_key: str | None) -> TransactionOut:
+    return TransactionOut(
+        id=row.transaction_id,
+        date=row.cleared_at,
+        description=row.description,
+        amount=row.amount,
+        balance=row.balance,
+        transaction_type=row.transaction_type,
+        status=row.status,
+        error=row.error,
+        push_operation_key=push_operation_key,
+        accepted_at=row.accepted_at,
+        completed_at=row.completed_at,
+    )
+
+
+# Outcomes of pushes
+
+
+async def record_outcome(
+    repo: TransactionRepository, batch: TransactionBatch, operation: PushOperation, now: datetime
+) -> bool:
+    """Record a finished push for the batch's transactions, once; False while it is still Pending."""
+    status = operation.status
+    if status is PushOperationStatus.PENDING:
+        return False
+    if status is PushOperationStatus.SUCCESS:
+        await record_delivered(repo, batch.id, now)
+        return True
+    if status is PushOperationStatus.TIMED_OUT:
+        await record_failed(repo, batch.id, TIMED_OUT, now)
+        return True
+    errors = {i.item_id: i.message or "refused" for i in operation.validation_errors if i.item_id}
+    await record_refusal(repo, batch, errors, operation.error_message, BatchStatus.FAILED, now)
+    return True
+
+
+async def record_failed(repo: TransactionRepository, batch_id: int, reason: str, now: datetime) -> None:
+    if await repo.close_batch(batch_id, BatchStatus.FAILED, reason, now):
+        await repo.settle(batch_id, TransactionStatus.FAILED, now, reason)
+
+
+async def record_refusal(
+    repo: TransactionRepository,
+    batch: TransactionBatch,
+    errors: dict[str, str],
+    summary: str | None,
+    status: BatchStatus,
+    now: datetime,
+) -> None:
+    """Codat wrote none of the batch. Transactions it named get its reason; the others go back to the queue.
+    When it named none, we cannot tell which one is at fault, and all of them get the summary."""
+    if not await repo.close_batch(batch.id, status, summary, now):
+        return
+    outcome = TransactionStatus.FAILED if status is BatchStatus.FAILED else TransactionStatus.REFUSED_BY_CODAT
+    named = {tid: f"Codat refused it: {message}" for tid, message in errors.items()}
+    if named and await repo.settle_each(batch.id, outcome, named, now):
+        await repo.requeue_rest(batch.id)
+        return
+    await repo.settle(batch.id, outcome, now, f"Codat refused the push: {summary or 'no reason given'}")
+
+
+async def apply_push_event(
+    session: AsyncSession, event_type: str, payload: dict[str, Any], at: datetime
+) -> None:
+    """A `bankTransactions.write.*` webhook: a success is recorded here; a failure wakes the worker, which
+    reads the push operation for Codat's reasons (the webhook carries none)."""
+    repo = TransactionRepository(session)
+    batch = await repo.batch_by_push_key(str(payload.get("id")))
+    if batch is None or batch.status != BatchStatus.PENDING:
+        return  # not recorded as sent yet, or already settled: the worker's poll covers both
+    # The stream's row first, as the worker locks them (stream, batch, transactions): no deadlock.
+    await repo.wake(batch.stream_id, at)
+    if event_type.endswith(".successful") and payload.get("status") == PushOperationStatus.SUCCESS:
+        await record_delivered(repo, batch.id, at)
+
+
+async def record_delivered(repo: TransactionRepository, batch_id: int, now: datetime) -> None:
+    if await repo.close_batch(batch_id, BatchStatus.SUCCESS, None, now):
+        await repo.settle(batch_id, TransactionStatus.DELIVERED, now)

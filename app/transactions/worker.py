@@ -1,0 +1,325 @@
+"""The outbox worker: delivers each account's accepted transactions to Codat, in order, exactly once.
+
+Per account (a stream), one batch at a time: up to 1,000 queued transactions in (date, accepted) order are
+bound to a batch with a fresh idempotency key and committed; then the batch is pushed; then its push
+operation is followed (polled here, or settled by a `bankTransactions.write.*` webhook) to Success or
+Failed, and only then is the next batch cut. A worker holds a stream through a lease it renews with every
+write. If it dies, the lease lapses, another worker takes the stream and finds the open batch: it pushes the
+same transactions under the same key, and Codat replays its first answer instead of writing them twice.
+
+Retried: Codat unavailable (network, timeouts, 408, 429, 5xx), a key still in flight, a push still Pending.
+Not retried: a push Codat refuses or reports Failed (the transactions it names get its reason, the others
+are queued again, since none was written), or TimedOut (it may have been written). A batch still unsent
+when Codat's 90-minute replay window is near is failed rather than risk a second write.
+
+Runs as `bankfeeds-bff worker`, as many as you like on Postgres (claims use FOR UPDATE SKIP LOCKED), and
+in-process under `dev` (SQLite: one worker is what it is meant for, though leases keep several correct).
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.clock import Clock, SystemClock, as_utc
+from app.codat import schemas as codat
+from app.codat.client import CodatClient, build_http_client
+from app.codat.exceptions import CodatConflict, CodatRejected, CodatUnavailable
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker
+from app.onboarding.repository import OnboardingRepository
+from app.transactions.models import BankTransaction, BatchStatus, TransactionBatch, TransactionStream
+from app.transactions.repository import LeaseLost, TransactionRepository
+from app.transactions.service import record_failed, record_outcome, record_refusal
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[[TransactionRepository, datetime], Awaitable[T]]
+
+MAX_PUSH = 1000  # Codat's maxItems for one push
+# Codat replays a keyed request for 90 minutes; past that, sending a batch again could write it twice.
+REPLAY_WINDOW = timedelta(minutes=85)
+UNKNOWN_OUTCOME = (
+    "Not sent again: Codat's 90-minute replay window passed before the push's outcome was known."
+)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int = 8  # accounts one worker delivers at once
+    lease_seconds: float = 30.0
+    idle_seconds: float = 1.0  # how long to sleep when nothing is due
+    batch_size: int = MAX_PUSH
+    retry_base_seconds: float = 1.0  # first wait after Codat is unavailable or a push is still Pending
+    retry_max_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Release the stream until `seconds` from now."""
+
+    seconds: float
+
+
+DONE = Wait(0.0)  # nothing left to deliver
+CONTINUE = None  # progress: take the next step now
+
+
+class TransactionWorker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        codat_client: CodatClient,
+        clock: Clock,
+        config: WorkerConfig = WorkerConfig(),
+        name: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.codat = codat_client
+        self.clock = clock
+        self.config = config
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    async def run_forever(self) -> None:
+        """Keep up to `concurrency` streams in delivery; claim more as slots free up."""
+        active: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                for stream in await self._claim(self.config.concurrency - len(active)):
+                    task = asyncio.create_task(self._deliver(stream))
+                    active.add(task)
+                    task.add_done_callback(active.discard)
+                if active:
+                    await asyncio.wait(
+                        active, timeout=self.config.idle_seconds, return_when=asyncio.FIRST_COMPLETED
+                    )
+                else:
+                    await asyncio.sleep(self.config.idle_seconds)
+        finally:
+            for task in active:
+                task.cancel()
+            # Let them roll back and hand their connections back before the engine goes.
+            await asyncio.gather(*active, return_exceptions=True)
+
+    async def _claim(self, slots: int) -> Sequence[TransactionStream]:
+        if slots <= 0:
+            return []
+        try:
+            return await self._transaction(
+                lambda repo, now: repo.claim_streams(self.name, now, self._lease_end(now), slots)
+            )
+        except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup; it is logged
+            log.exception("transactions.claim_failed")
+            return []
+
+    async def _deliver(self, stream: TransactionStream) -> None:
+        """Take the stream's steps until it is done or must wait, then release it."""
+        waits = stream.waits
+        try:
+            while (outcome := await self._step(stream, waits)) is CONTINUE:
+                waits = 0
+        except LeaseLost:
+            log.warning("transactions.lease_lost", extra={"stream": stream.id, "worker": self.name})
+            return
+        except Exception:  # noqa: BLE001 - one stream's failure must not stop the others; it is logged
+            log.exception("transactions.step_failed", extra={"stream": stream.id})
+            outcome = Wait(self._backoff(waits))
+        waits = 0 if outcome is DONE else waits + 1
+        try:
+            await self._transaction(
+                lambda repo, now: repo.release(
+                    stream.id, self.name, now + timedelta(seconds=outcome.seconds), waits
+                )
+            )
+        except Exception:  # noqa: BLE001 - the lease lapses on its own; it is logged
+            log.exception("transactions.release_failed", extra={"stream": stream.id})
+
+    async def _step(self, stream: TransactionStream, waits: int) -> Wait | None:
+        found = await self._fenced(stream, lambda repo, now: self._next_batch(repo, stream, now))
+        if isinstance(found, Wait):
+            return found
+        batch, transactions = found
+        if batch.status == BatchStatus.PENDING:
+            return await self._follow(stream, batch, waits)
+        if self.clock.now() - as_utc(batch.created_at) > REPLAY_WINDOW:
+            await self._fenced(stream, lambda repo, now: record_failed(repo, batch.id, UNKNOWN_OUTCOME, now))
+            return CONTINUE
+        return await self._send(stream, batch, transactions, waits)
+
+    async def _next_batch(
+        self, repo: TransactionRepository, stream: TransactionStream, now: datetime
+    ) -> tuple[TransactionBatch, Sequence[BankTransaction]] | Wait:
+        """The open batch, or a new one cut from the queue; with its transactions while it is unsent."""
+        batch = await repo.open_batch(stream.id)
+        if batch is None:
+            target = await _codat_target(repo.session, stream.business_id)
+            if target is None:
+                return Wait(self.config.retry_max_seconds)  # no live connection for now
+            batch = await repo.new_batch(stream, *target, self.config.batch_size, now)
+            if batch is None:
+                return DONE
+        sending = batch.status == BatchStatus.SENDING
+        return batch, (await repo.batch_transactions(batch.id) if sending else [])
+
+    async def _send(
+        self,
+        stream: TransactionStream,
+        batch: TransactionBatch,
+        transactions: Sequence[BankTransaction],
+        waits: int,
+    ) -> Wait | None:
+        try:
+            operation = await self.codat.create_bank_transactions(
+                batch.codat_company_id,
+                batch.codat_connection_id,
+                batch.account_id,
+                [_wire(t) for t in transactions],
+                idempotency_key=batch.idempotency_key,
+            )
+        except CodatConflict:
+            return Wait(self._backoff(waits))  # the same key is still being processed (another worker's send)
+        except CodatUnavailable as exc:
+            return Wait(self._backoff(waits, exc))
+        except CodatRejected as exc:
+            log.error(
+                "transactions.push_refused",
+                extra={
+                    "batch": batch.id,
+                    "status": exc.status_code,
+                    "codat_correlation_id": exc.correlation_id,
+                },
+            )
+            reason = "; ".join(exc.validation_errors) or exc.error or f"HTTP {exc.status_code}"
+            errors = dict.fromkeys(exc.item_ids, reason)
+            await self._fenced(
+                stream,
+                lambda repo, now: record_refusal(repo, batch, errors, reason, BatchStatus.REFUSED, now),
+            )
+            return CONTINUE
+
+        async def record_sent(repo: TransactionRepository, now: datetime) -> None:
+            await repo.record_pending(batch.id, operation.push_operation_key)
+            await record_outcome(repo, batch, operation, now)
+
+        await self._fenced(stream, record_sent)
+        log.info(
+            "transactions.pushed",
+            extra={
+                "batch": batch.id,
+                "size": len(transactions),
+                "push_operation_key": operation.push_operation_key,
+            },
+        )
+        return CONTINUE
+
+    async def _follow(self, stream: TransactionStream, batch: TransactionBatch, waits: int) -> Wait | None:
+        assert batch.push_operation_key is not None
+        try:
+            operation = await self.codat.get_push_operation(batch.codat_company_id, batch.push_operation_key)
+        except CodatUnavailable as exc:
+            return Wait(self._backoff(waits, exc))
+        except CodatRejected as exc:
+            log.error("transactions.push_unreadable", extra={"batch": batch.id, "status": exc.status_code})
+            return Wait(self.config.retry_max_seconds)
+        finished = await self._fenced(stream, lambda repo, now: record_outcome(repo, batch, operation, now))
+        return CONTINUE if finished else Wait(self._backoff(waits))
+
+    async def _fenced(self, stream: TransactionStream, work: Work[T]) -> T:
+        """A transaction that may write only while the stream is still ours (LeaseLost otherwise)."""
+
+        async def fenced(repo: TransactionRepository, now: datetime) -> T:
+            await repo.renew_lease(stream.id, self.name, self._lease_end(now))
+            return await work(repo, now)
+
+        return await self._transaction(fenced)
+
+    async def _transaction(self, work: Work[T]) -> T:
+        """One short transaction. Cancelling the worker (shutdown) lets it commit or roll back first: a SQLite
+        connection interrupted mid-statement would be dropped still holding the database's write lock."""
+
+        async def unit() -> T:
+            async with self.sessions.begin() as session:
+                return await work(TransactionRepository(session), self.clock.now())
+
+        task = asyncio.create_task(unit())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+
+    def _lease_end(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.config.lease_seconds)
+
+    def _backoff(self, waits: int, exc: CodatUnavailable | None = None) -> float:
+        if exc is not None and exc.retry_after_from_codat:
+            return float(exc.retry_after_seconds)
+        return min(self.config.retry_base_seconds * 2**waits, self.config.retry_max_seconds)
+
+
+async def _codat_target(session: AsyncSession, business_id: str) -> tuple[str, str] | None:
+    """The business's Codat company and current connection, if both exist."""
+    repo = OnboardingRepository(session)
+    business = await repo.get_business(business_id)
+    connection = await repo.current_connection(business_id)
+    if (
+        business is None
+        or business.codat_company_id is None
+        or connection is None
+        or connection.codat_connection_id is None
+    ):
+        return None
+    return business.codat_company_id, connection.codat_connection_id
+
+
+def _wire(transaction: BankTransaction) -> codat.BankTransaction:
+    return codat.BankTransaction(
+        id=transaction.transaction_id,
+        date=transaction.cleared_at,
+        description=transaction.description,
+        amount=transaction.amount,
+        balance=transaction.balance,
+        transaction_type=codat.BankTransactionType(transaction.transaction_type),
+    )
+
+
+@asynccontextmanager
+async def in_process(app: FastAPI) -> AsyncIterator[None]:
+    """`dev`: one worker beside the server, on its sessions, Codat client (the sandbox) and clock; stopped,
+    its transactions finished, before the server's engine goes."""
+    state = app.state
+    worker = TransactionWorker(state.sessionmaker, state.codat, state.clock, name="in-process")
+    task = asyncio.create_task(worker.run_forever(), name="transactions-worker")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def run_standalone(settings: Settings, config: WorkerConfig) -> None:
+    """`bankfeeds-bff worker`: until SIGTERM or Ctrl-C; a batch cut short is finished by the next worker."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)  # type: ignore[union-attr]
+    engine = create_engine(settings, application_name="bankfeeds-bff-worker")
+    try:
+        async with build_http_client(settings.codat) as http:
+            worker = TransactionWorker(
+                create_sessionmaker(engine), CodatClient(http, settings.codat), SystemClock(), config
+            )
+            log.info("transactions.worker_started", extra={"worker": worker.name})
+            await worker.run_forever()
+    except asyncio.CancelledError:
+        log.info("transactions.worker_stopped")
+    finally:
+        await engine.dispose()

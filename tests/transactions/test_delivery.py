@@ -1,0 +1,271 @@
+"""The worker delivers the outbox to Codat (the sandbox): per account, in order, at most 1,000 a push, under a
+stored idempotency key; it follows each push to Success or Failed and records the outcome per transaction."""
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from app.codat.schemas import PushOperationStatus
+from app.transactions.repository import LeaseLost, TransactionRepository
+from app.transactions.service import TIMED_OUT
+from app.transactions.worker import UNKNOWN_OUTCOME
+from tests.transactions.conftest import days, eventually, ledger, listing, post, transaction
+
+
+async def statuses(client, headers, account="acc-1") -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {
+        t["id"]: t["status"] for t in (await listing(client, headers, account, limit=1000))["transactions"]
+    }
+
+
+async def settled(
+    client, headers, count: int, account: str = "acc-1", timeout: float = 10.0
+) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The listing once `count` transactions are no longer queued or sending."""
+
+    async def done() -> dict[str, Any] | None:
+        page = await listing(client, headers, account, limit=1000)
+        counts = page["counts"]
+        return page if counts["queued"] + counts["sending"] == 0 and sum(counts.values()) >= count else None
+
+    page = await eventually(done, timeout)
+    assert page, await listing(client, headers, account)
+    return page
+
+
+class TestDelivery:
+    async def test_in_order_and_at_most_1000_a_push(self, client, tx_headers, connected, sandbox, worker):
+        today = connected["today"]
+        ids = [f"t{n:04d}" for n in range(2500)]
+        for start, day in ((0, today - days(1)), (1000, today), (2000, today)):
+            response = await post(
+                client, tx_headers, [transaction(tid, day) for tid in ids[start : start + 1000]]
+            )
+            assert response.status_code == 202
+
+        worker()
+        page = await settled(client, tx_headers, 2500)
+
+        assert ledger(sandbox, connected["connection_id"]) == ids
+        assert [len(o.transactions) for o in sandbox.push_operations.values()] == [1000, 1000, 500]
+        assert page["counts"]["delivered"] == 2500
+        assert {t["pushOperationKey"] for t in page["transactions"]} == {next(iter(sandbox.push_operations))}
+
+    async def test_each_account_on_its_own(self, client, tx_headers, connected, sandbox, worker):
+        today = connected["today"]
+        await post(client, tx_headers, [transaction("a1", today), transaction("a2", today)])
+        await post(client, tx_headers, [transaction("b1", today)], account="acc-2")
+
+        worker()
+        await settled(client, tx_headers, 2)
+        await settled(client, tx_headers, 1, account="acc-2")
+
+        assert ledger(sandbox, connected["connection_id"]) == ["a1", "a2"]
+        assert ledger(sandbox, connected["connection_id"], "acc-2") == ["b1"]
+
+    async def test_transactions_accepted_while_delivering_follow_in_order(
+        self, client, tx_headers, connected, sandbox, worker
+    ):
+        today = connected["today"]
+        worker()
+        for n in range(5):
+            await post(client, tx_headers, [transaction(f"t{n}", today)])
+            await asyncio.sleep(0.03)
+
+        await settled(client, tx_headers, 5)
+
+        assert ledger(sandbox, connected["connection_id"]) == [f"t{n}" for n in range(5)]
+
+
+class TestRetries:
+    async def test_a_lost_answer_is_sent_again_under_the_same_key_and_written_once(
+        self, client, tx_headers, connected, sandbox, worker
+    ):
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        sandbox.set_knobs(timeoutRate=1.0, timeoutSeconds=0, operations=["create-bank-transactions"])
+        worker()
+        await eventually(lambda: _at_least(sandbox, "create-bank-transactions", 3))
+        sandbox.set_knobs(timeoutRate=0.0)
+
+        await settled(client, tx_headers, 1)
+
+        assert ledger(sandbox, connected["connection_id"]) == ["t1"]
+        assert len(sandbox.push_operations) == 1
+
+    async def test_codat_unavailable_keeps_them_sending_until_it_answers(
+        self, client, tx_headers, connected, sandbox, worker
+    ):
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        sandbox.set_knobs(errorRate=1.0, operations=["create-bank-transactions"])
+        worker()
+        await eventually(lambda: _at_least(sandbox, "create-bank-transactions", 3))
+
+        assert await statuses(client, tx_headers) == {"t1": "sending"}
+        sandbox.set_knobs(errorRate=0.0)
+        await settled(client, tx_headers, 1)
+        assert ledger(sandbox, connected["connection_id"]) == ["t1"]
+
+    async def test_a_pending_push_is_asked_about_again(self, client, tx_headers, connected, sandbox, worker):
+        sandbox.set_knobs(pushCompletionSeconds=0.3)
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+
+        worker()
+        await settled(client, tx_headers, 1)
+
+        assert sandbox.counters["get-create-operation"] >= 2
+        assert ledger(sandbox, connected["connection_id"]) == ["t1"]
+
+    async def test_a_batch_unsent_past_codats_replay_window_is_failed_not_risked(
+        self, client, tx_headers, connected, sandbox, worker
+    ):
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        sandbox.set_knobs(errorRate=1.0, operations=["create-bank-transactions"])
+        worker()
+        await eventually(lambda: _at_least(sandbox, "create-bank-transactions", 2))
+        sandbox.clock.advance(86 * 60)
+        sandbox.set_knobs(errorRate=0.0)
+
+        page = await settled(client, tx_headers, 1)
+
+        assert [(t["status"], t["error"]) for t in page["transactions"]] == [("failed", UNKNOWN_OUTCOME)]
+        assert sandbox.push_operations == {}
+
+
+class TestOutcomes:
+    async def test_a_failed_push_fails_what_codat_named_and_sends_the_rest_again(
+        self, client, tx_headers, connected, sandbox, worker
+    ):
+        today = connected["today"]
+        # Another writer already put a transaction of 11:00 in the account.
+        sandbox.bank_transactions[(connected["connection_id"], "acc-1")] = [
+            {**transaction("other", f"{today}T11:00:00"), "amount": 1}
+        ]
+        await post(
+            client,
+            tx_headers,
+            [transaction("t1", f"{today}T10:00:00"), transaction("t2", f"{today}T11:30:00")],
+        )
+
+        worker()
+        page = await settled(client, tx_headers, 2)
+
+        by_id = {t["id"]: t for t in page["transactions"]}
+        assert by_id["t1"]["status"] == "failed"
+        assert (
+            by_id["t1"]["error"].startswith("Codat refused it: ")
+        )
+        assert (
+            "earlier than" in by_id["t1"]["error"]
+        )
+        assert (by_id["t2"]["status"], by_id["t2"]["error"]) == ("delivered", None)
+        assert ledger(sandbox, connected["connection_id"]) == ["other", "t2"]
+
+    async def test_a_push_codat_refuses_outright_is_refused_by_codat_with_its_reason(
+        self, client, tx_headers, connected, sandbox, worker
+    ):
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        # Disconnected in QuickBooks; no webhook has told us yet.
+        sandbox.connections[connected["connection_id"]].accounts["acc-1"].status = "disconnected"
+
+        worker()
+        page = await settled(client, tx_headers, 1)
+
+        [only] = page["transactions"]
+        assert only["status"] == "refused_by_codat"
+        assert "not connected" in only["error"]
+        assert sandbox.counters["create-bank-transactions"] == 1
+
+    async def test_a_timed_out_push_is_failed_and_not_sent_again(
+        self, app, client, tx_headers, connected, sandbox, worker, monkeypatch
+    ):
+        real_read = app.state.codat.get_push_operation
+
+        async def timed_out(company_id: str, key: str):  # type: ignore[no-untyped-def]
+            read = await real_read(company_id, key)
+            return read.model_copy(update={"status": PushOperationStatus.TIMED_OUT})
+
+        monkeypatch.setattr(app.state.codat, "get_push_operation", timed_out)
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+
+        worker()
+        page = await settled(client, tx_headers, 1)
+
+        assert [(t["status"], t["error"]) for t in page["transactions"]] == [("failed", TIMED_OUT)]
+        assert sandbox.counters["create-bank-transactions"] == 1
+
+
+class TestWebhooks:
+    async def test_a_success_webhook_settles_the_push_without_asking_again(
+        self, client, tx_headers, connected, sandbox, worker, live_url
+    ):
+        sandbox.set_knobs(pushCompletionSeconds=0.3)
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+
+        worker(retry_base_seconds=30, retry_max_seconds=30)  # it would not ask again for 30 s
+        await settled(client, tx_headers, 1, timeout=5)
+
+        assert sandbox.counters["get-create-operation"] == 1
+        assert ledger(sandbox, connected["connection_id"]) == ["t1"]
+
+    async def test_a_failure_webhook_wakes_the_worker_to_read_codats_reasons(
+        self, client, tx_headers, connected, sandbox, worker, live_url
+    ):
+        today = connected["today"]
+        sandbox.bank_transactions[(connected["connection_id"], "acc-1")] = [
+            transaction("other", f"{today}T11:00:00")
+        ]
+        sandbox.set_knobs(pushCompletionSeconds=0.3)
+        await post(client, tx_headers, [transaction("t1", f"{today}T10:00:00")])
+
+        worker(retry_base_seconds=30, retry_max_seconds=30)
+        page = await settled(client, tx_headers, 1, timeout=5)
+
+        assert page["transactions"][0]["status"] == "failed"
+        assert sandbox.counters["get-create-operation"] == 2
+
+
+class TestLeases:
+    async def test_a_leased_account_is_left_alone_until_the_lease_lapses_and_then_fenced(
+        self, app, client, tx_headers, connected, sandbox
+    ):
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        now = app.state.clock.now()
+
+        async with app.state.sessionmaker.begin() as session:
+            [claimed] = await TransactionRepository(session).claim_streams(
+                "a", now, now + timedelta(seconds=30), 10
+            )
+        async with app.state.sessionmaker.begin() as session:
+            assert (
+                await TransactionRepository(session).claim_streams("b", now, now + timedelta(seconds=30), 10)
+                == []
+            )
+        later = now + timedelta(seconds=31)
+        async with app.state.sessionmaker.begin() as session:
+            assert [
+                s.id
+                for s in await TransactionRepository(session).claim_streams(
+                    "b", later, later + timedelta(seconds=30), 10
+                )
+            ] == [claimed.id]
+
+        async with app.state.sessionmaker.begin() as session:
+            with pytest.raises(LeaseLost):
+                await TransactionRepository(session).renew_lease(claimed.id, "a", later)
+
+    async def test_an_account_with_nothing_to_send_is_not_claimed(
+        self, app, client, tx_headers, connected, worker
+    ):
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        worker()
+        await settled(client, tx_headers, 1)
+        now = app.state.clock.now() + timedelta(hours=1)
+
+        async with app.state.sessionmaker.begin() as session:
+            assert await TransactionRepository(session).claim_streams("x", now, now, 10) == []
+
+
+async def _at_least(sandbox: Any, operation: str, calls: int) -> bool:
+    return sandbox.counters[operation] >= calls
