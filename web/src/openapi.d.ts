@@ -64,6 +64,36 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/internal/v1/businesses/{business_id}/accounts/{account_id}/transactions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Transactions
+         * @description The account's transactions in the order accepted: delivered, pending or refused by Codat, and why.
+         */
+        get: operations["list_transactions_internal_v1_businesses__business_id__accounts__account_id__transactions_get"];
+        put?: never;
+        /**
+         * Post Transactions
+         * @description Queue cleared transactions for QuickBooks Online, earliest first, up to 1,000 a request.
+         *
+         *     QuickBooks' rules are checked first: the account is connected; each date is today or yesterday in the
+         *     business's time zone, not in the future, not older than the newest transaction already accepted for the
+         *     account, and not earlier than the one before it in the request; a Credit's amount is positive, a Debit's
+         *     negative. One broken rule refuses the whole request (`transactions_refused`, nothing queued), naming each
+         *     transaction and rule. Ids accepted before are acknowledged in `duplicates` and not queued again.
+         */
+        post: operations["post_transactions_internal_v1_businesses__business_id__accounts__account_id__transactions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/internal/v1/businesses/{business_id}/bank-feed": {
         parameters: {
             query?: never;
@@ -417,6 +447,11 @@ export interface components {
             country: string;
             /** Name */
             name: string;
+            /**
+             * Timezone
+             * @description IANA name; decides the business's today for its transactions. Default: by country.
+             */
+            timeZone?: string | null;
         };
         /** BusinessOut */
         BusinessOut: {
@@ -426,6 +461,8 @@ export interface components {
             country: string;
             /** Name */
             name: string;
+            /** Timezone */
+            timeZone: string;
         };
         /** ConnectIn */
         ConnectIn: {
@@ -547,6 +584,127 @@ export interface components {
         RenameAccountIn: {
             /** Accountname */
             accountName: string;
+        };
+        /** TransactionIn */
+        TransactionIn: {
+            /**
+             * Amount
+             * @description Positive for a Credit, negative for a Debit.
+             */
+            amount: number | string;
+            /**
+             * Balance
+             * @description The account's balance after this transaction.
+             */
+            balance: number | string;
+            /**
+             * Date
+             * Format: date-time
+             * @description The cleared date (or local date-time), today or yesterday.
+             */
+            date: string;
+            /** Description */
+            description: string;
+            /**
+             * Id
+             * @description Your id for the transaction, unique within the business; a repeated id is a duplicate.
+             */
+            id: string;
+            /**
+             * Transactiontype
+             * @default Unknown
+             * @enum {string}
+             */
+            transactionType: "Credit" | "Debit" | "Unknown";
+        };
+        /** TransactionOut */
+        TransactionOut: {
+            /**
+             * Acceptedat
+             * Format: date-time
+             */
+            acceptedAt: string;
+            /** Amount */
+            amount: string;
+            /** Balance */
+            balance: string;
+            /** Completedat */
+            completedAt?: string | null;
+            /**
+             * Date
+             * Format: date-time
+             */
+            date: string;
+            /** Description */
+            description: string;
+            /**
+             * Error
+             * @description Why it failed or was refused.
+             */
+            error?: string | null;
+            /** Id */
+            id: string;
+            /**
+             * Pushoperationkey
+             * @description Codat's push operation that carried it.
+             */
+            pushOperationKey?: string | null;
+            /**
+             * Status
+             * @description queued, sending (to Codat), delivered; or failed or refused_by_codat, with `error`.
+             * @enum {string}
+             */
+            status: "queued" | "sending" | "delivered" | "failed" | "refused_by_codat";
+            /**
+             * Transactiontype
+             * @enum {string}
+             */
+            transactionType: "Credit" | "Debit" | "Unknown";
+        };
+        /** TransactionsAccepted */
+        TransactionsAccepted: {
+            /**
+             * Accepted
+             * @description Ids queued for delivery to QuickBooks, in the order given.
+             */
+            accepted: string[];
+            /** Accountid */
+            accountId: string;
+            /**
+             * Duplicates
+             * @description Ids already accepted earlier (or twice in this request): not queued again.
+             */
+            duplicates: string[];
+        };
+        /** TransactionsIn */
+        TransactionsIn: {
+            /**
+             * Transactions
+             * @description Cleared transactions of one account, earliest first.
+             */
+            transactions: components["schemas"]["TransactionIn"][];
+        };
+        /** TransactionsPage */
+        TransactionsPage: {
+            /** Accountid */
+            accountId: string;
+            /**
+             * Counts
+             * @description How many of the account's transactions are in each status.
+             */
+            counts: {
+                [key: string]: number;
+            };
+            /**
+             * Nextcursor
+             * @description Pass as `after` for the next page; null on the last one.
+             */
+            nextCursor: string | null;
+            /**
+             * Transactions
+             * @description In the order they were accepted.
+             */
+            transactions: components["schemas"]["TransactionOut"][];
         };
     };
     responses: never;
@@ -685,6 +843,143 @@ export interface operations {
                 };
             };
             /** @description `validation_error` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_transactions_internal_v1_businesses__business_id__accounts__account_id__transactions_get: {
+        parameters: {
+            query?: {
+                /** @description `pending` is queued and sending together; all when omitted. */
+                status?: ("pending" | "queued" | "sending" | "delivered" | "failed" | "refused_by_codat") | null;
+                /** @description `nextCursor` of the previous page. */
+                after?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                business_id: string;
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TransactionsPage"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `business_not_found`, `account_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_error` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    post_transactions_internal_v1_businesses__business_id__accounts__account_id__transactions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                business_id: string;
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TransactionsIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TransactionsAccepted"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `business_not_found`, `account_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_not_connected`, `conflict` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `transactions_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
