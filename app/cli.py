@@ -36,12 +36,15 @@ def run_dev(args: argparse.Namespace) -> None:
     app = create_app(settings)
     asyncio.run(_seed(settings, register_demo_business))
     base = f"http://{args.host}:{args.port}"
-    print(DEV_BANNER.format(
-        base=base,
-        user_token=mint_end_user_token(settings.auth, DEMO_BUSINESS_ID),
-        service_token=mint_service_token(settings.auth, "dev-cli", DEV_SERVICE_SCOPES),
-        database=settings.database.url,
-    ), flush=True)
+    print(
+        DEV_BANNER.format(
+            base=base,
+            user_token=mint_end_user_token(settings.auth, DEMO_BUSINESS_ID),
+            service_token=mint_service_token(settings.auth, "dev-cli", DEV_SERVICE_SCOPES),
+            database=settings.database.url,
+        ),
+        flush=True,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
@@ -74,8 +77,13 @@ bankfeeds-bff dev is running at {base}  (database: {database}; Codat: the embedd
 
 def run_serve(args: argparse.Namespace) -> None:
     uvicorn.run(
-        "app.main:create_served_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-        proxy_headers=True, access_log=False,
+        "app.main:create_served_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+        access_log=False,
     )
 
 
@@ -86,7 +94,9 @@ def run_worker(args: argparse.Namespace) -> None:
     if settings.sandbox.enabled:
         sys.exit("worker: with the embedded sandbox (dev), the server delivers transactions in-process")
     configure_logging(settings.log_level)
-    asyncio.run(run_standalone(settings, WorkerConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds)))
+    asyncio.run(
+        run_standalone(settings, WorkerConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds))
+    )
 
 
 def run_migrate(args: argparse.Namespace) -> None:
@@ -112,7 +122,11 @@ def run_dev_token(args: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="bankfeeds-bff", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
-    for name, handler, default_port in (("dev", run_dev, 8000), ("serve", run_serve, 8000), ("sandbox", run_sandbox, 8001)):
+    for name, handler, default_port in (
+        ("dev", run_dev, 8000),
+        ("serve", run_serve, 8000),
+        ("sandbox", run_sandbox, 8001),
+    ):
         command = commands.add_parser(name)
         command.add_argument("--host", default="127.0.0.1")
         command.add_argument("--port", type=int, default=default_port)
@@ -120,7 +134,9 @@ def parser() -> argparse.ArgumentParser:
     commands.choices["serve"].add_argument("--workers", type=int, default=1)
     worker = commands.add_parser("worker", help="deliver accepted transactions to Codat (run one or many)")
     worker.add_argument("--concurrency", type=int, default=8, help="accounts delivered at once")
-    worker.add_argument("--lease-seconds", type=float, default=30.0, help="how long a dead worker's accounts wait")
+    worker.add_argument(
+        "--lease-seconds", type=float, default=30.0, help="how long a dead worker's accounts wait"
+    )
     worker.set_defaults(handler=run_worker)
     migrate_cmd = commands.add_parser("migrate", help="apply the database migrations (Alembic)")
     migrate_cmd.add_argument("revision", nargs="?", default="head")

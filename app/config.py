@@ -70,19 +70,28 @@ class AuthSettings(BaseModel):
 
 
 class SandboxSettings(BaseModel):
-    enabled: bool = Field(False, description="Mount the embedded Codat sandbox at /sandbox and use it as Codat.")
+    enabled: bool = Field(
+        False, description="Mount the embedded Codat sandbox at /sandbox and use it as Codat."
+    )
     api_key: SecretStr = Field(SecretStr(DEV_SANDBOX_API_KEY), description="API key the sandbox accepts.")
     public_url: str | None = Field(
-        None, description="Browser-facing root of the sandbox (for linkUrls), e.g. http://127.0.0.1:8000/sandbox."
+        None,
+        description="Browser-facing root of the sandbox (for linkUrls), e.g. http://127.0.0.1:8000/sandbox.",
     )
-    webhook_url: str | None = Field(None, description="Where the sandbox delivers its webhooks (dev: our own).")
-    redirect_url: str | None = Field(None, description="Where the QuickBooks stand-in sends the SMB back (dev: the demo).")
+    webhook_url: str | None = Field(
+        None, description="Where the sandbox delivers its webhooks (dev: our own)."
+    )
+    redirect_url: str | None = Field(
+        None, description="Where the QuickBooks stand-in sends the SMB back (dev: the demo)."
+    )
 
 
 class WebhookSettings(BaseModel):
     signing_secret: SecretStr | None = Field(None, description="Codat's `whsec_…` endpoint signing secret.")
     reconcile_interval_seconds: int = Field(
-        900, ge=0, description="How often unsettled bank feeds are re-read from Codat in case a webhook was missed (0: never)."
+        900,
+        ge=0,
+        description="How often unsettled bank feeds are re-read from Codat in case a webhook was missed (0: never).",
     )
 
 

@@ -85,7 +85,12 @@ class UpstreamUnavailable(AppError):
 
 
 def error_response(
-    status_code: int, code: str, detail: str, *, fields: list[FieldError] | None = None, headers: dict[str, str] | None = None
+    status_code: int,
+    code: str,
+    detail: str,
+    *,
+    fields: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(error=code, detail=detail, correlationId=correlation_id_var.get(), fields=fields)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status_code, headers=headers)

@@ -67,7 +67,13 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-None-Match",
+                "X-Request-ID",
+            ],
             expose_headers=["ETag", "Retry-After", "X-Request-ID"],
         )
     app.add_middleware(RequestContextMiddleware)
@@ -91,12 +97,16 @@ def build_sandbox(settings: Settings) -> FastAPI:
             webhook_url=settings.sandbox.webhook_url,
             redirect_url=settings.sandbox.redirect_url,
             otp_lifetime_seconds=settings.codat.otp_lifetime_seconds,
-            webhook_secret=settings.webhooks.signing_secret.get_secret_value() if settings.webhooks.signing_secret else None,
+            webhook_secret=settings.webhooks.signing_secret.get_secret_value()
+            if settings.webhooks.signing_secret
+            else None,
         )
     )
 
 
-async def _open_resources(app: FastAPI, settings: Settings, sandbox_app: FastAPI | None, stack: AsyncExitStack) -> None:
+async def _open_resources(
+    app: FastAPI, settings: Settings, sandbox_app: FastAPI | None, stack: AsyncExitStack
+) -> None:
     engine = create_engine(settings)
     stack.push_async_callback(engine.dispose)
     codat_http = await stack.enter_async_context(_codat_http_client(settings, sandbox_app))
@@ -115,7 +125,9 @@ def _start_reconciler(app: FastAPI, settings: Settings, stack: AsyncExitStack) -
         return
     state = app.state
     service = onboarding_service(app)
-    task = asyncio.create_task(reconcile_forever(service, WebhookProcessor(state.sessionmaker, state.changes), interval))
+    task = asyncio.create_task(
+        reconcile_forever(service, WebhookProcessor(state.sessionmaker, state.changes), interval)
+    )
     stack.callback(task.cancel)
 
 

@@ -7,6 +7,14 @@ from app.transactions.models import BankTransaction, TransactionBatch, Transacti
 from app.webhooks.models import WebhookEvent
 
 __all__ = [
-    "Base", "IdempotencyRecord", "BankAccount", "Business", "FeedAccount", "FeedConnection", "WebhookEvent",
-    "BankTransaction", "TransactionBatch", "TransactionStream",
+    "Base",
+    "IdempotencyRecord",
+    "BankAccount",
+    "Business",
+    "FeedAccount",
+    "FeedConnection",
+    "WebhookEvent",
+    "BankTransaction",
+    "TransactionBatch",
+    "TransactionStream",
 ]

@@ -106,4 +106,6 @@ def _metrics(method: str, route: str, status: int) -> tuple[Any, Any]:
 
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
-    return getattr(route, "path", None) or ("/sandbox" if scope["path"].startswith("/sandbox") else "unmatched")
+    return getattr(route, "path", None) or (
+        "/sandbox" if scope["path"].startswith("/sandbox") else "unmatched"
+    )

@@ -28,7 +28,9 @@ async def readyz(request: Request) -> JSONResponse:
     checks = {"database": await _database_ready(state.sessionmaker)}
     checks.update(await _codat_ready(state.codat, state.settings.codat.platform_key))
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 async def _database_ready(sessionmaker: Any) -> str:
@@ -49,8 +51,12 @@ async def _codat_ready(codat: CodatClient, platform_key: str) -> dict[str, str]:
         return {"codat": f"failed: {type(exc).__name__}"}
     return {
         "codat": "ok",
-        "integration": "ok" if integration.enabled else f"failed: {platform_key} is not enabled in the Codat Portal",
-        "dataTypes": "ok" if sync_settings.bank_feeds_enabled else "failed: enable bankAccounts and bankTransactions",
+        "integration": "ok"
+        if integration.enabled
+        else f"failed: {platform_key} is not enabled in the Codat Portal",
+        "dataTypes": "ok"
+        if sync_settings.bank_feeds_enabled
+        else "failed: enable bankAccounts and bankTransactions",
     }
 
 

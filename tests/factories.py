@@ -10,21 +10,49 @@ import httpx
 from tests.conftest import TEST_API_KEY
 
 ACCOUNTS = {
-    "acc-1": {"name": "Operating checking", "accountType": "checking", "accountNumber": "000123456789",
-              "routingNumber": "021000021", "currency": "USD", "balance": "4002.00"},
-    "acc-2": {"name": "Savings", "accountType": "savings", "accountNumber": "000987654321",
-              "routingNumber": "021000021", "currency": "USD", "balance": "0"},
-    "acc-3": {"name": "Card", "accountType": "credit_card", "accountNumber": "4111000011112222",
-              "currency": "USD", "balance": "-742.18"},
+    "acc-1": {
+        "name": "Operating checking",
+        "accountType": "checking",
+        "accountNumber": "000123456789",
+        "routingNumber": "021000021",
+        "currency": "USD",
+        "balance": "4002.00",
+    },
+    "acc-2": {
+        "name": "Savings",
+        "accountType": "savings",
+        "accountNumber": "000987654321",
+        "routingNumber": "021000021",
+        "currency": "USD",
+        "balance": "0",
+    },
+    "acc-3": {
+        "name": "Card",
+        "accountType": "credit_card",
+        "accountNumber": "4111000011112222",
+        "currency": "USD",
+        "balance": "-742.18",
+    },
 }
 
 
-async def register(client: httpx.AsyncClient, headers: dict[str, str], business_id: str, accounts=ACCOUNTS,
-                   country: str = "US") -> None:
-    response = await client.put(f"/internal/v1/businesses/{business_id}", json={"name": f"{business_id} LLC", "country": country}, headers=headers)
+async def register(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    business_id: str,
+    accounts=ACCOUNTS,
+    country: str = "US",
+) -> None:
+    response = await client.put(
+        f"/internal/v1/businesses/{business_id}",
+        json={"name": f"{business_id} LLC", "country": country},
+        headers=headers,
+    )
     assert response.status_code in (200, 201), response.text
     for account_id, body in accounts.items():
-        response = await client.put(f"/internal/v1/businesses/{business_id}/accounts/{account_id}", json=body, headers=headers)
+        response = await client.put(
+            f"/internal/v1/businesses/{business_id}/accounts/{account_id}", json=body, headers=headers
+        )
         assert response.status_code in (200, 201), response.text
 
 
@@ -42,7 +70,9 @@ async def codat_accounts(client, connection_id: str) -> dict[str, dict]:  # type
     for company in companies:
         for connection in company.get("dataConnections") or []:
             if connection["id"] == connection_id:
-                path = f"/companies/{company['id']}/connections/{connection_id}/connectionInfo/bankFeedAccounts"
+                path = (
+                    f"/companies/{company['id']}/connections/{connection_id}/connectionInfo/bankFeedAccounts"
+                )
                 return {a["id"]: a for a in await codat_get(client, path)}
     raise AssertionError(f"connection {connection_id} is not at the sandbox")
 
@@ -59,7 +89,9 @@ async def get_credentials_on_link_page(client: httpx.AsyncClient, link_url: str)
     """What the SMB does on Codat's Link page: open it, click Get credentials, read them."""
     page = await client.get(link_url)
     assert page.status_code == 200, page.text
-    shown = await client.post(f"{link_base(link_url)}/credentials", data={"otp": otp_of(link_url), "lang": "en"})
+    shown = await client.post(
+        f"{link_base(link_url)}/credentials", data={"otp": otp_of(link_url), "lang": "en"}
+    )
     assert shown.status_code == 200, shown.text
     username = re.search(r'id="credential-username">([^<]+)<', shown.text)
     password = re.search(r'id="credential-password">([^<]+)<', shown.text)
@@ -74,13 +106,22 @@ async def connect_in_quickbooks(
     username, password = await get_credentials_on_link_page(client, link_url)
     done = await client.post(
         "/sandbox/qbo/connect",
-        data={"username": username, "password": password, "account": account_ids, "feedStartDate": feed_start},
+        data={
+            "username": username,
+            "password": password,
+            "account": account_ids,
+            "feedStartDate": feed_start,
+        },
     )
     assert done.status_code == 200, done.text
     return username, password
 
 
-async def disconnect_in_quickbooks(client: httpx.AsyncClient, credentials: tuple[str, str], account_id: str) -> None:
+async def disconnect_in_quickbooks(
+    client: httpx.AsyncClient, credentials: tuple[str, str], account_id: str
+) -> None:
     username, password = credentials
-    done = await client.post("/sandbox/qbo/disconnect", data={"username": username, "password": password, "account": account_id})
+    done = await client.post(
+        "/sandbox/qbo/disconnect", data={"username": username, "password": password, "account": account_id}
+    )
     assert done.status_code == 200, done.text

@@ -6,7 +6,9 @@ import asyncio
 from tests.factories import ACCOUNTS, codat_accounts, connect_in_quickbooks, otp_of, register
 
 
-async def test_the_seed_flow_from_registration_to_connected_accounts(client, service_headers, user_headers, sandbox):
+async def test_the_seed_flow_from_registration_to_connected_accounts(
+    client, service_headers, user_headers, sandbox
+):
     await register(client, service_headers(), "biz-e2e")
     user = user_headers("biz-e2e")
 
@@ -17,15 +19,23 @@ async def test_the_seed_flow_from_registration_to_connected_accounts(client, ser
     assert view["connection"]["status"] == "Linked"
     assert view["connectedCount"] == 2
     statuses = {a["accountId"]: (a["status"], a["feedStartDate"]) for a in view["accounts"]}
-    assert statuses == {"acc-1": ("connected", "2026-11-02"), "acc-2": ("connected", "2026-11-02"), "acc-3": ("pending", None)}
+    assert statuses == {
+        "acc-1": ("connected", "2026-11-02"),
+        "acc-2": ("connected", "2026-11-02"),
+        "acc-3": ("pending", None),
+    }
     assert view["action"] == "finish_in_quickbooks"
     assert view["stateConfirmedAt"] is not None
 
-    renamed = await client.patch("/v1/bank-feed/accounts/acc-1", json={"accountName": "Payroll"}, headers=user)
+    renamed = await client.patch(
+        "/v1/bank-feed/accounts/acc-1", json={"accountName": "Payroll"}, headers=user
+    )
     assert renamed.json()["accountName"] == "Payroll"
     assert (await codat_accounts(client, connected["connectionId"]))["acc-1"]["accountName"] == "Payroll"
 
-    await client.put("/internal/v1/businesses/biz-e2e/accounts/acc-4", json=ACCOUNTS["acc-2"], headers=service_headers())
+    await client.put(
+        "/internal/v1/businesses/biz-e2e/accounts/acc-4", json=ACCOUNTS["acc-2"], headers=service_headers()
+    )
     added = (await client.post("/v1/bank-feed/accounts", json={"accountIds": ["acc-4"]}, headers=user)).json()
     assert added["connectionId"] == connected["connectionId"]
     assert {a["accountId"]: a["status"] for a in added["accounts"]}["acc-4"] == "pending"

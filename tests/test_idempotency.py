@@ -4,7 +4,9 @@ import asyncio
 
 
 class TestIdempotencyKey:
-    async def test_the_same_key_replays_the_first_answer_without_calling_codat_again(self, client, user_headers, business, sandbox):
+    async def test_the_same_key_replays_the_first_answer_without_calling_codat_again(
+        self, client, user_headers, business, sandbox
+    ):
         headers = {**user_headers(business), "Idempotency-Key": "connect-1"}
 
         first = await client.post("/v1/bank-feed/connect", headers=headers)
@@ -18,7 +20,9 @@ class TestIdempotencyKey:
 
     async def test_the_same_key_with_another_body_is_a_422(self, client, user_headers, business):
         headers = {**user_headers(business), "Idempotency-Key": "add-1"}
-        await client.post("/v1/bank-feed/connect", json={"accountIds": ["acc-1"]}, headers=user_headers(business))
+        await client.post(
+            "/v1/bank-feed/connect", json={"accountIds": ["acc-1"]}, headers=user_headers(business)
+        )
 
         first = await client.post("/v1/bank-feed/accounts", json={"accountIds": ["acc-2"]}, headers=headers)
         other = await client.post("/v1/bank-feed/accounts", json={"accountIds": ["acc-3"]}, headers=headers)
@@ -29,7 +33,9 @@ class TestIdempotencyKey:
         view = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
         assert {a["accountId"]: a["status"] for a in view["accounts"]}["acc-3"] == "not_added"
 
-    async def test_while_the_first_is_in_flight_the_second_gets_a_409(self, client, user_headers, business, sandbox):
+    async def test_while_the_first_is_in_flight_the_second_gets_a_409(
+        self, client, user_headers, business, sandbox
+    ):
         headers = {**user_headers(business), "Idempotency-Key": "slow-1"}
         sandbox.set_knobs(latencyMs=300)
 
@@ -47,14 +53,20 @@ class TestIdempotencyKey:
         from tests.factories import register
 
         await register(client, service_headers(), "biz-2")
-        mine = await client.post("/v1/bank-feed/connect", headers={**user_headers(business), "Idempotency-Key": "k"})
-        theirs = await client.post("/v1/bank-feed/connect", headers={**user_headers("biz-2"), "Idempotency-Key": "k"})
+        mine = await client.post(
+            "/v1/bank-feed/connect", headers={**user_headers(business), "Idempotency-Key": "k"}
+        )
+        theirs = await client.post(
+            "/v1/bank-feed/connect", headers={**user_headers("biz-2"), "Idempotency-Key": "k"}
+        )
 
         assert mine.status_code == theirs.status_code == 200
         assert mine.json()["connectionId"] != theirs.json()["connectionId"]
         assert "idempotent-replayed" not in theirs.headers
 
-    async def test_a_retryable_failure_is_not_kept_so_the_retry_runs(self, client, user_headers, business, sandbox):
+    async def test_a_retryable_failure_is_not_kept_so_the_retry_runs(
+        self, client, user_headers, business, sandbox
+    ):
         headers = {**user_headers(business), "Idempotency-Key": "flaky-1"}
         sandbox.set_knobs(errorRate=1.0, operations=["create-company"])
         failed = await client.post("/v1/bank-feed/connect", headers=headers)

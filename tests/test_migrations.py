@@ -55,4 +55,6 @@ def test_migrations_go_up_from_empty_match_the_models_and_go_down_to_base(databa
         assert tables_and_drift(url)[0] == set(Base.metadata.tables)
     finally:
         if not url.startswith("sqlite"):
-            asyncio.run(_admin(database_url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+            asyncio.run(
+                _admin(database_url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+            )

@@ -18,5 +18,7 @@ def test_every_error_response_declares_the_one_error_shape():
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
     assert set(json.loads(json.dumps(document["components"]["schemas"]["ErrorBody"]["required"]))) == {
-        "error", "detail", "correlationId"
+        "error",
+        "detail",
+        "correlationId",
     }

@@ -38,9 +38,9 @@ from app.codat.resilience import CircuitBreaker, CompanyLimiter, backoff_seconds
 from app.codat.schemas import (
     BankTransaction,
     BatchCreateResult,
+    CompaniesPage,
     Company,
     Connection,
-    CompaniesPage,
     ConnectionsPage,
     Credentials,
     Integration,
@@ -216,7 +216,9 @@ class CodatClient:
         call = _Call("get_company", "GET", COMPANY, {"companyId": company_id})
         return await self._fetch(call, Company)
 
-    async def list_companies(self, *, tags: str | None = None, page: int = 1, page_size: int = 100) -> CompaniesPage:
+    async def list_companies(
+        self, *, tags: str | None = None, page: int = 1, page_size: int = 100
+    ) -> CompaniesPage:
         """One page of companies: ``GET /companies``.
 
         ``tags`` filters in Codat's query language, e.g. ``businessId = biz-1``.

@@ -58,9 +58,13 @@ class IdempotentRoute(APIRoute):
             if key is None or caller is None:
                 return await handler(request)
             if not 1 <= len(key) <= KEY_MAX_LENGTH:
-                raise InvalidInput.for_field("header.Idempotency-Key", f"must be 1 to {KEY_MAX_LENGTH} characters")
+                raise InvalidInput.for_field(
+                    "header.Idempotency-Key", f"must be 1 to {KEY_MAX_LENGTH} characters"
+                )
             store = IdempotencyStore(request.app.state.sessionmaker)
-            request_hash = hashlib.sha256(request.method.encode() + request.url.path.encode() + await request.body()).hexdigest()
+            request_hash = hashlib.sha256(
+                request.method.encode() + request.url.path.encode() + await request.body()
+            ).hexdigest()
             replay = await store.begin(caller, key, request_hash)
             if replay is not None:
                 return replay
@@ -85,10 +89,15 @@ class IdempotencyStore:
         now = datetime.now(UTC)
         try:
             async with self.sessions.begin() as session:
-                session.add(IdempotencyRecord(
-                    caller=caller, key=key, request_hash=request_hash,
-                    locked_until=now + IN_FLIGHT_LEASE, expires_at=now + KEEP_FOR,
-                ))
+                session.add(
+                    IdempotencyRecord(
+                        caller=caller,
+                        key=key,
+                        request_hash=request_hash,
+                        locked_until=now + IN_FLIGHT_LEASE,
+                        expires_at=now + KEEP_FOR,
+                    )
+                )
             return None
         except IntegrityError:
             return await self._existing(caller, key, request_hash, now)
@@ -96,22 +105,37 @@ class IdempotencyStore:
     async def _existing(self, caller: str, key: str, request_hash: str, now: datetime) -> Response | None:
         async with self.sessions.begin() as session:
             record = await session.scalar(
-                select(IdempotencyRecord).where(IdempotencyRecord.caller == caller, IdempotencyRecord.key == key)
+                select(IdempotencyRecord).where(
+                    IdempotencyRecord.caller == caller, IdempotencyRecord.key == key
+                )
             )
             if record is None or as_utc(record.expires_at) < now:
-                await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.caller == caller, IdempotencyRecord.key == key))
+                await session.execute(
+                    delete(IdempotencyRecord).where(
+                        IdempotencyRecord.caller == caller, IdempotencyRecord.key == key
+                    )
+                )
                 return await self.begin(caller, key, request_hash)
             if record.request_hash != request_hash:
                 raise IdempotencyKeyReused("This Idempotency-Key was used with another request body.")
             if record.response_status is not None:
-                return Response(record.response_body, status_code=record.response_status, media_type="application/json",
-                                headers={"Idempotent-Replayed": "true", "Cache-Control": "no-store"})
+                return Response(
+                    record.response_body,
+                    status_code=record.response_status,
+                    media_type="application/json",
+                    headers={"Idempotent-Replayed": "true", "Cache-Control": "no-store"},
+                )
             if as_utc(record.locked_until) > now:
-                raise IdempotencyKeyInFlight("The first request with this Idempotency-Key is still being handled.",
-                                             headers={"Retry-After": "1"})
+                raise IdempotencyKeyInFlight(
+                    "The first request with this Idempotency-Key is still being handled.",
+                    headers={"Retry-After": "1"},
+                )
             # The first request died without an answer: this one takes its place.
-            await session.execute(update(IdempotencyRecord).where(IdempotencyRecord.caller == caller, IdempotencyRecord.key == key)
-                                  .values(locked_until=now + IN_FLIGHT_LEASE))
+            await session.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.caller == caller, IdempotencyRecord.key == key)
+                .values(locked_until=now + IN_FLIGHT_LEASE)
+            )
             return None
 
     async def finish(self, caller: str, key: str, response: Response) -> Response:
@@ -119,8 +143,11 @@ class IdempotencyStore:
         async with self.sessions.begin() as session:
             where = (IdempotencyRecord.caller == caller, IdempotencyRecord.key == key)
             if keep:
-                await session.execute(update(IdempotencyRecord).where(*where)
-                                      .values(response_status=response.status_code, response_body=bytes(response.body).decode()))
+                await session.execute(
+                    update(IdempotencyRecord)
+                    .where(*where)
+                    .values(response_status=response.status_code, response_body=bytes(response.body).decode())
+                )
             else:
                 await session.execute(delete(IdempotencyRecord).where(*where))
         return response

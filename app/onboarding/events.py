@@ -27,7 +27,11 @@ def sse(event: str, data: dict[str, object]) -> str:
 
 
 async def bank_feed_events(
-    request: Request, sessions: async_sessionmaker[AsyncSession], changes: ChangeFeed, business_id: str, version: int
+    request: Request,
+    sessions: async_sessionmaker[AsyncSession],
+    changes: ChangeFeed,
+    business_id: str,
+    version: int,
 ) -> AsyncIterator[str]:
     yield sse("ready", {"version": version})
     quiet = 0

@@ -40,8 +40,12 @@ def translate_codat_errors(operation: str) -> Iterator[None]:
         yield
     except CodatConflict as exc:
         # Codat answers 409 while a request with the same idempotency key is still in flight elsewhere.
-        log.info("codat.in_flight", extra={"operation": operation, "codat_correlation_id": exc.correlation_id})
-        raise UpstreamUnavailable("The same step is in progress in another request; retry shortly.", retry_after_seconds=1) from exc
+        log.info(
+            "codat.in_flight", extra={"operation": operation, "codat_correlation_id": exc.correlation_id}
+        )
+        raise UpstreamUnavailable(
+            "The same step is in progress in another request; retry shortly.", retry_after_seconds=1
+        ) from exc
     except CodatUnavailable as exc:
         log.warning(
             "codat.unavailable",
@@ -62,4 +66,6 @@ def translate_codat_errors(operation: str) -> Iterator[None]:
                 "codat_correlation_id": exc.correlation_id,
             },
         )
-        raise UpstreamRejected(f"Codat refused the {operation} step; it has been logged for the team.") from exc
+        raise UpstreamRejected(
+            f"Codat refused the {operation} step; it has been logged for the team."
+        ) from exc

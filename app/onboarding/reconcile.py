@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 CONNECTIONS_PER_ROUND = 50
 
 
-async def reconcile_once(service: OnboardingService, webhooks: WebhookProcessor, stale_after: timedelta) -> int:
+async def reconcile_once(
+    service: OnboardingService, webhooks: WebhookProcessor, stale_after: timedelta
+) -> int:
     """Finish stored-but-unapplied webhooks, then refresh connections not confirmed for `stale_after`."""
     await webhooks.process_backlog()
     async with service.sessions() as session:
@@ -25,13 +27,17 @@ async def reconcile_once(service: OnboardingService, webhooks: WebhookProcessor,
         try:
             await service.refresh_connection(companies[connection.business_id], connection)  # type: ignore[arg-type]
         except AppError as exc:
-            log.warning("reconcile.failed", extra={"connection_id": connection.codat_connection_id, "error": exc.code})
+            log.warning(
+                "reconcile.failed", extra={"connection_id": connection.codat_connection_id, "error": exc.code}
+            )
         except ConnectionGone:
             pass  # retired as history; the user is asked to connect again
     return len(stale)
 
 
-async def reconcile_forever(service: OnboardingService, webhooks: WebhookProcessor, interval_seconds: int) -> None:
+async def reconcile_forever(
+    service: OnboardingService, webhooks: WebhookProcessor, interval_seconds: int
+) -> None:
     while True:
         await asyncio.sleep(interval_seconds)
         try:

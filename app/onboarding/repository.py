@@ -1,8 +1,8 @@
 """All SQL of the onboarding domain. Methods take domain arguments; the caller owns the transaction."""
 
 import uuid
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import delete, or_, select, update
@@ -40,7 +40,9 @@ class OnboardingRepository:
             raise BusinessNotFound("No business is registered under this id.")
         return business
 
-    async def upsert_business(self, business_id: str, name: str, country: str, time_zone: str | None = None) -> Business:
+    async def upsert_business(
+        self, business_id: str, name: str, country: str, time_zone: str | None = None
+    ) -> Business:
         time_zone = time_zone or DEFAULT_TIME_ZONES[country]
         business = await self.get_business(business_id)
         if business is None:
@@ -84,7 +86,9 @@ class OnboardingRepository:
             .values(company_request_key=new_request_key(), company_requested_at=now)
             .execution_options(synchronize_session=False)
         )
-        key = await self.session.scalar(select(Business.company_request_key).where(Business.id == business_id))
+        key = await self.session.scalar(
+            select(Business.company_request_key).where(Business.id == business_id)
+        )
         assert key is not None
         return key
 
@@ -121,19 +125,30 @@ class OnboardingRepository:
     async def renew_connection_intent(self, stale_id: int, business_id: str, now: datetime) -> FeedConnection:
         """Swap a connection intent Codat never confirmed for a new one with a new key (and a new clock)."""
         await self.session.execute(
-            delete(FeedConnection).where(FeedConnection.id == stale_id, FeedConnection.codat_connection_id.is_(None))
+            delete(FeedConnection).where(
+                FeedConnection.id == stale_id, FeedConnection.codat_connection_id.is_(None)
+            )
         )
-        return await self.current_connection(business_id) or await self.add_connection_intent(business_id, now)
+        return await self.current_connection(business_id) or await self.add_connection_intent(
+            business_id, now
+        )
 
     async def retire_connection(self, connection_id: int, status: str | None = None) -> None:
         """Keep the connection as history; `status` records why when Codat has no status for it (Deleted)."""
         values: dict[str, object] = {"is_current": False}
         if status is not None:
             values["status"] = status
-        await self.session.execute(update(FeedConnection).where(FeedConnection.id == connection_id).values(**values))
+        await self.session.execute(
+            update(FeedConnection).where(FeedConnection.id == connection_id).values(**values)
+        )
 
     async def record_connection(
-        self, connection_id: int, codat_connection_id: str, status: str, link_url: str, link_expires_at: datetime
+        self,
+        connection_id: int,
+        codat_connection_id: str,
+        status: str,
+        link_url: str,
+        link_expires_at: datetime,
     ) -> None:
         await self.session.execute(
             update(FeedConnection)
@@ -146,14 +161,18 @@ class OnboardingRepository:
             )
         )
 
-    async def claim_link_lease(self, connection_id: int, now: datetime, until: datetime, fresh_until: datetime) -> bool:
+    async def claim_link_lease(
+        self, connection_id: int, now: datetime, until: datetime, fresh_until: datetime
+    ) -> bool:
         """Take the right to refresh this connection's link; False when another refresher holds it or has
         just stored a link that lasts past `fresh_until` (checked in the same statement: no race)."""
         result = await self.session.execute(
             update(FeedConnection)
             .where(FeedConnection.id == connection_id)
             .where(or_(FeedConnection.link_lease_until.is_(None), FeedConnection.link_lease_until < now))
-            .where(or_(FeedConnection.link_expires_at.is_(None), FeedConnection.link_expires_at <= fresh_until))
+            .where(
+                or_(FeedConnection.link_expires_at.is_(None), FeedConnection.link_expires_at <= fresh_until)
+            )
             .values(link_lease_until=until)
             # The row loaded in this session is re-read anyway; evaluating the WHERE in Python would compare
             # SQLite's naive datetimes with aware ones.
@@ -161,7 +180,9 @@ class OnboardingRepository:
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
 
-    async def store_link(self, connection_id: int, link_url: str, expires_at: datetime, now: datetime) -> None:
+    async def store_link(
+        self, connection_id: int, link_url: str, expires_at: datetime, now: datetime
+    ) -> None:
         await self.session.execute(
             update(FeedConnection)
             .where(FeedConnection.id == connection_id)
@@ -184,8 +205,13 @@ class OnboardingRepository:
     ) -> list[FeedAccount]:
         """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows win."""
         rows = [
-            {"connection_id": connection_id, "business_id": business_id, "account_id": account_id,
-             "request_key": new_request_key(), "registered": False}
+            {
+                "connection_id": connection_id,
+                "business_id": business_id,
+                "account_id": account_id,
+                "request_key": new_request_key(),
+                "registered": False,
+            }
             for account_id in account_ids
         ]
         await self.session.execute(
@@ -199,15 +225,22 @@ class OnboardingRepository:
         if not accounts:
             return
         rows = [
-            {"connection_id": connection_id, "account_id": a.account_id, "registered": True,
-             "status": a.status, "feed_start_date": a.feed_start_date}
+            {
+                "connection_id": connection_id,
+                "account_id": a.account_id,
+                "registered": True,
+                "status": a.status,
+                "feed_start_date": a.feed_start_date,
+            }
             for a in accounts
         ]
         await self.session.execute(update(FeedAccount), rows)
 
     # Statuses from Codat (webhooks and reconciliation): never moved backwards by an older report
 
-    async def apply_connection_status(self, codat_connection_id: str, status: str, at: datetime) -> str | None:
+    async def apply_connection_status(
+        self, codat_connection_id: str, status: str, at: datetime
+    ) -> str | None:
         """Record the status if `at` is newer than what we have; the business id when something changed."""
         result = await self.session.execute(
             update(FeedConnection)
@@ -219,10 +252,17 @@ class OnboardingRepository:
         return await self._changed(result.one_or_none())
 
     async def apply_account_status(
-        self, codat_connection_id: str, account_id: str, status: str | None, feed_start_date: date | None, at: datetime
+        self,
+        codat_connection_id: str,
+        account_id: str,
+        status: str | None,
+        feed_start_date: date | None,
+        at: datetime,
     ) -> str | None:
         connection_id = (
-            select(FeedConnection.id).where(FeedConnection.codat_connection_id == codat_connection_id).scalar_subquery()
+            select(FeedConnection.id)
+            .where(FeedConnection.codat_connection_id == codat_connection_id)
+            .scalar_subquery()
         )
         result = await self.session.execute(
             update(FeedAccount)
@@ -272,7 +312,8 @@ class OnboardingRepository:
                 FeedConnection.confirmed_at,
             )
             .outerjoin(
-                FeedConnection, (FeedConnection.business_id == Business.id) & FeedConnection.is_current.is_(True)
+                FeedConnection,
+                (FeedConnection.business_id == Business.id) & FeedConnection.is_current.is_(True),
             )
             .where(Business.id == business_id)
         )

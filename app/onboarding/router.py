@@ -40,7 +40,9 @@ router = APIRouter(
     route_class=IdempotentRoute,
 )
 internal_router = APIRouter(
-    prefix="/internal/v1/businesses", tags=["internal"], responses=error_responses(Unauthorized, Forbidden, InvalidInput)
+    prefix="/internal/v1/businesses",
+    tags=["internal"],
+    responses=error_responses(Unauthorized, Forbidden, InvalidInput),
 )
 
 
@@ -68,8 +70,12 @@ async def get_bank_feed(user: CurrentUser, session: SessionDep, request: Request
     return etag_response(request, await bank_feed_view(session, user.business_id))
 
 
-@router.post("/refresh", response_model=BankFeedOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS))
-async def refresh_bank_feed(user: CurrentUser, service: ServiceDep, session: SessionDep, request: Request) -> Response:
+@router.post(
+    "/refresh", response_model=BankFeedOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS)
+)
+async def refresh_bank_feed(
+    user: CurrentUser, service: ServiceDep, session: SessionDep, request: Request
+) -> Response:
     """Re-read the statuses from Codat now (webhooks normally keep them current), then the view."""
     await service.refresh(user.business_id)
     return etag_response(request, await bank_feed_view(session, user.business_id))
@@ -85,7 +91,11 @@ async def stream_bank_feed_events(user: CurrentUser, request: Request) -> Stream
     state = request.app.state
     version = await feed_version(state.sessionmaker, user.business_id)
     stream = bank_feed_events(request, state.sessionmaker, state.changes, user.business_id, version)
-    return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.post(
@@ -94,7 +104,11 @@ async def stream_bank_feed_events(user: CurrentUser, request: Request) -> Stream
     responses=error_responses(BusinessNotFound, InvalidInput, *UPSTREAM_ERRORS),
 )
 async def connect(
-    user: CurrentUser, service: ServiceDep, session: SessionDep, response: Response, body: ConnectIn | None = Body(None)
+    user: CurrentUser,
+    service: ServiceDep,
+    session: SessionDep,
+    response: Response,
+    body: ConnectIn | None = Body(None),
 ) -> ConnectOut:
     """Start or resume onboarding for the chosen registered accounts (all of them by default)."""
     link = await service.connect(user.business_id, body.account_ids if body else None)
@@ -108,7 +122,11 @@ async def connect(
     responses=error_responses(BusinessNotFound, *UPSTREAM_ERRORS),
 )
 async def reconnect(
-    user: CurrentUser, service: ServiceDep, session: SessionDep, response: Response, body: ReconnectIn | None = Body(None)
+    user: CurrentUser,
+    service: ServiceDep,
+    session: SessionDep,
+    response: Response,
+    body: ReconnectIn | None = Body(None),
 ) -> ConnectOut:
     """Mend a broken feed in one step: a link for the same accounts, on a new connection if Codat's is dead.
 
@@ -142,7 +160,9 @@ async def redirect_to_link(user: CurrentUser, service: ServiceDep) -> RedirectRe
     return RedirectResponse(link.url, status_code=status.HTTP_302_FOUND, headers=NO_STORE)
 
 
-@router.post("/credentials", response_model=CredentialsOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS))
+@router.post(
+    "/credentials", response_model=CredentialsOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS)
+)
 async def generate_credentials(user: CurrentUser, service: ServiceDep, response: Response) -> CredentialsOut:
     """One-time QuickBooks credentials for an in-app flow; each call makes a new set."""
     credentials = await service.generate_credentials(user.business_id)
@@ -151,7 +171,9 @@ async def generate_credentials(user: CurrentUser, service: ServiceDep, response:
 
 
 @router.delete(
-    "/credentials", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(NotConnected, *UPSTREAM_ERRORS)
+    "/credentials",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
 )
 async def revoke_credentials(user: CurrentUser, service: ServiceDep) -> None:
     """Revoke every set of one-time credentials of the connection."""
@@ -159,7 +181,9 @@ async def revoke_credentials(user: CurrentUser, service: ServiceDep) -> None:
 
 
 @router.post(
-    "/accounts", response_model=ConnectOut, responses=error_responses(BusinessNotFound, InvalidInput, *UPSTREAM_ERRORS)
+    "/accounts",
+    response_model=ConnectOut,
+    responses=error_responses(BusinessNotFound, InvalidInput, *UPSTREAM_ERRORS),
 )
 async def add_accounts(
     user: CurrentUser, service: ServiceDep, session: SessionDep, body: AddAccountsIn, response: Response
@@ -184,9 +208,7 @@ async def rename_account(
     return next(a for a in view.accounts if a.account_id == account_id)
 
 
-@internal_router.put(
-    "/{business_id}", response_model=BusinessOut, responses=error_responses(InvalidInput)
-)
+@internal_router.put("/{business_id}", response_model=BusinessOut, responses=error_responses(InvalidInput))
 async def put_business(
     business_id: IdPath, body: BusinessIn, _: BusinessesWriter, session: SessionDep, response: Response
 ) -> BusinessOut:
@@ -195,7 +217,9 @@ async def put_business(
     if await repo.get_business(business_id) is None:
         response.status_code = status.HTTP_201_CREATED
     business = await repo.upsert_business(business_id, body.name, body.country, body.time_zone)
-    return BusinessOut(business_id=business.id, name=business.name, country=business.country, time_zone=business.time_zone)
+    return BusinessOut(
+        business_id=business.id, name=business.name, country=business.country, time_zone=business.time_zone
+    )
 
 
 @internal_router.put(
@@ -204,14 +228,21 @@ async def put_business(
     responses=error_responses(BusinessNotFound, InvalidInput),
 )
 async def put_bank_account(
-    business_id: IdPath, account_id: IdPath, body: BankAccountIn, _: BusinessesWriter, session: SessionDep, response: Response
+    business_id: IdPath,
+    account_id: IdPath,
+    body: BankAccountIn,
+    _: BusinessesWriter,
+    session: SessionDep,
+    response: Response,
 ) -> BankAccountOut:
     """Register or update a bank account's details; these are the source of truth for Codat."""
     repo = OnboardingRepository(session)
     await repo.require_business(business_id)
     if await repo.get_bank_account(business_id, account_id) is None:
         response.status_code = status.HTTP_201_CREATED
-    account = await repo.save_bank_account(BankAccount(business_id=business_id, id=account_id, **body.model_dump()))
+    account = await repo.save_bank_account(
+        BankAccount(business_id=business_id, id=account_id, **body.model_dump())
+    )
     return BankAccountOut(
         account_id=account.id,
         name=account.name,

@@ -39,7 +39,9 @@ class StrictApiModel(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+]
 DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
@@ -154,14 +156,18 @@ class BankFeedOut(ApiModel):
     connection: ConnectionOut | None
     accounts: list[FeedAccountOut]
     connected_count: int
-    link_needed: bool = Field(description="True while the user has something to do in QuickBooks (see `action`).")
+    link_needed: bool = Field(
+        description="True while the user has something to do in QuickBooks (see `action`)."
+    )
     action: FeedAction = Field(description="What the user should do next; `none` when all is well.")
     action_message: str | None = Field(description="The same, as a sentence for the user.")
     state_confirmed_at: UtcDateTime | None = Field(description="When Codat last confirmed these statuses.")
 
 
 class LinkOut(ApiModel):
-    link_url: str = Field(description="Codat's Link URL; carries a one-time password. Do not store or share it.")
+    link_url: str = Field(
+        description="Codat's Link URL; carries a one-time password. Do not store or share it."
+    )
     expires_at: UtcDateTime
     connection_id: str
     connection_status: str | None
@@ -178,4 +184,6 @@ class ConnectOut(LinkOut):
 
 
 class ReconnectIn(StrictApiModel):
-    with_credentials: bool = Field(False, description="Also make one-time QuickBooks credentials (in-app flow).")
+    with_credentials: bool = Field(
+        False, description="Also make one-time QuickBooks credentials (in-app flow)."
+    )

@@ -109,7 +109,8 @@ class OnboardingService:
         """Start or resume onboarding for the chosen accounts (all registered ones by default)."""
         with codat_deadline(self.settings.request_deadline_seconds):
             return await self.single_flight.do(
-                ("connect", business_id, tuple(account_ids or ())), lambda: self._connect(business_id, account_ids)
+                ("connect", business_id, tuple(account_ids or ())),
+                lambda: self._connect(business_id, account_ids),
             )
 
     async def reconnect(self, business_id: str) -> Link:
@@ -147,7 +148,9 @@ class OnboardingService:
             business, connection = await self._current(business_id)
             with translate_codat_errors("generate credentials"):
                 return await self.codat.generate_credentials(
-                    business.codat_company_id, connection.codat_connection_id, idempotency_key=new_request_key()
+                    business.codat_company_id,
+                    connection.codat_connection_id,
+                    idempotency_key=new_request_key(),
                 )
 
     async def revoke_credentials(self, business_id: str) -> None:
@@ -197,8 +200,12 @@ class OnboardingService:
             await repo.apply_connection_status(codat_connection_id, str(fetched.status), now)
             for account in accounts:
                 status = str(account.status) if account.status is not None else None
-                await repo.apply_account_status(codat_connection_id, account.id, status, account.feed_start_date, now)
-            await repo.store_link(connection.id, fetched.link_url, self._expiry_of(fetched.link_url, connection, now), now)
+                await repo.apply_account_status(
+                    codat_connection_id, account.id, status, account.feed_start_date, now
+                )
+            await repo.store_link(
+                connection.id, fetched.link_url, self._expiry_of(fetched.link_url, connection, now), now
+            )
         self.changes.notify(connection.business_id)
 
     # Steps of connect
@@ -224,10 +231,14 @@ class OnboardingService:
         return business, [self._registered(registered, account_ids, i) for i in range(len(account_ids))]
 
     @staticmethod
-    def _registered(registered: dict[str, BankAccount], account_ids: Sequence[str], index: int) -> BankAccount:
+    def _registered(
+        registered: dict[str, BankAccount], account_ids: Sequence[str], index: int
+    ) -> BankAccount:
         account = registered.get(account_ids[index])
         if account is None:
-            raise InvalidInput.for_field(f"accountIds.{index}", f"no bank account {account_ids[index]!r} is registered")
+            raise InvalidInput.for_field(
+                f"accountIds.{index}", f"no bank account {account_ids[index]!r} is registered"
+            )
         return account
 
     async def _ensure_company(self, business: Business) -> str:
@@ -235,7 +246,9 @@ class OnboardingService:
             return business.codat_company_id
         now = self.clock.now()
         stale_before = now - timedelta(seconds=STALE_REQUEST_SECONDS)
-        resumed = business.company_requested_at is not None and as_utc(business.company_requested_at) < stale_before
+        resumed = (
+            business.company_requested_at is not None and as_utc(business.company_requested_at) < stale_before
+        )
         company_id = await self._find_company(business.id) if resumed else None
         if company_id is None:
             company_id = await self._create_company(business, now, stale_before)
@@ -249,12 +262,16 @@ class OnboardingService:
             page = await self.codat.list_companies(tags=f"{BUSINESS_TAG} = {business_id}")
         if not page.results:
             return None
-        log.info("reconcile.company_adopted", extra={"business_id": business_id, "company_id": page.results[0].id})
+        log.info(
+            "reconcile.company_adopted", extra={"business_id": business_id, "company_id": page.results[0].id}
+        )
         return page.results[0].id
 
     async def _create_company(self, business: Business, now: datetime, stale_before: datetime) -> str:
         async with self.sessions.begin() as session:
-            key = await OnboardingRepository(session).claim_company_request_key(business.id, now, stale_before)
+            key = await OnboardingRepository(session).claim_company_request_key(
+                business.id, now, stale_before
+            )
         with translate_codat_errors("create company"):
             company = await self.codat.create_company(
                 business.name, idempotency_key=key, tags={BUSINESS_TAG: business.id}
@@ -278,7 +295,9 @@ class OnboardingService:
                 company_id, self.settings.platform_key, idempotency_key=connection.request_key
             )
         await self._record_connection(connection, created)
-        log.info("onboarding.connection_created", extra={"business_id": business_id, "connection_id": created.id})
+        log.info(
+            "onboarding.connection_created", extra={"business_id": business_id, "connection_id": created.id}
+        )
         return connection
 
     async def _find_connection(self, business_id: str, company_id: str) -> Connection | None:
@@ -287,10 +306,15 @@ class OnboardingService:
             page = await self.codat.list_connections(company_id)
         async with self.sessions() as session:
             known = await OnboardingRepository(session).known_connection_ids(business_id)
-        unknown = [c for c in page.results if c.integration_key == self.settings.platform_key and c.id not in known]
+        unknown = [
+            c for c in page.results if c.integration_key == self.settings.platform_key and c.id not in known
+        ]
         adopted = max(unknown, key=lambda c: c.created, default=None)
         if adopted is not None:
-            log.info("reconcile.connection_adopted", extra={"business_id": business_id, "connection_id": adopted.id})
+            log.info(
+                "reconcile.connection_adopted",
+                extra={"business_id": business_id, "connection_id": adopted.id},
+            )
         return adopted
 
     async def _renew_connection_intent(self, stale: FeedConnection) -> FeedConnection:
@@ -314,7 +338,10 @@ class OnboardingService:
                 await repo.add_connection_intent(business_id, self.clock.now())
         except IntegrityError:
             return  # another process replaced it first
-        log.info("onboarding.connection_replaced", extra={"business_id": business_id, "old_connection_id": connection.codat_connection_id})
+        log.info(
+            "onboarding.connection_replaced",
+            extra={"business_id": business_id, "old_connection_id": connection.codat_connection_id},
+        )
 
     async def _current_connection_or_intent(self, business_id: str) -> FeedConnection:
         try:
@@ -349,7 +376,12 @@ class OnboardingService:
         pending = [f for f in feed_accounts if not f.registered]
         for start in range(0, len(pending), BATCH_SIZE):
             chunk = pending[start : start + BATCH_SIZE]
-            await self._offer(company_id, connection, [source_account_prototype(by_id[f.account_id], country) for f in chunk], chunk)
+            await self._offer(
+                company_id,
+                connection,
+                [source_account_prototype(by_id[f.account_id], country) for f in chunk],
+                chunk,
+            )
 
     async def _offer(
         self,
@@ -366,13 +398,20 @@ class OnboardingService:
         else:
             with translate_codat_errors("add source accounts"):
                 batch = await self.codat.create_source_accounts(
-                    company_id, codat_connection_id, prototypes, idempotency_key=batch_request_key(feed_accounts)
+                    company_id,
+                    codat_connection_id,
+                    prototypes,
+                    idempotency_key=batch_request_key(feed_accounts),
                 )
             results = await self._batch_outcome(company_id, codat_connection_id, batch)
         await self._record_offered(connection, results)
 
     async def _offer_one(
-        self, company_id: str, codat_connection_id: str, prototype: SourceAccountPrototype, feed_account: FeedAccount
+        self,
+        company_id: str,
+        codat_connection_id: str,
+        prototype: SourceAccountPrototype,
+        feed_account: FeedAccount,
     ) -> SourceAccount:
         with translate_codat_errors("add source account"):
             try:
@@ -381,7 +420,11 @@ class OnboardingService:
                 )
             except CodatRejected as exc:
                 # Codat refuses an id it already has: adopt that account instead of failing the onboarding.
-                adopted = await self._adopt(company_id, codat_connection_id, [prototype.id]) if exc.status_code in (400, 409) else []
+                adopted = (
+                    await self._adopt(company_id, codat_connection_id, [prototype.id])
+                    if exc.status_code in (400, 409)
+                    else []
+                )
                 if not adopted:
                     raise
                 return adopted[0]
@@ -395,12 +438,17 @@ class OnboardingService:
         if failed:
             log.error(
                 "codat.batch_rejected",
-                extra={"accounts": [r.source_account_id for r in failed], "errors": [r.error for r in failed]},
+                extra={
+                    "accounts": [r.source_account_id for r in failed],
+                    "errors": [r.error for r in failed],
+                },
             )
         adopted = await self._adopt(company_id, codat_connection_id, existing) if existing else []
         return created + adopted
 
-    async def _adopt(self, company_id: str, codat_connection_id: str, account_ids: Sequence[str]) -> list[SourceAccount]:
+    async def _adopt(
+        self, company_id: str, codat_connection_id: str, account_ids: Sequence[str]
+    ) -> list[SourceAccount]:
         """Accounts Codat already has (a lost response, or created by hand) are taken as they are there."""
         with translate_codat_errors("list source accounts"):
             listed = await self.codat.list_source_accounts(company_id, codat_connection_id)
@@ -429,7 +477,9 @@ class OnboardingService:
     async def _fresh_link(self, company_id: str, connection: FeedConnection) -> Link:
         if self._link_is_fresh(connection):
             return Link(connection.link_url, as_utc(connection.link_expires_at), connection)  # type: ignore[arg-type]
-        return await self.single_flight.do(("link", connection.id), lambda: self._refresh_link(company_id, connection.id))
+        return await self.single_flight.do(
+            ("link", connection.id), lambda: self._refresh_link(company_id, connection.id)
+        )
 
     async def _refresh_link(self, company_id: str, connection_id: int) -> Link:
         """One refresher across processes holds a short lease; the others wait for the link it stores."""
@@ -464,7 +514,11 @@ class OnboardingService:
             repo = OnboardingRepository(session)
             await repo.store_link(connection.id, fetched.link_url, expires_at, now)
             await repo.apply_connection_status(fetched.id, str(fetched.status), now)
-        connection.link_url, connection.link_expires_at, connection.status = fetched.link_url, expires_at, str(fetched.status)
+        connection.link_url, connection.link_expires_at, connection.status = (
+            fetched.link_url,
+            expires_at,
+            str(fetched.status),
+        )
         log.info("onboarding.link_refreshed", extra={"connection_id": connection.codat_connection_id})
         return Link(fetched.link_url, expires_at, connection)
 
@@ -476,12 +530,16 @@ class OnboardingService:
             except CodatNotFound:
                 async with self.sessions.begin() as session:
                     await OnboardingRepository(session).retire_connection(connection.id, status="Deleted")
-                log.warning("reconcile.connection_gone", extra={"connection_id": connection.codat_connection_id})
+                log.warning(
+                    "reconcile.connection_gone", extra={"connection_id": connection.codat_connection_id}
+                )
                 raise ConnectionGone() from None
 
     async def _offered_on(self, connection_id: int) -> list[str]:
         async with self.sessions() as session:
-            return sorted(f.account_id for f in await OnboardingRepository(session).feed_accounts(connection_id))
+            return sorted(
+                f.account_id for f in await OnboardingRepository(session).feed_accounts(connection_id)
+            )
 
     def _expiry_of(self, link_url: str, connection: FeedConnection, now: datetime) -> datetime:
         # Codat does not say when an OTP lapses: a new OTP lives one lifetime from now, the same OTP keeps its expiry.
@@ -499,7 +557,9 @@ class OnboardingService:
     async def _current(self, business_id: str) -> tuple[Business, FeedConnection]:
         business, connection = await self._business_and_connection(business_id)
         if connection is None or connection.codat_connection_id is None:
-            raise NotConnected("This business has no bank-feed connection yet: call POST /v1/bank-feed/connect first.")
+            raise NotConnected(
+                "This business has no bank-feed connection yet: call POST /v1/bank-feed/connect first."
+            )
         return business, connection
 
     async def _load_for_rename(
@@ -513,5 +573,7 @@ class OnboardingService:
             connection = await repo.current_connection(business_id)
             if connection is None or connection.codat_connection_id is None:
                 return business, None, None
-            feed_account = next((f for f in await repo.feed_accounts(connection.id) if f.account_id == account_id), None)
+            feed_account = next(
+                (f for f in await repo.feed_accounts(connection.id) if f.account_id == account_id), None
+            )
             return business, connection, feed_account

@@ -98,5 +98,7 @@ def _connection_out(connection: FeedConnection | None) -> ConnectionOut | None:
     if connection is None:
         return None
     return ConnectionOut(
-        connection_id=connection.codat_connection_id, status=connection.status, created_at=connection.created_at
+        connection_id=connection.codat_connection_id,
+        status=connection.status,
+        created_at=connection.created_at,
     )

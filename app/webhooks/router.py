@@ -18,7 +18,9 @@ router = APIRouter(tags=["webhooks"])
 async def receive_codat_webhook(request: Request) -> Response:
     """Verify (Standard Webhooks / svix), store under `webhook-id`, apply once; redeliveries are acknowledged."""
     state = request.app.state
-    event = verify(state.settings.webhooks.signing_secret.get_secret_value(), await request.body(), dict(request.headers))
+    event = verify(
+        state.settings.webhooks.signing_secret.get_secret_value(), await request.body(), dict(request.headers)
+    )
     processor = WebhookProcessor(state.sessionmaker, state.changes)
     await processor.receive(request.headers["webhook-id"], event, datetime.now(UTC))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

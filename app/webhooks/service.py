@@ -24,7 +24,9 @@ from app.webhooks.models import WebhookEvent
 
 log = logging.getLogger(__name__)
 EVENTS = Counter("bff_codat_webhooks_total", "Codat webhook events received", ["event_type", "outcome"])
-RATE_LIMIT_EVENTS = Counter("bff_codat_rate_limit_events_total", "Codat client.rateLimit.* events", ["event_type"])
+RATE_LIMIT_EVENTS = Counter(
+    "bff_codat_rate_limit_events_total", "Codat client.rateLimit.* events", ["event_type"]
+)
 
 
 def verify(secret: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
@@ -56,7 +58,10 @@ def parse_time(value: object) -> datetime | None:
 def without_secrets(event: dict[str, Any]) -> str:
     connection = event.get("payload", {}).get("connection")
     if isinstance(connection, dict) and "linkUrl" in connection:
-        event = {**event, "payload": {**event["payload"], "connection": {**connection, "linkUrl": "[redacted]"}}}
+        event = {
+            **event,
+            "payload": {**event["payload"], "connection": {**connection, "linkUrl": "[redacted]"}},
+        }
     return json.dumps(event)
 
 
@@ -71,7 +76,9 @@ class WebhookProcessor:
         EVENTS.labels(event["eventType"], "stored" if new else "duplicate").inc()
         await self.process(webhook_id)
 
-    async def _store(self, session: AsyncSession, webhook_id: str, event: dict[str, Any], received_at: datetime) -> bool:
+    async def _store(
+        self, session: AsyncSession, webhook_id: str, event: dict[str, Any], received_at: datetime
+    ) -> bool:
         row = {
             "id": webhook_id,
             "event_type": event["eventType"],
@@ -94,29 +101,40 @@ class WebhookProcessor:
             row = claimed.one_or_none()
             if row is None:
                 return
-            changed_business = await apply(OnboardingRepository(session), json.loads(row.body), row.generated_at)
+            changed_business = await apply(
+                OnboardingRepository(session), json.loads(row.body), row.generated_at
+            )
         if changed_business is not None:
             self.changes.notify(changed_business)
 
     async def process_backlog(self, limit: int = 100) -> int:
         """Process events stored but not applied (a crash between the two); returns how many were found."""
         async with self.sessions() as session:
-            ids = (await session.scalars(
-                select(WebhookEvent.id).where(WebhookEvent.processed_at.is_(None)).order_by(WebhookEvent.received_at).limit(limit)
-            )).all()
+            ids = (
+                await session.scalars(
+                    select(WebhookEvent.id)
+                    .where(WebhookEvent.processed_at.is_(None))
+                    .order_by(WebhookEvent.received_at)
+                    .limit(limit)
+                )
+            ).all()
         for webhook_id in ids:
             await self.process(webhook_id)
         return len(ids)
 
 
-async def apply(repo: OnboardingRepository, event: dict[str, Any], generated_at: datetime | None) -> str | None:
+async def apply(
+    repo: OnboardingRepository, event: dict[str, Any], generated_at: datetime | None
+) -> str | None:
     """Apply one event; the business id whose bank feed changed, if any."""
     event_type: str = event["eventType"]
     payload = event.get("payload") or {}
     at = generated_at or datetime.now(UTC)
     if event_type.startswith("connection."):
         connection = payload.get("connection") or {}
-        return await repo.apply_connection_status(str(connection.get("id")), str(connection.get("status")), at)
+        return await repo.apply_connection_status(
+            str(connection.get("id")), str(connection.get("status")), at
+        )
     if event_type in ("bankFeeds.sourceAccount.connected", "bankFeeds.sourceAccount.disconnected"):
         return await _apply_source_account(repo, event_type, payload, at)
     if event_type.startswith("bankTransactions.write."):
@@ -124,16 +142,25 @@ async def apply(repo: OnboardingRepository, event: dict[str, Any], generated_at:
         return None
     if event_type.startswith("client.rateLimit."):
         RATE_LIMIT_EVENTS.labels(event_type).inc()
-        log.warning("codat.rate_limit", extra={"event_type": event_type, "quota_remaining": payload.get("quotaRemaining")})
+        log.warning(
+            "codat.rate_limit",
+            extra={"event_type": event_type, "quota_remaining": payload.get("quotaRemaining")},
+        )
         return None
     log.info("webhook.ignored", extra={"event_type": event_type})
     return None
 
 
-async def _apply_source_account(repo: OnboardingRepository, event_type: str, payload: dict[str, Any], at: datetime) -> str | None:
+async def _apply_source_account(
+    repo: OnboardingRepository, event_type: str, payload: dict[str, Any], at: datetime
+) -> str | None:
     account = payload.get("sourceAccount") or {}
     status = account.get("status") or event_type.rsplit(".", 1)[1]
     feed_start = parse_time(account.get("feedStartDate"))
     return await repo.apply_account_status(
-        str(payload.get("connectionId")), str(account.get("id")), status, feed_start.date() if feed_start else None, at
+        str(payload.get("connectionId")),
+        str(account.get("id")),
+        status,
+        feed_start.date() if feed_start else None,
+        at,
     )

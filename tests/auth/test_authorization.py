@@ -37,20 +37,32 @@ class TestEveryEndpoint:
             {"sub": "u", "aud": auth_settings.audience, "business_id": "biz-1", "exp": 1},
             auth_settings.jwt_secret.get_secret_value(),
         )
-        forged = jwt.encode({"sub": "u", "aud": auth_settings.audience, "business_id": "biz-1", "exp": 2**31}, "not-the-secret-but-just-as-long-0123456789abcdef")
+        forged = jwt.encode(
+            {"sub": "u", "aud": auth_settings.audience, "business_id": "biz-1", "exp": 2**31},
+            "not-the-secret-but-just-as-long-0123456789abcdef",
+        )
         routes = protected_routes(app)
         assert len(routes) >= 12
 
         for method, path, template in routes:
-            for headers in ({}, {"Authorization": "Bearer nonsense"}, {"Authorization": f"Bearer {expired}"},
-                            {"Authorization": f"Bearer {forged}"}, {"Authorization": "Basic dXNlcjpwYXNz"}):
+            for headers in (
+                {},
+                {"Authorization": "Bearer nonsense"},
+                {"Authorization": f"Bearer {expired}"},
+                {"Authorization": f"Bearer {forged}"},
+                {"Authorization": "Basic dXNlcjpwYXNz"},
+            ):
                 response = await call(client, method, path, template, headers)
                 assert response.status_code == 401, (method, path, headers, response.text)
                 assert response.json()["error"] == "unauthorized"
 
-    async def test_end_user_tokens_do_not_open_internal_endpoints_nor_service_tokens_user_ones(self, app, client, auth_settings):
+    async def test_end_user_tokens_do_not_open_internal_endpoints_nor_service_tokens_user_ones(
+        self, app, client, auth_settings
+    ):
         user = {"Authorization": f"Bearer {mint_end_user_token(auth_settings, 'biz-1')}"}
-        service = {"Authorization": f"Bearer {mint_service_token(auth_settings, 'svc', ['businesses:write', 'bank-feed:read'])}"}
+        service = {
+            "Authorization": f"Bearer {mint_service_token(auth_settings, 'svc', ['businesses:write', 'bank-feed:read'])}"
+        }
 
         for method, path, template in protected_routes(app):
             headers = user if path.startswith("/internal/") else service
@@ -62,14 +74,28 @@ class TestScopes:
     @pytest.mark.parametrize(
         ("method", "path", "template", "needed"),
         [
-            ("PUT", "/internal/v1/businesses/biz-1", "/internal/v1/businesses/{business_id}", "businesses:write"),
-            ("PUT", "/internal/v1/businesses/biz-1/accounts/acc-1", "/internal/v1/businesses/{business_id}/accounts/{account_id}", "businesses:write"),
+            (
+                "PUT",
+                "/internal/v1/businesses/biz-1",
+                "/internal/v1/businesses/{business_id}",
+                "businesses:write",
+            ),
+            (
+                "PUT",
+                "/internal/v1/businesses/biz-1/accounts/acc-1",
+                "/internal/v1/businesses/{business_id}/accounts/{account_id}",
+                "businesses:write",
+            ),
             ("GET", "/internal/v1/businesses/biz-1/bank-feed", "", "bank-feed:read"),
         ],
     )
-    async def test_a_service_without_the_scope_gets_a_403_naming_it(self, client, auth_settings, method, path, template, needed):
+    async def test_a_service_without_the_scope_gets_a_403_naming_it(
+        self, client, auth_settings, method, path, template, needed
+    ):
         other_scopes = {"businesses:write", "bank-feed:read", "transactions:write"} - {needed}
-        headers = {"Authorization": f"Bearer {mint_service_token(auth_settings, 'svc', sorted(other_scopes))}"}
+        headers = {
+            "Authorization": f"Bearer {mint_service_token(auth_settings, 'svc', sorted(other_scopes))}"
+        }
 
         response = await call(client, method, path, template, headers)
 
@@ -85,8 +111,12 @@ class TestBusinessIsolation:
 
         view_b = (await client.get("/v1/bank-feed", headers=user_headers("biz-b"))).json()
         link_b = await client.get("/v1/bank-feed/link", headers=user_headers("biz-b"))
-        rename_a_account_as_b = await client.patch("/v1/bank-feed/accounts/acc-2", json={"accountName": "mine"}, headers=user_headers("biz-b"))
-        connect_a_account_as_b = await client.post("/v1/bank-feed/connect", json={"accountIds": ["acc-1"]}, headers=user_headers("biz-b"))
+        rename_a_account_as_b = await client.patch(
+            "/v1/bank-feed/accounts/acc-2", json={"accountName": "mine"}, headers=user_headers("biz-b")
+        )
+        connect_a_account_as_b = await client.post(
+            "/v1/bank-feed/connect", json={"accountIds": ["acc-1"]}, headers=user_headers("biz-b")
+        )
         credentials_b = await client.post("/v1/bank-feed/credentials", headers=user_headers("biz-b"))
 
         assert [a["accountId"] for a in view_b["accounts"]] == ["acc-b"]

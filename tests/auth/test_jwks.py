@@ -44,13 +44,23 @@ def token(key, claims: dict, kid: str = "key-1") -> str:  # type: ignore[no-unty
 
 
 def claims(**overrides: object) -> dict:
-    return {"sub": "user-7", "aud": "bankfeeds-bff", "iss": "https://id.example", "org": "biz-7",
-            "exp": int(time.time()) + 300, **overrides}
+    return {
+        "sub": "user-7",
+        "aud": "bankfeeds-bff",
+        "iss": "https://id.example",
+        "org": "biz-7",
+        "exp": int(time.time()) + 300,
+        **overrides,
+    }
 
 
 @pytest.fixture
 def verifier(jwks_url: str) -> TokenVerifier:
-    return TokenVerifier(AuthSettings(jwt_algorithm="RS256", jwks_url=jwks_url, issuer="https://id.example", business_claim="org"))
+    return TokenVerifier(
+        AuthSettings(
+            jwt_algorithm="RS256", jwks_url=jwks_url, issuer="https://id.example", business_claim="org"
+        )
+    )
 
 
 def test_a_token_signed_by_the_provider_names_the_business_from_the_configured_claim(verifier):

@@ -13,7 +13,9 @@ def creates(sandbox) -> dict[str, int]:  # type: ignore[no-untyped-def]
 
 
 class TestConnect:
-    async def test_creates_company_connection_and_accounts_and_answers_a_link(self, client, user_headers, business, sandbox):
+    async def test_creates_company_connection_and_accounts_and_answers_a_link(
+        self, client, user_headers, business, sandbox
+    ):
         response = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
 
         body = response.json()
@@ -24,14 +26,19 @@ class TestConnect:
         assert body["connectionStatus"] == "PendingAuth"
         assert [a["status"] for a in body["accounts"]] == ["pending"] * 3
         assert creates(sandbox) == {
-            "create-company": 1, "create-connection": 1, "create-source-account": 0, "create-batch-source-account": 1
+            "create-company": 1,
+            "create-connection": 1,
+            "create-source-account": 0,
+            "create-batch-source-account": 1,
         }
         at_codat = await codat_accounts(client, body["connectionId"])
         assert sorted(at_codat) == ["acc-1", "acc-2", "acc-3"]
         assert at_codat["acc-1"]["routingInfo"] == {"bankCode": "021000021", "type": "aba"}
         assert at_codat["acc-3"]["accountType"] == "creditCard"
 
-    async def test_connecting_again_creates_nothing_and_answers_the_same_link(self, client, user_headers, business, sandbox):
+    async def test_connecting_again_creates_nothing_and_answers_the_same_link(
+        self, client, user_headers, business, sandbox
+    ):
         first = (await client.post("/v1/bank-feed/connect", headers=user_headers(business))).json()
         counts = dict(sandbox.counters)
 
@@ -40,20 +47,28 @@ class TestConnect:
         assert (second["connectionId"], second["linkUrl"]) == (first["connectionId"], first["linkUrl"])
         assert dict(sandbox.counters) == counts
 
-    async def test_connects_only_the_chosen_accounts_one_at_a_time(self, client, user_headers, business, sandbox):
-        response = await client.post("/v1/bank-feed/connect", json={"accountIds": ["acc-2"]}, headers=user_headers(business))
+    async def test_connects_only_the_chosen_accounts_one_at_a_time(
+        self, client, user_headers, business, sandbox
+    ):
+        response = await client.post(
+            "/v1/bank-feed/connect", json={"accountIds": ["acc-2"]}, headers=user_headers(business)
+        )
 
         statuses = {a["accountId"]: a["status"] for a in response.json()["accounts"]}
         assert statuses == {"acc-1": "not_added", "acc-2": "pending", "acc-3": "not_added"}
         assert creates(sandbox)["create-source-account"] == 1
 
-    async def test_an_unknown_account_is_a_422_and_nothing_is_sent_to_codat(self, client, user_headers, business, sandbox):
+    async def test_an_unknown_account_is_a_422_and_nothing_is_sent_to_codat(
+        self, client, user_headers, business, sandbox
+    ):
         response = await client.post(
             "/v1/bank-feed/connect", json={"accountIds": ["acc-1", "acc-404"]}, headers=user_headers(business)
         )
 
         assert response.status_code == 422
-        assert response.json()["fields"] == [{"field": "accountIds.1", "reason": "no bank account 'acc-404' is registered"}]
+        assert response.json()["fields"] == [
+            {"field": "accountIds.1", "reason": "no bank account 'acc-404' is registered"}
+        ]
         assert sum(creates(sandbox).values()) == 0
 
     async def test_a_business_nobody_registered_is_a_404(self, client, user_headers, sandbox):
@@ -71,7 +86,9 @@ class TestLink:
         assert response.status_code == 409
         assert response.json()["error"] == "not_connected"
 
-    async def test_serves_the_stored_link_while_it_has_time_left(self, client, user_headers, business, sandbox):
+    async def test_serves_the_stored_link_while_it_has_time_left(
+        self, client, user_headers, business, sandbox
+    ):
         connected = (await client.post("/v1/bank-feed/connect", headers=user_headers(business))).json()
         sandbox.clock.advance(3600 - 301)
 
@@ -81,7 +98,9 @@ class TestLink:
         assert link.headers["cache-control"] == "no-store"
         assert sandbox.counters.get("get-connection", 0) == 0
 
-    async def test_mints_a_fresh_link_when_the_stored_one_is_within_the_safety_margin(self, client, user_headers, business, sandbox):
+    async def test_mints_a_fresh_link_when_the_stored_one_is_within_the_safety_margin(
+        self, client, user_headers, business, sandbox
+    ):
         connected = (await client.post("/v1/bank-feed/connect", headers=user_headers(business))).json()
         sandbox.clock.advance(3600 - 200)  # still valid at Codat, but less than the 5-minute margin left
 
@@ -93,11 +112,15 @@ class TestLink:
         assert again["linkUrl"] == link["linkUrl"]
         assert sandbox.counters["get-connection"] == 1
 
-    async def test_fifty_concurrent_requests_for_a_lapsed_link_share_one_upstream_read(self, client, user_headers, business, sandbox):
+    async def test_fifty_concurrent_requests_for_a_lapsed_link_share_one_upstream_read(
+        self, client, user_headers, business, sandbox
+    ):
         await client.post("/v1/bank-feed/connect", headers=user_headers(business))
         sandbox.clock.advance(7200)
 
-        responses = await asyncio.gather(*(client.get("/v1/bank-feed/link", headers=user_headers(business)) for _ in range(50)))
+        responses = await asyncio.gather(
+            *(client.get("/v1/bank-feed/link", headers=user_headers(business)) for _ in range(50))
+        )
 
         assert {r.status_code for r in responses} == {200}
         assert len({r.json()["linkUrl"] for r in responses}) == 1
@@ -114,7 +137,9 @@ class TestLink:
 
 
 class TestCredentials:
-    async def test_makes_new_credentials_each_time_and_revokes_them(self, client, user_headers, business, sandbox):
+    async def test_makes_new_credentials_each_time_and_revokes_them(
+        self, client, user_headers, business, sandbox
+    ):
         await client.post("/v1/bank-feed/connect", headers=user_headers(business))
 
         first = await client.post("/v1/bank-feed/credentials", headers=user_headers(business))
@@ -135,10 +160,18 @@ class TestCredentials:
 
 
 class TestAccounts:
-    async def test_adding_accounts_offers_them_and_answers_a_link(self, client, user_headers, business, sandbox):
-        first = (await client.post("/v1/bank-feed/connect", json={"accountIds": ["acc-1"]}, headers=user_headers(business))).json()
+    async def test_adding_accounts_offers_them_and_answers_a_link(
+        self, client, user_headers, business, sandbox
+    ):
+        first = (
+            await client.post(
+                "/v1/bank-feed/connect", json={"accountIds": ["acc-1"]}, headers=user_headers(business)
+            )
+        ).json()
 
-        added = await client.post("/v1/bank-feed/accounts", json={"accountIds": ["acc-2", "acc-3"]}, headers=user_headers(business))
+        added = await client.post(
+            "/v1/bank-feed/accounts", json={"accountIds": ["acc-2", "acc-3"]}, headers=user_headers(business)
+        )
 
         body = added.json()
         assert added.status_code == 200
@@ -151,14 +184,20 @@ class TestAccounts:
         connected = (await client.post("/v1/bank-feed/connect", headers=user_headers(business))).json()
 
         response = await client.patch(
-            "/v1/bank-feed/accounts/acc-1", json={"accountName": "Main account"}, headers=user_headers(business)
+            "/v1/bank-feed/accounts/acc-1",
+            json={"accountName": "Main account"},
+            headers=user_headers(business),
         )
 
         assert response.status_code == 200
         assert response.json()["accountName"] == "Main account"
-        assert (await codat_accounts(client, connected["connectionId"]))["acc-1"]["accountName"] == "Main account"
+        assert (await codat_accounts(client, connected["connectionId"]))["acc-1"][
+            "accountName"
+        ] == "Main account"
 
-    async def test_rename_before_connect_changes_only_our_record(self, client, user_headers, business, sandbox):
+    async def test_rename_before_connect_changes_only_our_record(
+        self, client, user_headers, business, sandbox
+    ):
         response = await client.patch(
             "/v1/bank-feed/accounts/acc-2", json={"accountName": "Rainy day"}, headers=user_headers(business)
         )
@@ -176,23 +215,33 @@ class TestAccounts:
         ],
     )
     async def test_rename_takes_the_name_only(self, client, user_headers, business, body, field):
-        response = await client.patch("/v1/bank-feed/accounts/acc-1", json=body, headers=user_headers(business))
+        response = await client.patch(
+            "/v1/bank-feed/accounts/acc-1", json=body, headers=user_headers(business)
+        )
 
         assert response.status_code == 422
         assert field in [f["field"] for f in response.json()["fields"]]
 
     async def test_renaming_an_unknown_account_is_a_404(self, client, user_headers, business):
-        response = await client.patch("/v1/bank-feed/accounts/acc-9", json={"accountName": "x"}, headers=user_headers(business))
+        response = await client.patch(
+            "/v1/bank-feed/accounts/acc-9", json={"accountName": "x"}, headers=user_headers(business)
+        )
 
         assert response.status_code == 404
 
 
 class TestBankFeedView:
-    async def test_polling_with_the_etag_gets_a_304_until_something_changes(self, client, user_headers, business):
+    async def test_polling_with_the_etag_gets_a_304_until_something_changes(
+        self, client, user_headers, business
+    ):
         first = await client.get("/v1/bank-feed", headers=user_headers(business))
-        unchanged = await client.get("/v1/bank-feed", headers={**user_headers(business), "If-None-Match": first.headers["etag"]})
+        unchanged = await client.get(
+            "/v1/bank-feed", headers={**user_headers(business), "If-None-Match": first.headers["etag"]}
+        )
         await client.post("/v1/bank-feed/connect", headers=user_headers(business))
-        changed = await client.get("/v1/bank-feed", headers={**user_headers(business), "If-None-Match": first.headers["etag"]})
+        changed = await client.get(
+            "/v1/bank-feed", headers={**user_headers(business), "If-None-Match": first.headers["etag"]}
+        )
 
         assert first.status_code == 200
         assert unchanged.status_code == 304

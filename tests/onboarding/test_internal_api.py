@@ -7,11 +7,22 @@ from tests.factories import ACCOUNTS
 
 class TestPutBusiness:
     async def test_registers_then_updates_a_business(self, client, service_headers):
-        created = await client.put("/internal/v1/businesses/biz-9", json={"name": "Acme", "country": "us"}, headers=service_headers())
-        updated = await client.put("/internal/v1/businesses/biz-9", json={"name": "Acme Inc", "country": "CA"}, headers=service_headers())
+        created = await client.put(
+            "/internal/v1/businesses/biz-9", json={"name": "Acme", "country": "us"}, headers=service_headers()
+        )
+        updated = await client.put(
+            "/internal/v1/businesses/biz-9",
+            json={"name": "Acme Inc", "country": "CA"},
+            headers=service_headers(),
+        )
 
         assert created.status_code == 201
-        assert created.json() == {"businessId": "biz-9", "name": "Acme", "country": "US", "timeZone": "America/New_York"}
+        assert created.json() == {
+            "businessId": "biz-9",
+            "name": "Acme",
+            "country": "US",
+            "timeZone": "America/New_York",
+        }
         assert updated.status_code == 200
         assert (updated.json()["name"], updated.json()["timeZone"]) == ("Acme Inc", "America/Toronto")
 
@@ -29,10 +40,16 @@ class TestPutBusiness:
             ({"name": "x" * 101, "country": "US"}, "body.name", "at most 100 characters"),
             ({"country": "US"}, "body.name", "Field required"),
             ({"name": "Acme", "country": "US", "codatCompanyId": "x"}, "body.codatCompanyId", "Extra inputs"),
-            ({"name": "Acme", "country": "US", "timeZone": "Mars/Olympus"}, "body.timeZone", "not an IANA time zone"),
+            (
+                {"name": "Acme", "country": "US", "timeZone": "Mars/Olympus"},
+                "body.timeZone",
+                "not an IANA time zone",
+            ),
         ],
     )
-    async def test_bad_input_is_a_422_naming_the_field_and_changes_nothing(self, client, service_headers, body, field, reason):
+    async def test_bad_input_is_a_422_naming_the_field_and_changes_nothing(
+        self, client, service_headers, body, field, reason
+    ):
         response = await client.put("/internal/v1/businesses/biz-9", json=body, headers=service_headers())
         view = await client.get("/internal/v1/businesses/biz-9/bank-feed", headers=service_headers())
 
@@ -45,9 +62,13 @@ class TestPutBusiness:
 
 
 class TestPutBankAccount:
-    async def test_registers_an_account_with_its_type_mapped_to_codats_enum(self, client, service_headers, business):
+    async def test_registers_an_account_with_its_type_mapped_to_codats_enum(
+        self, client, service_headers, business
+    ):
         response = await client.put(
-            f"/internal/v1/businesses/{business}/accounts/acc-3", json=ACCOUNTS["acc-3"], headers=service_headers()
+            f"/internal/v1/businesses/{business}/accounts/acc-3",
+            json=ACCOUNTS["acc-3"],
+            headers=service_headers(),
         )
 
         assert response.status_code == 200
@@ -67,19 +88,29 @@ class TestPutBankAccount:
             ({"name": ""}, "body.name"),
         ],
     )
-    async def test_bad_account_details_are_a_422_and_keep_the_old_details(self, client, service_headers, business, change, field):
+    async def test_bad_account_details_are_a_422_and_keep_the_old_details(
+        self, client, service_headers, business, change, field
+    ):
         response = await client.put(
-            f"/internal/v1/businesses/{business}/accounts/acc-1", json={**ACCOUNTS["acc-1"], **change}, headers=service_headers()
+            f"/internal/v1/businesses/{business}/accounts/acc-1",
+            json={**ACCOUNTS["acc-1"], **change},
+            headers=service_headers(),
         )
         view = await client.get(f"/internal/v1/businesses/{business}/bank-feed", headers=service_headers())
 
         assert response.status_code == 422
         assert response.json()["fields"][0]["field"] == field
         account = next(a for a in view.json()["accounts"] if a["accountId"] == "acc-1")
-        assert (account["accountName"], account["accountType"], account["currency"]) == ("Operating checking", "checking", "USD")
+        assert (account["accountName"], account["accountType"], account["currency"]) == (
+            "Operating checking",
+            "checking",
+            "USD",
+        )
 
     async def test_an_account_of_an_unknown_business_is_a_404(self, client, service_headers):
-        response = await client.put("/internal/v1/businesses/nobody/accounts/acc-1", json=ACCOUNTS["acc-1"], headers=service_headers())
+        response = await client.put(
+            "/internal/v1/businesses/nobody/accounts/acc-1", json=ACCOUNTS["acc-1"], headers=service_headers()
+        )
 
         assert response.status_code == 404
         assert response.json()["error"] == "business_not_found"
@@ -87,7 +118,9 @@ class TestPutBankAccount:
 
 class TestInternalView:
     async def test_shows_registered_accounts_not_yet_offered(self, client, service_headers, business):
-        response = await client.get(f"/internal/v1/businesses/{business}/bank-feed", headers=service_headers())
+        response = await client.get(
+            f"/internal/v1/businesses/{business}/bank-feed", headers=service_headers()
+        )
 
         body = response.json()
         assert response.status_code == 200

@@ -31,10 +31,14 @@ class TestDisconnectedAccount:
         assert healed["actionMessage"] is None
         assert [a["status"] for a in healed["accounts"]] == ["connected"] * 3
 
-    async def test_reconnect_can_hand_out_credentials_for_an_in_app_flow(self, client, user_headers, business):
+    async def test_reconnect_can_hand_out_credentials_for_an_in_app_flow(
+        self, client, user_headers, business
+    ):
         await client.post("/v1/bank-feed/connect", headers=user_headers(business))
 
-        response = await client.post("/v1/bank-feed/reconnect", json={"withCredentials": True}, headers=user_headers(business))
+        response = await client.post(
+            "/v1/bank-feed/reconnect", json={"withCredentials": True}, headers=user_headers(business)
+        )
 
         assert response.status_code == 200
         assert response.headers["cache-control"] == "no-store"
@@ -42,10 +46,14 @@ class TestDisconnectedAccount:
 
 
 class TestDeadConnection:
-    async def test_a_deauthorized_connection_is_replaced_once_with_the_same_accounts(self, app, client, user_headers, business, sandbox):
+    async def test_a_deauthorized_connection_is_replaced_once_with_the_same_accounts(
+        self, app, client, user_headers, business, sandbox
+    ):
         user = user_headers(business)
         old = (await client.post("/v1/bank-feed/connect", headers=user)).json()
-        await client.post(f"/sandbox/_sandbox/connections/{old['connectionId']}/status", json={"status": "Deauthorized"})
+        await client.post(
+            f"/sandbox/_sandbox/connections/{old['connectionId']}/status", json={"status": "Deauthorized"}
+        )
 
         first = (await client.post("/v1/bank-feed/reconnect", headers=user)).json()
         second = (await client.post("/v1/bank-feed/reconnect", headers=user)).json()
@@ -55,10 +63,18 @@ class TestDeadConnection:
         assert sandbox.counters["create-connection"] == 2
         assert sorted(await codat_accounts(client, first["connectionId"])) == sorted(ACCOUNTS)
         async with app.state.sessionmaker() as session:
-            history = {c.codat_connection_id: (c.is_current, c.status) for c in (await session.scalars(select(FeedConnection))).all()}
-        assert history == {old["connectionId"]: (False, "Deauthorized"), first["connectionId"]: (True, "PendingAuth")}
+            history = {
+                c.codat_connection_id: (c.is_current, c.status)
+                for c in (await session.scalars(select(FeedConnection))).all()
+            }
+        assert history == {
+            old["connectionId"]: (False, "Deauthorized"),
+            first["connectionId"]: (True, "PendingAuth"),
+        }
 
-    async def test_the_view_says_reconnect_when_all_accounts_were_disconnected_and_codat_unlinked(self, client, user_headers, business):
+    async def test_the_view_says_reconnect_when_all_accounts_were_disconnected_and_codat_unlinked(
+        self, client, user_headers, business
+    ):
         user = user_headers(business)
         connected = (await client.post("/v1/bank-feed/connect", headers=user)).json()
         credentials = await connect_in_quickbooks(client, connected["linkUrl"], sorted(ACCOUNTS))

@@ -20,12 +20,16 @@ async def codat_inventory(client: httpx.AsyncClient) -> dict[str, dict[str, list
     for company in (await codat_get(client, "/companies?pageSize=5000"))["results"]:
         connections = inventory.setdefault(company["name"], {})
         for connection in company.get("dataConnections") or []:
-            path = f"/companies/{company['id']}/connections/{connection['id']}/connectionInfo/bankFeedAccounts"
+            path = (
+                f"/companies/{company['id']}/connections/{connection['id']}/connectionInfo/bankFeedAccounts"
+            )
             connections[connection["id"]] = sorted(a["id"] for a in await codat_get(client, path))
     return inventory
 
 
-async def connect_until_done(client: httpx.AsyncClient, headers: dict[str, str], attempts: int = 40) -> httpx.Response:
+async def connect_until_done(
+    client: httpx.AsyncClient, headers: dict[str, str], attempts: int = 40
+) -> httpx.Response:
     """What a well-behaved app does: retry a retryable answer after Retry-After."""
     for _ in range(attempts):
         response = await client.post("/v1/bank-feed/connect", headers=headers)
@@ -42,11 +46,15 @@ class TestConcurrentConnects:
         self, app, client, settings, sandbox_app, service_headers, user_headers, business
     ):
         replica = create_app(settings, sandbox_app=contract_checked(sandbox_app))
-        async with replica.router.lifespan_context(replica), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=replica), base_url="http://test"
-        ) as other:
+        async with (
+            replica.router.lifespan_context(replica),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url="http://test") as other,
+        ):
             responses = await asyncio.gather(
-                *(c.post("/v1/bank-feed/connect", headers=user_headers(business)) for c in [client, other] * 50)
+                *(
+                    c.post("/v1/bank-feed/connect", headers=user_headers(business))
+                    for c in [client, other] * 50
+                )
             )
 
         assert [r.status_code for r in responses if r.status_code != 200] == []
@@ -68,7 +76,9 @@ class TestFaults:
         businesses = [f"biz-{n:02d}" for n in range(50)]
         for business_id in businesses:
             await register(client, service_headers(), business_id)
-        sandbox.set_knobs(errorRate=0.3, timeoutRate=0.1, timeoutSeconds=0.05, rateLimitRate=0.1, retryAfterSeconds=0)
+        sandbox.set_knobs(
+            errorRate=0.3, timeoutRate=0.1, timeoutSeconds=0.05, rateLimitRate=0.1, retryAfterSeconds=0
+        )
 
         responses = await asyncio.gather(*(connect_until_done(client, user_headers(b)) for b in businesses))
         sandbox.set_knobs(errorRate=0, timeoutRate=0, rateLimitRate=0)
@@ -109,7 +119,9 @@ class TestResume:
         assert list(inventory_after_failure.values()) == [{}]
         assert resumed.status_code == 200
         assert sandbox.counters["create-company"] == 1
-        assert await codat_inventory(client) == {f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}}
+        assert await codat_inventory(client) == {
+            f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}
+        }
         await assert_no_orphans(app, expected_businesses=1)
 
 
@@ -127,7 +139,9 @@ def production_logging(caplog):  # type: ignore[no-untyped-def]
 
 @pytest.mark.usefixtures("production_logging")
 class TestSecretsStayOutOfLogs:
-    async def test_no_api_key_otp_link_or_credential_is_logged(self, client, sandbox, user_headers, business, caplog):
+    async def test_no_api_key_otp_link_or_credential_is_logged(
+        self, client, sandbox, user_headers, business, caplog
+    ):
         caplog.set_level(logging.DEBUG, logger="app")
         sandbox.set_knobs(errorRate=0.3, rateLimitRate=0.2, retryAfterSeconds=0)
 
@@ -155,9 +169,17 @@ class TestReconcile:
     async def test_a_connection_deleted_at_codat_is_kept_as_history_and_recreated_with_the_same_accounts(
         self, app, client, user_headers, business, sandbox
     ):
-        old = (await client.post("/v1/bank-feed/connect", json={"accountIds": ["acc-1", "acc-2"]}, headers=user_headers(business))).json()
+        old = (
+            await client.post(
+                "/v1/bank-feed/connect",
+                json={"accountIds": ["acc-1", "acc-2"]},
+                headers=user_headers(business),
+            )
+        ).json()
         company_id = next(iter(sandbox.companies))
-        deleted = await client.delete(f"/sandbox/companies/{company_id}/connections/{old['connectionId']}", headers=CODAT_AUTH)
+        deleted = await client.delete(
+            f"/sandbox/companies/{company_id}/connections/{old['connectionId']}", headers=CODAT_AUTH
+        )
         sandbox.clock.advance(3600)
 
         link = await client.get("/v1/bank-feed/link", headers=user_headers(business))
@@ -168,10 +190,15 @@ class TestReconcile:
         assert new_id != old["connectionId"]
         assert (await codat_inventory(client))[f"{business} LLC"] == {new_id: ["acc-1", "acc-2"]}
         async with app.state.sessionmaker() as session:
-            rows = {c.codat_connection_id: (c.is_current, c.status) for c in (await session.scalars(select(FeedConnection))).all()}
+            rows = {
+                c.codat_connection_id: (c.is_current, c.status)
+                for c in (await session.scalars(select(FeedConnection))).all()
+            }
         assert rows[old["connectionId"]] == (False, "Deleted")
 
-    async def test_the_scheduled_round_applies_what_a_missed_webhook_would_have(self, app, client, user_headers, business):
+    async def test_the_scheduled_round_applies_what_a_missed_webhook_would_have(
+        self, app, client, user_headers, business
+    ):
         from datetime import timedelta
 
         from app.onboarding.dependencies import onboarding_service
@@ -180,7 +207,9 @@ class TestReconcile:
         from tests.factories import connect_in_quickbooks
 
         connected = (await client.post("/v1/bank-feed/connect", headers=user_headers(business))).json()
-        await connect_in_quickbooks(client, connected["linkUrl"], ["acc-1"])  # no webhook consumer: nothing arrives
+        await connect_in_quickbooks(
+            client, connected["linkUrl"], ["acc-1"]
+        )  # no webhook consumer: nothing arrives
         before = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
 
         refreshed = await reconcile_once(
@@ -202,9 +231,10 @@ class TestLinkAcrossReplicas:
         await client.post("/v1/bank-feed/connect", headers=user_headers(business))
         sandbox.clock.advance(3600)
         replica = create_app(settings, sandbox_app=contract_checked(sandbox_app))
-        async with replica.router.lifespan_context(replica), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=replica), base_url="http://test"
-        ) as other:
+        async with (
+            replica.router.lifespan_context(replica),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url="http://test") as other,
+        ):
             responses = await asyncio.gather(
                 *(c.get("/v1/bank-feed/link", headers=user_headers(business)) for c in [client, other] * 25)
             )
@@ -221,14 +251,18 @@ class TestLostAnswers:
         sandbox.set_knobs(timeoutRate=1.0, timeoutSeconds=0, operations=["create-company"])
         lost = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
         sandbox.set_knobs(timeoutRate=0.0, operations=[])
-        sandbox.clock.advance(61)  # Codat's idempotency replay aside: long enough that no request is in flight
+        sandbox.clock.advance(
+            61
+        )  # Codat's idempotency replay aside: long enough that no request is in flight
 
         resumed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
 
         assert lost.status_code == 503
         assert resumed.status_code == 200
         assert sandbox.counters["list-companies"] == 1
-        assert await codat_inventory(client) == {f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}}
+        assert await codat_inventory(client) == {
+            f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}
+        }
         await assert_no_orphans(app, expected_businesses=1)
 
     async def test_a_connection_created_but_never_acknowledged_is_adopted_not_created_again(
@@ -244,7 +278,9 @@ class TestLostAnswers:
         assert lost.status_code == 503
         assert resumed.status_code == 200
         assert sandbox.counters["list-connections"] == 1
-        assert await codat_inventory(client) == {f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}}
+        assert await codat_inventory(client) == {
+            f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}
+        }
         await assert_no_orphans(app, expected_businesses=1)
 
     async def test_an_abandoned_connection_step_that_created_nothing_starts_again_under_a_new_key(
@@ -259,5 +295,7 @@ class TestLostAnswers:
 
         assert failed.status_code == 503
         assert resumed.status_code == 200
-        assert await codat_inventory(client) == {f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}}
+        assert await codat_inventory(client) == {
+            f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}
+        }
         await assert_no_orphans(app, expected_businesses=1)

@@ -16,6 +16,7 @@ from tests.sandbox.support import AUTH, account_body, serve_in_thread
 
 pytestmark = pytest.mark.browser
 
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with chromium() as launched:

@@ -141,7 +141,11 @@ async def test_every_configured_key_is_accepted(make_sandbox_app) -> None:
 
 
 async def test_list_filters_companies_by_tags_as_codats_query_language_does(sandbox) -> None:
-    for name, tags in [("A", {"uid": "biz-1", "region": "us"}), ("B", {"uid": "biz-2", "region": "us"}), ("C", {})]:
+    for name, tags in [
+        ("A", {"uid": "biz-1", "region": "us"}),
+        ("B", {"uid": "biz-2", "region": "us"}),
+        ("C", {}),
+    ]:
         assert (await sandbox.client.post("/companies", json={"name": name, "tags": tags})).status_code == 200
 
     async def names(expression: str) -> list[str]:

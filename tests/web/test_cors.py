@@ -9,7 +9,10 @@ from app.config import Settings
 from app.main import create_app
 
 SPA = "https://app.example-fintech.com"
-PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,idempotency-key"}
+PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization,idempotency-key",
+}
 
 
 def client_for(settings: Settings) -> httpx.AsyncClient:
@@ -28,7 +31,9 @@ async def test_a_configured_origin_may_call_the_api(api: httpx.AsyncClient) -> N
 
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == SPA
-    assert {"authorization", "idempotency-key"} <= set(preflight.headers["access-control-allow-headers"].lower().split(", "))
+    assert {"authorization", "idempotency-key"} <= set(
+        preflight.headers["access-control-allow-headers"].lower().split(", ")
+    )
     assert answer.headers["access-control-allow-origin"] == SPA
     assert "ETag" in answer.headers["access-control-expose-headers"]
 

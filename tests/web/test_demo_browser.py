@@ -40,7 +40,9 @@ def row(page: Page, account_id: str) -> Locator:
     return page.locator(f"#account-{account_id}")
 
 
-def test_a_person_connects_chosen_accounts_and_comes_back_to_see_them_connected(page: Page, demo_url: str) -> None:
+def test_a_person_connects_chosen_accounts_and_comes_back_to_see_them_connected(
+    page: Page, demo_url: str
+) -> None:
     step = Steps(page)
 
     with step("demo"):

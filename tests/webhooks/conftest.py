@@ -8,7 +8,9 @@ import uvicorn
 @pytest.fixture
 async def live_url(app, sandbox) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
     """The BFF served by uvicorn on a loopback port; the sandbox delivers its webhooks there."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

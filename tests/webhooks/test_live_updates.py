@@ -22,13 +22,16 @@ async def next_event(lines) -> tuple[str, dict]:  # type: ignore[no-untyped-def]
 async def test_the_spa_hears_of_the_connection_within_a_second(client, user_headers, business, live_url):
     connected = (await client.post("/v1/bank-feed/connect", headers=user_headers(business))).json()
 
-    async with httpx.AsyncClient(base_url=live_url, timeout=10) as spa, spa.stream(
-        "GET", "/v1/bank-feed/events", headers=user_headers(business)
-    ) as stream:
+    async with (
+        httpx.AsyncClient(base_url=live_url, timeout=10) as spa,
+        spa.stream("GET", "/v1/bank-feed/events", headers=user_headers(business)) as stream,
+    ):
         lines = stream.aiter_lines()
         ready, _ = await next_event(lines)
         await connect_in_quickbooks(client, connected["linkUrl"], ["acc-1"])
-        events = await asyncio.wait_for(events_until_connected(lines, client, user_headers(business)), timeout=1.0)
+        events = await asyncio.wait_for(
+            events_until_connected(lines, client, user_headers(business)), timeout=1.0
+        )
 
     assert ready == "ready"
     assert stream.headers["content-type"].startswith("text/event-stream")

@@ -29,7 +29,9 @@ async def connection_status(client, headers) -> str | None:  # type: ignore[no-u
 
 
 async def set_status(client, connection_id: str, status: str) -> None:  # type: ignore[no-untyped-def]
-    response = await client.post(f"/sandbox/_sandbox/connections/{connection_id}/status", json={"status": status})
+    response = await client.post(
+        f"/sandbox/_sandbox/connections/{connection_id}/status", json={"status": status}
+    )
     assert response.status_code == 200, response.text
 
 
@@ -44,7 +46,10 @@ async def stored_events(app) -> int:  # type: ignore[no-untyped-def]
 
 
 def webhook_count(event_type: str, outcome: str) -> float:
-    return REGISTRY.get_sample_value("bff_codat_webhooks_total", {"event_type": event_type, "outcome": outcome}) or 0.0
+    return (
+        REGISTRY.get_sample_value("bff_codat_webhooks_total", {"event_type": event_type, "outcome": outcome})
+        or 0.0
+    )
 
 
 @pytest.fixture
@@ -61,19 +66,25 @@ class TestDelivery:
         assert await eventually(lambda: _is(connection_status(client, user_headers(business)), "Linked"))
         assert await delivered(client, "connection.connected")
 
-    async def test_the_same_event_twice_is_processed_once(self, app, client, user_headers, business, connected):
+    async def test_the_same_event_twice_is_processed_once(
+        self, app, client, user_headers, business, connected
+    ):
         await set_status(client, connected["connectionId"], "Linked")
         [event] = await eventually(lambda: delivered(client, "connection.connected"))
         stored, duplicates = await stored_events(app), webhook_count("connection.connected", "duplicate")
 
         resent = await client.post(f"/sandbox/_sandbox/webhooks/{event['eventId']}/resend")
-        await eventually(lambda: _count_above(lambda: webhook_count("connection.connected", "duplicate"), duplicates))
+        await eventually(
+            lambda: _count_above(lambda: webhook_count("connection.connected", "duplicate"), duplicates)
+        )
 
         assert resent.status_code in (200, 202)
         assert webhook_count("connection.connected", "duplicate") == duplicates + 1
         assert await stored_events(app) == stored
 
-    async def test_an_older_event_after_a_newer_one_changes_nothing(self, client, sandbox, user_headers, business, connected):
+    async def test_an_older_event_after_a_newer_one_changes_nothing(
+        self, client, sandbox, user_headers, business, connected
+    ):
         await set_status(client, connected["connectionId"], "Linked")
         [linked] = await eventually(lambda: delivered(client, "connection.connected"))
         sandbox.clock.advance(60)
@@ -88,19 +99,25 @@ class TestDelivery:
 
 class TestRefused:
     def event(self, connection_id: str) -> bytes:
-        return json.dumps({
-            "id": "evt-forged", "eventType": "connection.connected", "generatedDate": datetime.now(UTC).isoformat(),
-            "payload": {"connection": {"id": connection_id, "status": "Linked"}},
-        }).encode()
+        return json.dumps(
+            {
+                "id": "evt-forged",
+                "eventType": "connection.connected",
+                "generatedDate": datetime.now(UTC).isoformat(),
+                "payload": {"connection": {"id": connection_id, "status": "Linked"}},
+            }
+        ).encode()
 
     def headers(self, secret: str, body: bytes, at: datetime) -> dict[str, str]:
         signature = Webhook(secret).sign("msg-forged", at, body.decode())
-        return {"webhook-id": "msg-forged", "webhook-timestamp": str(int(at.timestamp())),
-                "webhook-signature": signature, "Content-Type": "application/json"}
+        return {
+            "webhook-id": "msg-forged",
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": signature,
+            "Content-Type": "application/json",
+        }
 
-    @pytest.mark.parametrize(
-        "case", ["bad signature", "stale timestamp", "no signature"]
-    )
+    @pytest.mark.parametrize("case", ["bad signature", "stale timestamp", "no signature"])
     async def test_a_bad_signature_or_stale_timestamp_is_refused_and_changes_nothing(
         self, app, client, settings, user_headers, business, connected, live_url, case
     ):
@@ -133,16 +150,31 @@ async def _count_above(read, baseline: float) -> bool:  # type: ignore[no-untype
 async def _delivered_twice(client, event_id: str) -> bool:  # type: ignore[no-untyped-def]
     deliveries = (await client.get("/sandbox/_sandbox/webhooks/deliveries")).json()
     return sum(1 for d in deliveries if d["eventId"] == event_id and d["status"] == "delivered") >= 2 or any(
-        d["eventId"] == event_id and len([a for a in d["attempts"] if a["statusCode"] == 204]) >= 2 for d in deliveries
+        d["eventId"] == event_id and len([a for a in d["attempts"] if a["statusCode"] == 204]) >= 2
+        for d in deliveries
     )
 
 
 class TestUnknownEvents:
-    async def test_an_event_type_we_do_not_handle_is_stored_and_acknowledged(self, app, client, settings, live_url):
-        body = json.dumps({"id": "e-1", "eventType": "company.product.added", "generatedDate": "2026-11-23T10:00:00Z",
-                           "payload": {"referenceCompany": {"id": "c"}}}).encode()
-        signature = Webhook(settings.webhooks.signing_secret.get_secret_value()).sign("msg-unknown", datetime.now(UTC), body.decode())
-        headers = {"webhook-id": "msg-unknown", "webhook-timestamp": str(int(time.time())), "webhook-signature": signature}
+    async def test_an_event_type_we_do_not_handle_is_stored_and_acknowledged(
+        self, app, client, settings, live_url
+    ):
+        body = json.dumps(
+            {
+                "id": "e-1",
+                "eventType": "company.product.added",
+                "generatedDate": "2026-11-23T10:00:00Z",
+                "payload": {"referenceCompany": {"id": "c"}},
+            }
+        ).encode()
+        signature = Webhook(settings.webhooks.signing_secret.get_secret_value()).sign(
+            "msg-unknown", datetime.now(UTC), body.decode()
+        )
+        headers = {
+            "webhook-id": "msg-unknown",
+            "webhook-timestamp": str(int(time.time())),
+            "webhook-signature": signature,
+        }
 
         async with httpx.AsyncClient() as http:
             response = await http.post(f"{live_url}/webhooks/codat", content=body, headers=headers)

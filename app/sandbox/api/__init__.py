@@ -8,7 +8,13 @@ from fastapi.routing import APIRoute
 
 from app.sandbox.api import companies, connections, platform, source_accounts, transactions
 
-_ROUTERS = [companies.router, connections.router, source_accounts.router, platform.router, transactions.router]
+_ROUTERS = [
+    companies.router,
+    connections.router,
+    source_accounts.router,
+    platform.router,
+    transactions.router,
+]
 
 router = APIRouter()
 for _module_router in _ROUTERS:

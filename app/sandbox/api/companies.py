@@ -3,10 +3,10 @@
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.sandbox.api.tags import parse_tag_filter
 from app.sandbox.api.paging import Paging
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.api.schemas import CompanyRequest, parse_body
+from app.sandbox.api.tags import parse_tag_filter
 from app.sandbox.context import presenter, sandbox_state
 from app.sandbox.errors import CodatError
 from app.sandbox.models import Company

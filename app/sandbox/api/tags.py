@@ -23,6 +23,10 @@ def parse_tag_filter(expression: str) -> TagFilter:
 def _condition(text: str) -> tuple[str, Callable[[str | None, str], bool], str]:
     match = _CONDITION.match(text)
     if match is None:
-        raise invalid(f"'{text.strip()}' is not a tag condition like `key = value`.", item_id="tags", validator="QueryValidator")
+        raise invalid(
+            f"'{text.strip()}' is not a tag condition like `key = value`.",
+            item_id="tags",
+            validator="QueryValidator",
+        )
     key, operator, value = match.groups()
     return key, _TESTS[operator], value
