@@ -98,18 +98,18 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0)
 
 
 @pytest.fixture
-async def worker(app) -> AsyncIterator[Callable[..., TransactionWorker]]:  # type: ignore[no-untyped-def]
+async def worker(app) -> AsyncIterator[Callable[..., asyncio.Task[None]]]:  # type: ignore[no-untyped-def]
     """`worker(**config)`: a worker on the app's database, Codat client (the sandbox) and clock, running until
-    the test ends."""
+    the test ends (or cancels the task it is given)."""
     tasks: list[asyncio.Task[None]] = []
 
-    def start(name: str = "test-worker", **config: Any) -> TransactionWorker:
+    def start(name: str = "test-worker", **config: Any) -> asyncio.Task[None]:
         settings = {**FAST.__dict__, **config}
         instance = TransactionWorker(
             app.state.sessionmaker, app.state.codat, app.state.clock, WorkerConfig(**settings), name=name
         )
         tasks.append(asyncio.create_task(instance.run_forever()))
-        return instance
+        return tasks[-1]
 
     yield start
     for task in tasks:

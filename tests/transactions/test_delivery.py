@@ -27,8 +27,10 @@ async def settled(
 
     async def done() -> dict[str, Any] | None:
         page = await listing(client, headers, account, limit=1000)
-        counts = page["counts"]
-        return page if counts["queued"] + counts["sending"] == 0 and sum(counts.values()) >= count else None
+        counts, rows = page["counts"], page["transactions"]
+        # The counts and the rows are read one after the other: both must say so.
+        finished = counts["queued"] + counts["sending"] == 0 and sum(counts.values()) >= count
+        return page if finished and all(t["status"] not in ("queued", "sending") for t in rows) else None
 
     page = await eventually(done, timeout)
     assert page, await listing(client, headers, account)
@@ -122,10 +124,13 @@ class TestRetries:
     ):
         await post(client, tx_headers, [transaction("t1", connected["today"])])
         sandbox.set_knobs(errorRate=1.0, operations=["create-bank-transactions"])
-        worker()
+        first = worker()
         await eventually(lambda: _at_least(sandbox, "create-bank-transactions", 2))
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
         sandbox.clock.advance(86 * 60)
         sandbox.set_knobs(errorRate=0.0)
+        worker(name="the-next-worker")
 
         page = await settled(client, tx_headers, 1)
 
@@ -254,6 +259,24 @@ class TestLeases:
         async with app.state.sessionmaker.begin() as session:
             with pytest.raises(LeaseLost):
                 await TransactionRepository(session).renew_lease(claimed.id, "a", later)
+
+    async def test_on_postgres_claims_skip_the_accounts_another_worker_is_claiming(
+        self, app, settings, client, tx_headers, connected
+    ):
+        if settings.uses_sqlite:
+            pytest.skip("FOR UPDATE SKIP LOCKED is Postgres's; SQLite has one writer at a time")
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        await post(client, tx_headers, [transaction("t2", connected["today"])], account="acc-2")
+        now = app.state.clock.now()
+        until = now + timedelta(seconds=30)
+
+        async with app.state.sessionmaker.begin() as first:
+            [mine] = await TransactionRepository(first).claim_streams("a", now, until, 1)
+            async with app.state.sessionmaker.begin() as second:
+                claiming = TransactionRepository(second).claim_streams("b", now, until, 10)
+                theirs = await asyncio.wait_for(claiming, timeout=5)  # no waiting on the first's row
+
+        assert [s.account_id for s in theirs] == [{"acc-1": "acc-2", "acc-2": "acc-1"}[mine.account_id]]
 
     async def test_an_account_with_nothing_to_send_is_not_claimed(
         self, app, client, tx_headers, connected, worker
