@@ -236,7 +236,9 @@ class OnboardingRepository:
         ]
         await self.session.execute(update(FeedAccount), rows)
 
-    # Statuses from Codat (webhooks and reconciliation): never moved backwards by an older report
+    # Statuses from Codat (webhooks and reconciliation): never moved backwards by an older report.
+    # They return the business whose view changed; the caller bumps its feed_version *last*, so every writer
+    # locks rows in one order (connection, then accounts, then business) and none deadlocks another.
 
     async def apply_connection_status(
         self, codat_connection_id: str, status: str, at: datetime
@@ -249,7 +251,7 @@ class OnboardingRepository:
             .values(status=status, status_changed_at=at)
             .returning(FeedConnection.business_id, FeedConnection.status)
         )
-        return await self._changed(result.one_or_none())
+        return _business_of(result.one_or_none())
 
     async def apply_account_status(
         self,
@@ -271,13 +273,7 @@ class OnboardingRepository:
             .values(status=status, feed_start_date=feed_start_date, status_changed_at=at, registered=True)
             .returning(FeedAccount.business_id, FeedAccount.status)
         )
-        return await self._changed(result.one_or_none())
-
-    async def _changed(self, row: tuple[str, str | None] | None) -> str | None:
-        if row is None:
-            return None
-        await self.bump_feed_version(row[0])
-        return row[0]
+        return _business_of(result.one_or_none())
 
     async def confirm_connection(self, connection_id: int, now: datetime) -> None:
         await self.session.execute(
@@ -319,3 +315,7 @@ class OnboardingRepository:
         )
         row = (await self.session.execute(query)).one_or_none()
         return tuple(row) if row is not None else None
+
+
+def _business_of(row: tuple[str, str | None] | None) -> str | None:
+    return row[0] if row is not None else None

@@ -197,15 +197,19 @@ class OnboardingService:
         now = self.clock.now()
         async with self.sessions.begin() as session:
             repo = OnboardingRepository(session)
-            await repo.apply_connection_status(codat_connection_id, str(fetched.status), now)
+            changed = [await repo.apply_connection_status(codat_connection_id, str(fetched.status), now)]
             for account in accounts:
                 status = str(account.status) if account.status is not None else None
-                await repo.apply_account_status(
-                    codat_connection_id, account.id, status, account.feed_start_date, now
+                changed.append(
+                    await repo.apply_account_status(
+                        codat_connection_id, account.id, status, account.feed_start_date, now
+                    )
                 )
             await repo.store_link(
                 connection.id, fetched.link_url, self._expiry_of(fetched.link_url, connection, now), now
             )
+            if any(changed):
+                await repo.bump_feed_version(connection.business_id)  # last: see the repository's lock order
         self.changes.notify(connection.business_id)
 
     # Steps of connect
@@ -513,7 +517,8 @@ class OnboardingService:
         async with self.sessions.begin() as session:
             repo = OnboardingRepository(session)
             await repo.store_link(connection.id, fetched.link_url, expires_at, now)
-            await repo.apply_connection_status(fetched.id, str(fetched.status), now)
+            if await repo.apply_connection_status(fetched.id, str(fetched.status), now):
+                await repo.bump_feed_version(connection.business_id)
         connection.link_url, connection.link_expires_at, connection.status = (
             fetched.link_url,
             expires_at,

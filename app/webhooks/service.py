@@ -101,9 +101,10 @@ class WebhookProcessor:
             row = claimed.one_or_none()
             if row is None:
                 return
-            changed_business = await apply(
-                OnboardingRepository(session), json.loads(row.body), row.generated_at
-            )
+            repo = OnboardingRepository(session)
+            changed_business = await apply(repo, json.loads(row.body), row.generated_at)
+            if changed_business is not None:
+                await repo.bump_feed_version(changed_business)  # last: see the repository's lock order
         if changed_business is not None:
             self.changes.notify(changed_business)
 

@@ -184,3 +184,33 @@ class TestUnknownEvents:
             stored = await session.get(WebhookEvent, "msg-unknown")
         assert stored is not None and stored.processed_at is not None
         assert stored.event_type == "company.product.added"
+
+
+class TestConcurrentWriters:
+    async def test_refreshes_racing_account_webhooks_all_complete(self, app, client, user_headers, business):
+        """Both lock the connection, the accounts and the business; in one order, so neither deadlocks."""
+        from app.webhooks.service import WebhookProcessor
+        from tests.factories import connect_in_quickbooks
+
+        connected = (await client.post("/v1/bank-feed/connect", headers=user_headers(business))).json()
+        await connect_in_quickbooks(client, connected["linkUrl"], ["acc-1", "acc-2", "acc-3"])
+        processor = WebhookProcessor(app.state.sessionmaker, app.state.changes)
+
+        def event(n: int) -> dict:
+            account = f"acc-{n % 3 + 1}"
+            return {
+                "eventType": "bankFeeds.sourceAccount.connected",
+                "generatedDate": f"2030-01-01T00:00:{n:02d}Z",
+                "payload": {"connectionId": connected["connectionId"], "sourceAccount": {"id": account, "status": "connected"}},
+            }
+
+        results = await asyncio.gather(
+            *(client.post("/v1/bank-feed/refresh", headers=user_headers(business)) for _ in range(15)),
+            *(processor.receive(f"race-{n}", event(n), datetime.now(UTC)) for n in range(30)),
+            return_exceptions=True,
+        )
+
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert {r.status_code for r in results if r is not None} == {200}
+        view = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
+        assert view["connectedCount"] == 3
