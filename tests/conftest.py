@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
@@ -134,3 +135,20 @@ async def business(client: httpx.AsyncClient, service_headers) -> str:  # type: 
 
     await register(client, service_headers(), "biz-1")
     return "biz-1"
+
+
+@pytest.fixture
+async def live_url(app, sandbox) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+    """The BFF served by uvicorn on a loopback port; the sandbox delivers its webhooks there."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    sandbox.set_settings(webhook={"url": f"{url}/webhooks/codat"})
+    yield url
+    server.should_exit = True
+    await task

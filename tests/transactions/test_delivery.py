@@ -158,12 +158,8 @@ class TestOutcomes:
 
         by_id = {t["id"]: t for t in page["transactions"]}
         assert by_id["t1"]["status"] == "failed"
-        assert (
-            by_id["t1"]["error"].startswith("Codat refused it: ")
-        )
-        assert (
-            "earlier than" in by_id["t1"]["error"]
-        )
+        assert by_id["t1"]["error"].startswith("Codat refused it: ")
+        assert "earlier than" in by_id["t1"]["error"]
         assert (by_id["t2"]["status"], by_id["t2"]["error"]) == ("delivered", None)
         assert ledger(sandbox, connected["connection_id"]) == ["other", "t2"]
 

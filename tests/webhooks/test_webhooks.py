@@ -201,7 +201,10 @@ class TestConcurrentWriters:
             return {
                 "eventType": "bankFeeds.sourceAccount.connected",
                 "generatedDate": f"2030-01-01T00:00:{n:02d}Z",
-                "payload": {"connectionId": connected["connectionId"], "sourceAccount": {"id": account, "status": "connected"}},
+                "payload": {
+                    "connectionId": connected["connectionId"],
+                    "sourceAccount": {"id": account, "status": "connected"},
+                },
             }
 
         results = await asyncio.gather(
