@@ -27,14 +27,14 @@ def dev_settings(host: str, port: int) -> Settings:
 
 
 def run_dev(args: argparse.Namespace) -> None:
-    from app.demo import DEMO_BUSINESS_ID, register_demo_business
+    from app.demo import DEMO_BUSINESS_ID
     from app.main import create_app
 
     settings = dev_settings(args.host, args.port)
     configure_logging(settings.log_level)
     migrate.upgrade(settings.database.url)
     app = create_app(settings)
-    asyncio.run(_seed(settings, register_demo_business))
+    asyncio.run(_register_demo_business(settings))
     base = f"http://{args.host}:{args.port}"
     print(
         DEV_BANNER.format(
@@ -48,12 +48,13 @@ def run_dev(args: argparse.Namespace) -> None:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
-async def _seed(settings: Settings, register) -> None:  # type: ignore[no-untyped-def]
+async def _register_demo_business(settings: Settings) -> None:
     from app.db import create_engine, create_sessionmaker
+    from app.demo import register_demo_business
 
     engine = create_engine(settings)
     try:
-        await register(create_sessionmaker(engine))
+        await register_demo_business(create_sessionmaker(engine))
     finally:
         await engine.dispose()
 

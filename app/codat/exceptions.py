@@ -14,6 +14,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from app.clock import as_utc
+
 DEFAULT_RETRY_AFTER_SECONDS = 5
 # Codat's daily quota answers 429 with a Retry-After up to midnight UTC; cap what we pass on.
 MAX_RETRY_AFTER_SECONDS = 3600
@@ -156,8 +158,7 @@ def retry_after_seconds(response: httpx.Response) -> int | None:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        when = when if when.tzinfo else when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
+        seconds = (as_utc(when) - datetime.now(UTC)).total_seconds()
     return min(max(math.ceil(seconds), 0), MAX_RETRY_AFTER_SECONDS)
 
 

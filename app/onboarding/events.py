@@ -18,7 +18,7 @@ async def feed_version(sessions: async_sessionmaker[AsyncSession], business_id: 
     async with sessions() as session:
         version = await OnboardingRepository(session).feed_version(business_id)
     if version is None:
-        raise BusinessNotFound("No business is registered under this id.")
+        raise BusinessNotFound()
     return version
 
 

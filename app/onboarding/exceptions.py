@@ -13,6 +13,9 @@ log = logging.getLogger(__name__)
 class BusinessNotFound(NotFound):
     code = "business_not_found"
 
+    def __init__(self, detail: str = "No business is registered under this id.") -> None:
+        super().__init__(detail)
+
 
 class AccountNotFound(NotFound):
     code = "account_not_found"

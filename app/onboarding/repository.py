@@ -37,7 +37,7 @@ class OnboardingRepository:
     async def require_business(self, business_id: str) -> Business:
         business = await self.get_business(business_id)
         if business is None:
-            raise BusinessNotFound("No business is registered under this id.")
+            raise BusinessNotFound()
         return business
 
     async def upsert_business(

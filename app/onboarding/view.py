@@ -65,7 +65,7 @@ async def bank_feed_view(session: AsyncSession, business_id: str) -> BankFeedOut
     cache: ViewCache[RenderedBankFeed] = ViewCache.of(session.bind)  # type: ignore[arg-type]
     stamp = await cache.stamp(business_id)
     if stamp is None:
-        raise BusinessNotFound("No business is registered under this id.")
+        raise BusinessNotFound()
     view = cache.get(business_id, stamp)
     if view is None:
         view = await render_bank_feed_view(session, business_id)

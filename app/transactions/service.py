@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.clock import Clock
 from app.codat.schemas import PushOperation, PushOperationStatus
 from app.errors import Conflict, FieldError, InvalidInput
-from app.onboarding.exceptions import AccountNotFound, BusinessNotFound
+from app.onboarding.exceptions import AccountNotFound
 from app.onboarding.models import Business
 from app.onboarding.repository import OnboardingRepository
 from app.onboarding.service import BROKEN_CONNECTION
@@ -105,9 +105,7 @@ class TransactionService:
 
 
 async def _registered_account(repo: OnboardingRepository, business_id: str, account_id: str) -> Business:
-    business = await repo.get_business(business_id)
-    if business is None:
-        raise BusinessNotFound("No business is registered under this id.")
+    business = await repo.require_business(business_id)
     if await repo.get_bank_account(business_id, account_id) is None:
         raise AccountNotFound("No such bank account for this business.")
     return business

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook, WebhookVerificationError
 
+from app.clock import as_utc
 from app.db import insert_ignoring_conflicts
 from app.errors import InvalidInput, Unauthorized
 from app.onboarding.changes import ChangeFeed
@@ -52,7 +53,7 @@ def parse_time(value: object) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return as_utc(moment)
 
 
 def without_secrets(event: dict[str, Any]) -> str:
