@@ -31,6 +31,7 @@ def _refused(exc: mapping.MappingRefused) -> CodatError:
 async def get_bank_account_mapping(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = require_connection(sandbox_state(request), companyId, connectionId)
     try:
+        mapping.require_mapping(connection)
         body = [_mapping_view(connection, account) for account in connection.accounts.values()]
     except mapping.MappingRefused as exc:
         raise _refused(exc) from None

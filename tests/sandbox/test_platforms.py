@@ -1,0 +1,289 @@
+"""The bank-feed targets beyond QuickBooks Online at the sandbox: a profile per platform, Codat Link's OAuth
+consent and the mapping API for Xero, NetSuite, FreeAgent and Exact, company information, Sage's OTP and
+authorization PUT with its Connect Bank stand-in, and each platform's push rules."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from app.sandbox.platforms import PROFILES
+from tests.contract import validate_webhook
+from tests.sandbox.support import Sandbox, assert_codat_error
+
+TODAY = datetime.now(UTC).date()
+MAPPING_PLATFORMS = ["gbol", "akxx", "fbrh", "qudb"]
+NAMES = {
+    "hcws": "QuickBooks Online Bank Feeds",
+    "gbol": "Xero",
+    "akxx": "Oracle NetSuite",
+    "fbrh": "FreeAgent",
+    "qudb": "Exact (Netherlands)",
+    "olpr": "Sage Bank Feeds",
+}
+
+
+async def connect(sandbox: Sandbox, platform_key: str) -> dict[str, Any]:
+    company = await sandbox.company("Dave's Bakery")
+    path = f"/companies/{company['id']}/connections"
+    response = await sandbox.client.post(path, json={"platformKey": platform_key})
+    assert response.status_code == 200, response.text
+    connection = response.json()
+    connection["path"] = f"{path}/{connection['id']}"
+    connection["companyId"] = company["id"]
+    return connection
+
+
+async def add_account(
+    sandbox: Sandbox,
+    connection: dict[str, Any],
+    account_id: str,
+    currency: str = "GBP",
+    kind: str = "checking",
+) -> None:
+    body = {
+        "id": account_id,
+        "accountName": f"Account {account_id}",
+        "accountType": kind,
+        "accountNumber": "12345670",
+        "sortCode": "12-34-56",
+        "currency": currency,
+        "balance": 100,
+    }
+    response = await sandbox.client.post(connection["path"] + "/connectionInfo/bankFeedAccounts", json=body)
+    assert response.status_code == 200, response.text
+
+
+async def authorize(sandbox: Sandbox, connection: dict[str, Any], decision: str = "allow") -> Any:
+    """The SMB opens the linkUrl and answers the platform's consent screen."""
+    page = await sandbox.client.get(connection["linkUrl"])
+    assert page.status_code == 200, page.text
+    otp = parse_qs(urlsplit(connection["linkUrl"]).query)["otp"][0]
+    consent = connection["linkUrl"].replace("/start?otp=" + otp, "/consent")
+    return await sandbox.client.post(consent, data={"otp": otp, "decision": decision})
+
+
+async def mappings(sandbox: Sandbox, connection: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    response = await sandbox.client.get(connection["path"] + "/bankFeedAccounts/mapping")
+    assert response.status_code == 200, response.text
+    return {m["sourceAccountId"]: m for m in response.json()}
+
+
+async def map_account(sandbox: Sandbox, connection: dict[str, Any], body: dict[str, Any]) -> Any:
+    return await sandbox.client.post(connection["path"] + "/bankFeedAccounts/mapping", json=body)
+
+
+def events(sandbox: Sandbox, event_type: str) -> list[dict[str, Any]]:
+    found = [d.to_json()["event"] for d in sandbox.state.webhooks.deliveries if d.event_type == event_type]
+    for event in found:
+        validate_webhook(event)
+    return found
+
+
+def option_names(mapping: dict[str, Any]) -> list[str]:
+    return [o["name"] for o in mapping["targetAccountOptions"]]
+
+
+@pytest.fixture
+async def xero(sandbox: Sandbox) -> dict[str, Any]:
+    """A Xero connection with a GBP current account, a GBP card and a USD account, authorized."""
+    connection = await connect(sandbox, "gbol")
+    await add_account(sandbox, connection, "gbp-1")
+    await add_account(sandbox, connection, "card-1", kind="creditCard")
+    await add_account(sandbox, connection, "usd-1", currency="USD")
+    assert (await authorize(sandbox, connection)).status_code == 303
+    return connection
+
+
+class TestProfiles:
+    @pytest.mark.parametrize("key", sorted(NAMES))
+    async def test_each_platform_connects_under_its_own_key_and_name(
+        self, sandbox: Sandbox, key: str
+    ) -> None:
+        connection = await connect(sandbox, key)
+        assert (connection["integrationKey"], connection["platformName"]) == (key, NAMES[key])
+        assert connection["integrationId"] == PROFILES[key].integration_id
+        integration = (await sandbox.client.get(f"/integrations/{key}")).json()
+        assert (integration["key"], integration["name"], integration["enabled"]) == (key, NAMES[key], True)
+
+    async def test_a_platform_switched_off_in_the_portal_is_refused_alone(self, sandbox: Sandbox) -> None:
+        sandbox.state.set_settings(integrations={"gbol": False})
+        company = await sandbox.company()
+        path = f"/companies/{company['id']}/connections"
+        assert_codat_error(await sandbox.client.post(path, json={"platformKey": "gbol"}), 403)
+        assert (await sandbox.client.post(path, json={"platformKey": "akxx"})).status_code == 200
+        assert (await sandbox.client.post(path, json={"platformKey": "hcws"})).status_code == 200
+        assert (await sandbox.client.get("/integrations/gbol")).json()["enabled"] is False
+
+    async def test_an_unknown_key_cannot_be_switched(self, sandbox: Sandbox) -> None:
+        response = await sandbox.client.put("/_sandbox/portal", json={"integrations": {"zzzz": True}})
+        assert_codat_error(response, 422, "integrations")
+
+    @pytest.mark.parametrize("key", ["gbol", "olpr"])
+    async def test_qbo_credentials_are_refused_for_other_platforms(self, sandbox: Sandbox, key: str) -> None:
+        connection = await connect(sandbox, key)
+        response = await sandbox.client.post(
+            connection["path"] + "/connectionInfo/bankFeedAccounts/credentials"
+        )
+        assert "only for QuickBooks Online" in assert_codat_error(response, 400)["error"]
+
+
+class TestLinkAndConsent:
+    @pytest.mark.parametrize("key", MAPPING_PLATFORMS)
+    async def test_allowing_access_links_the_connection_once(self, sandbox: Sandbox, key: str) -> None:
+        connection = await connect(sandbox, key)
+        response = await authorize(sandbox, connection)
+        assert response.status_code == 303
+        assert "/mapping?otp=" in response.headers["location"]
+        got = (await sandbox.client.get(connection["path"])).json()
+        assert got["status"] == "Linked"
+        assert [e["payload"]["connection"]["id"] for e in events(sandbox, "connection.connected")] == [
+            connection["id"]
+        ]
+
+    async def test_cancelling_leaves_the_connection_pending(self, sandbox: Sandbox) -> None:
+        connection = await connect(sandbox, "gbol")
+        response = await authorize(sandbox, connection, decision="deny")
+        assert "Access was not granted" in response.text
+        assert (await sandbox.client.get(connection["path"])).json()["status"] == "PendingAuth"
+
+    async def test_a_consent_without_a_live_otp_is_refused(self, sandbox: Sandbox) -> None:
+        connection = await connect(sandbox, "gbol")
+        consent = connection["linkUrl"].split("/start?")[0] + "/consent"
+        response = await sandbox.client.post(consent, data={"otp": "000000", "decision": "allow"})
+        assert response.status_code == 401
+        assert (await sandbox.client.get(connection["path"])).json()["status"] == "PendingAuth"
+
+    async def test_a_sage_link_is_not_a_link_page(self, sandbox: Sandbox) -> None:
+        connection = await connect(sandbox, "olpr")
+        page = await sandbox.client.get(connection["linkUrl"])
+        assert page.status_code == 404
+        assert "start inside Sage" in page.text
+        credentials = connection["linkUrl"].split("/start?")[0] + "/credentials"
+        otp = parse_qs(urlsplit(connection["linkUrl"]).query)["otp"][0]
+        refused = await sandbox.client.post(credentials, data={"otp": otp})
+        assert refused.status_code == 401
+        assert sandbox.state.connections[connection["id"]].credentials == []
+
+
+class TestMapping:
+    async def test_options_are_filtered_by_currency_and_type(self, sandbox: Sandbox, xero) -> None:
+        found = await mappings(sandbox, xero)
+        assert option_names(found["gbp-1"]) == ["Business Current Account", "Business Savings"]
+        assert option_names(found["card-1"]) == ["Business Credit Card"]
+        assert option_names(found["usd-1"]) == ["USD Account"]
+        assert {m["status"] for m in found.values()} == {"pending"}
+        assert {m["targetAccountId"] for m in found.values()} == {None}
+
+    async def test_a_mapping_answers_connecting_then_turns_connected(self, sandbox: Sandbox, xero) -> None:
+        target = (await mappings(sandbox, xero))["gbp-1"]["targetAccountOptions"][0]
+        start = f"{TODAY - timedelta(days=30)}T00:00:00"
+        body = {"sourceAccountId": "gbp-1", "targetAccountId": target["id"], "feedStartDate": start}
+        response = await map_account(sandbox, xero, body)
+        assert response.json() == {
+            "sourceAccountId": "gbp-1",
+            "targetAccountId": target["id"],
+            "status": "connecting",
+            "error": None,
+        }
+        await asyncio.sleep(0)
+        mapped = (await mappings(sandbox, xero))["gbp-1"]
+        assert (mapped["status"], mapped["targetAccountName"]) == ("connected", "Business Current Account")
+        assert mapped["feedStartDate"] == start
+        connected = events(sandbox, "bankFeeds.sourceAccount.connected")
+        assert [e["payload"]["sourceAccount"]["id"] for e in connected] == ["gbp-1"]
+        # The same mapping again succeeds unchanged (Codat, 2026-06-24).
+        again = await map_account(
+            sandbox, xero, {"sourceAccountId": "gbp-1", "targetAccountId": target["id"]}
+        )
+        assert again.json()["status"] == "connected"
+
+    async def test_a_target_of_the_wrong_currency_is_refused_naming_the_rule(
+        self, sandbox: Sandbox, xero
+    ) -> None:
+        usd_target = (await mappings(sandbox, xero))["usd-1"]["targetAccountOptions"][0]["id"]
+        response = await map_account(
+            sandbox, xero, {"sourceAccountId": "gbp-1", "targetAccountId": usd_target}
+        )
+        body = assert_codat_error(response, 400, "targetAccountId")
+        assert "same currency" in body["error"]
+        assert (await mappings(sandbox, xero))["gbp-1"]["status"] == "pending"
+
+    async def test_a_target_of_the_wrong_type_is_refused(self, sandbox: Sandbox, xero) -> None:
+        card_target = (await mappings(sandbox, xero))["card-1"]["targetAccountOptions"][0]["id"]
+        response = await map_account(
+            sandbox, xero, {"sourceAccountId": "gbp-1", "targetAccountId": card_target}
+        )
+        assert "maps only to a bank account" in assert_codat_error(response, 400, "targetAccountId")["error"]
+
+    async def test_a_target_fed_by_another_account_is_no_longer_offered(self, sandbox: Sandbox, xero) -> None:
+        await add_account(sandbox, xero, "gbp-2")
+        target = (await mappings(sandbox, xero))["gbp-1"]["targetAccountOptions"][0]["id"]
+        assert (
+            await map_account(sandbox, xero, {"sourceAccountId": "gbp-1", "targetAccountId": target})
+        ).is_success
+        assert target not in [
+            o["id"] for o in (await mappings(sandbox, xero))["gbp-2"]["targetAccountOptions"]
+        ]
+        response = await map_account(sandbox, xero, {"sourceAccountId": "gbp-2", "targetAccountId": target})
+        assert "already exists" in assert_codat_error(response, 400, "targetAccountId")["error"]
+
+    async def test_no_target_creates_a_new_account_in_the_books(self, sandbox: Sandbox, xero) -> None:
+        response = await map_account(sandbox, xero, {"sourceAccountId": "usd-1"})
+        new_id = response.json()["targetAccountId"]
+        await asyncio.sleep(0)
+        mapped = (await mappings(sandbox, xero))["usd-1"]
+        assert (mapped["targetAccountId"], mapped["targetAccountName"]) == (new_id, "Account usd-1")
+
+    async def test_unknown_source_or_target(self, sandbox: Sandbox, xero) -> None:
+        assert_codat_error(await map_account(sandbox, xero, {"sourceAccountId": "nope"}), 404)
+        response = await map_account(sandbox, xero, {"sourceAccountId": "gbp-1", "targetAccountId": "nope"})
+        assert_codat_error(response, 400, "targetAccountId")
+        response = await map_account(sandbox, xero, {"sourceAccountId": "gbp-1", "extra": 1})
+        assert_codat_error(response, 400, "extra")
+
+    async def test_mapping_waits_for_authorization(self, sandbox: Sandbox) -> None:
+        connection = await connect(sandbox, "gbol")
+        response = await sandbox.client.get(connection["path"] + "/bankFeedAccounts/mapping")
+        assert "must authorize" in assert_codat_error(response, 400)["error"]
+
+    @pytest.mark.parametrize("key", ["hcws", "olpr"])
+    async def test_platforms_that_map_inside_are_refused(self, sandbox: Sandbox, key: str) -> None:
+        connection = await connect(sandbox, key)
+        response = await map_account(sandbox, connection, {"sourceAccountId": "x"})
+        assert "mapped inside it" in assert_codat_error(response, 400)["error"]
+
+    async def test_disconnecting_frees_the_target_for_a_new_mapping(self, sandbox: Sandbox, xero) -> None:
+        target = (await mappings(sandbox, xero))["gbp-1"]["targetAccountOptions"][0]["id"]
+        await map_account(sandbox, xero, {"sourceAccountId": "gbp-1", "targetAccountId": target})
+        await asyncio.sleep(0)
+        patch = {"id": "gbp-1", "status": "disconnected"}
+        assert (
+            await sandbox.client.patch(xero["path"] + "/connectionInfo/bankFeedAccounts/gbp-1", json=patch)
+        ).is_success
+        assert (await sandbox.client.get(xero["path"])).json()["status"] == "Linked"
+        remapped = await map_account(sandbox, xero, {"sourceAccountId": "gbp-1", "targetAccountId": target})
+        assert remapped.json()["status"] == "connecting"
+
+
+class TestCompanyInformation:
+    @pytest.mark.parametrize(("key", "currency"), [("gbol", "GBP"), ("akxx", "USD")])
+    async def test_xero_and_netsuite_tell_the_company(
+        self, sandbox: Sandbox, key: str, currency: str
+    ) -> None:
+        connection = await connect(sandbox, key)
+        await authorize(sandbox, connection)
+        info = (await sandbox.client.get(connection["path"] + "/bankFeeds/info")).json()
+        assert (info["companyName"], info["baseCurrency"], info["multicurrencyEnabled"]) == (
+            "Dave's Bakery",
+            currency,
+            True,
+        )
+
+    @pytest.mark.parametrize("key", ["fbrh", "qudb", "olpr", "hcws"])
+    async def test_other_platforms_do_not(self, sandbox: Sandbox, key: str) -> None:
+        connection = await connect(sandbox, key)
+        response = await sandbox.client.get(connection["path"] + "/bankFeeds/info")
+        assert "not available" in assert_codat_error(response, 400)["error"]
