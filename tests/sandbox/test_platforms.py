@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from app.sandbox.models import AccountStatus
 from app.sandbox.platforms import PROFILES
 from tests.contract import validate_webhook
 from tests.sandbox.support import Sandbox, assert_codat_error
@@ -287,3 +288,221 @@ class TestCompanyInformation:
         connection = await connect(sandbox, key)
         response = await sandbox.client.get(connection["path"] + "/bankFeeds/info")
         assert "not available" in assert_codat_error(response, 400)["error"]
+
+
+def transaction(tid: str, when: object, amount: float = -12.5, kind: str = "Debit") -> dict[str, Any]:
+    return {
+        "id": tid,
+        "date": f"{when}T10:00:00",
+        "description": tid,
+        "amount": amount,
+        "balance": 100,
+        "transactionType": kind,
+    }
+
+
+async def push(sandbox: Sandbox, connection: dict[str, Any], account_id: str, transactions: list) -> Any:
+    path = f"{connection['path']}/push/bankAccounts/{account_id}/bankTransactions"
+    return await sandbox.client.post(path, json={"accountId": account_id, "transactions": transactions})
+
+
+async def settled(sandbox: Sandbox, connection: dict[str, Any], response: Any) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    await asyncio.sleep(0.01)  # pushCompletionSeconds 0: the push completes on its timer at once
+    key = response.json()["pushOperationKey"]
+    return (await sandbox.client.get(f"/companies/{connection['companyId']}/push/{key}")).json()
+
+
+def ledger(sandbox: Sandbox, connection: dict[str, Any], account_id: str) -> list[dict[str, Any]]:
+    return sandbox.state.bank_transactions.get((connection["id"], account_id), [])
+
+
+async def mapped(sandbox: Sandbox, key: str) -> dict[str, Any]:
+    """An authorized connection of a mapping platform with source account gbp-1 connected."""
+    connection = await connect(sandbox, key)
+    await add_account(sandbox, connection, "gbp-1", currency=PROFILES[key].base_currency)
+    await authorize(sandbox, connection)
+    assert (await map_account(sandbox, connection, {"sourceAccountId": "gbp-1"})).is_success
+    await asyncio.sleep(0)
+    return connection
+
+
+class TestPushRules:
+    async def test_xero_takes_a_year_of_history_but_not_older(self, sandbox: Sandbox) -> None:
+        connection = await mapped(sandbox, "gbol")
+        old = transaction("too-old", TODAY - timedelta(days=366))
+        failed = await settled(sandbox, connection, await push(sandbox, connection, "gbp-1", [old]))
+        assert failed["status"] == "Failed"
+        [error] = failed["validation"]["errors"]
+        assert error["itemId"] == "too-old"
+        assert "more than 365 days old" in error["message"]
+        assert ledger(sandbox, connection, "gbp-1") == []
+        year = [transaction("t1", TODAY - timedelta(days=360)), transaction("t2", TODAY)]
+        ok = await settled(sandbox, connection, await push(sandbox, connection, "gbp-1", year))
+        assert ok["status"] == "Success"
+        # Xero's rule is the window, not the newest transaction: an earlier back-fill still goes in.
+        earlier = [transaction("t0", TODAY - timedelta(days=200))]
+        assert (await settled(sandbox, connection, await push(sandbox, connection, "gbp-1", earlier)))[
+            "status"
+        ] == "Success"
+        assert [t["id"] for t in ledger(sandbox, connection, "gbp-1")] == ["t1", "t2", "t0"]
+
+    async def test_xero_requires_balance(self, sandbox: Sandbox) -> None:
+        connection = await mapped(sandbox, "gbol")
+        body = transaction("t1", TODAY)
+        del body["balance"]
+        assert_codat_error(await push(sandbox, connection, "gbp-1", [body]), 400, "transactions.0.balance")
+
+    async def test_freeagent_writes_a_positive_transfer_as_other(self, sandbox: Sandbox) -> None:
+        connection = await mapped(sandbox, "fbrh")
+        transfers = [transaction("in", TODAY, 1.6, "Xfer"), transaction("out", TODAY, -2.0, "Xfer")]
+        assert (await settled(sandbox, connection, await push(sandbox, connection, "gbp-1", transfers)))[
+            "status"
+        ] == "Success"
+        assert [(t["id"], t["transactionType"]) for t in ledger(sandbox, connection, "gbp-1")] == [
+            ("in", "Other"),
+            ("out", "Xfer"),
+        ]
+
+    async def test_qbo_still_takes_only_credit_debit_or_unknown(self, sandbox: Sandbox) -> None:
+        connection = await connect(sandbox, "hcws")
+        await add_account(sandbox, connection, "ac-1", currency="USD")
+        sandbox.state.connections[connection["id"]].accounts["ac-1"].status = AccountStatus.connected
+        response = await push(sandbox, connection, "ac-1", [transaction("t1", TODAY, 5, "Xfer")])
+        assert (
+            "takes only Credit, Debit, Unknown"
+            in assert_codat_error(response, 400, "transactions.0.transactionType")["error"]
+        )
+
+    async def test_an_unknown_transaction_type_is_refused(self, sandbox: Sandbox) -> None:
+        connection = await mapped(sandbox, "qudb")
+        response = await push(sandbox, connection, "gbp-1", [transaction("t1", TODAY, 5, "Gift")])
+        assert_codat_error(response, 400, "transactions.0.transactionType")
+
+
+async def sage_sign_in(sandbox: Sandbox, connection_id: str, otp: str) -> Any:
+    return await sandbox.client.post("/sage/sign-in", data={"connectionId": connection_id, "otp": otp})
+
+
+def session_of(page: str) -> str:
+    return page.split('name="session" value="')[1].split('"')[0]
+
+
+@pytest.fixture
+async def sage(sandbox: Sandbox) -> dict[str, Any]:
+    connection = await connect(sandbox, "olpr")
+    await add_account(sandbox, connection, "gbp-1")
+    await add_account(sandbox, connection, "gbp-2")
+    return connection
+
+
+class TestSage:
+    async def test_the_otp_is_for_sage_only(self, sandbox: Sandbox) -> None:
+        connection = await connect(sandbox, "gbol")
+        response = await sandbox.client.post(connection["path"] + "/bankFeeds/otp")
+        assert "only for Sage" in assert_codat_error(response, 400)["error"]
+
+    async def test_connection_id_and_otp_typed_into_sage_link_the_connection(
+        self, sandbox: Sandbox, sage: dict[str, Any]
+    ) -> None:
+        otp = (await sandbox.client.post(sage["path"] + "/bankFeeds/otp")).json()
+        assert datetime.fromisoformat(otp["expiry"]) > datetime.now(UTC)
+        accounts = await sage_sign_in(sandbox, sage["id"], otp["otp"])
+        assert accounts.status_code == 200
+        assert "Account gbp-1" in accounts.text
+        assert (await sandbox.client.get(sage["path"])).json()["status"] == "PendingAuth"
+        form = {"session": session_of(accounts.text), "account": ["gbp-1"], "product": "Sage Accounting"}
+        banking = await sandbox.client.post("/sage/accounts", data=form)
+        assert 'id="feed-status-gbp-1">Connected' in banking.text
+        assert (await sandbox.client.get(sage["path"])).json()["status"] == "Linked"
+        listed = (await sandbox.client.get(sage["path"] + "/connectionInfo/bankFeedAccounts")).json()
+        assert [(a["id"], a["status"]) for a in listed] == [("gbp-1", "connected"), ("gbp-2", "pending")]
+        assert [
+            e["payload"]["sourceAccount"]["id"] for e in events(sandbox, "bankFeeds.sourceAccount.connected")
+        ] == ["gbp-1"]
+        # One-time: the same password does not sign in again.
+        assert (await sage_sign_in(sandbox, sage["id"], otp["otp"])).status_code == 401
+
+    async def test_products_that_ask_for_confirm_hold_the_account_until_confirmed(
+        self, sandbox: Sandbox, sage: dict[str, Any]
+    ) -> None:
+        otp = (await sandbox.client.post(sage["path"] + "/bankFeeds/otp")).json()["otp"]
+        accounts = await sage_sign_in(sandbox, sage["id"], otp)
+        session = session_of(accounts.text)
+        form = {"session": session, "account": ["gbp-1"], "product": "Sage 50"}
+        banking = await sandbox.client.post("/sage/accounts", data=form)
+        assert 'id="feed-status-gbp-1">Pending Confirmation' in banking.text
+        listed = (await sandbox.client.get(sage["path"] + "/connectionInfo/bankFeedAccounts")).json()
+        assert listed[0]["status"] == "pending"
+        confirmed = await sandbox.client.post("/sage/confirm", data={"session": session, "account": "gbp-1"})
+        assert 'id="feed-status-gbp-1">Connected' in confirmed.text
+        listed = (await sandbox.client.get(sage["path"] + "/connectionInfo/bankFeedAccounts")).json()
+        assert listed[0]["status"] == "connected"
+
+    @pytest.mark.parametrize("wrong", ["otp", "connection", "expired", "replaced"])
+    async def test_sage_refuses_a_wrong_connection_id_or_otp(
+        self, sandbox: Sandbox, sage: dict[str, Any], wrong: str
+    ) -> None:
+        first = (await sandbox.client.post(sage["path"] + "/bankFeeds/otp")).json()["otp"]
+        otp, connection_id = first, sage["id"]
+        if wrong == "otp":
+            otp = "999999" if first != "999999" else "999998"
+        elif wrong == "connection":
+            connection_id = (await connect(sandbox, "olpr"))["id"]
+        elif wrong == "expired":
+            sandbox.state.clock.advance(sandbox.state.knobs.otp_lifetime_seconds + 1)
+        else:
+            await sandbox.client.post(sage["path"] + "/bankFeeds/otp")
+        response = await sage_sign_in(sandbox, connection_id, otp)
+        assert response.status_code == 401
+        assert "Get a new password" in response.text
+        assert (await sandbox.client.get(sage["path"])).json()["status"] == "PendingAuth"
+
+    async def test_sage_redirects_to_the_fintech_login_which_authorizes_by_put(
+        self, sandbox: Sandbox, sage: dict[str, Any]
+    ) -> None:
+        sandbox.state.set_settings(sageLoginUrl="https://fintech.example/sage-login")
+        redirect = await sandbox.client.post("/sage/web-login")
+        assert redirect.status_code == 303
+        location = urlsplit(redirect.headers["location"])
+        assert f"{location.scheme}://{location.netloc}{location.path}" == "https://fintech.example/sage-login"
+        query = parse_qs(location.query)
+        authorization_id, redirect_uri = query["authorizationId"][0], query["redirectUri"][0]
+        wrong = await sandbox.client.put(sage["path"] + "/authorization", json={"authorizationId": "made-up"})
+        assert_codat_error(wrong, 400, "authorizationId")
+        put = await sandbox.client.put(
+            sage["path"] + "/authorization", json={"authorizationId": authorization_id}
+        )
+        assert put.status_code == 200
+        assert put.json()["status"] == "PendingAuth"
+        accounts = await sandbox.client.get(redirect_uri, params={"state": authorization_id})
+        assert "Account gbp-2" in accounts.text
+        form = {"session": session_of(accounts.text), "account": ["gbp-2"], "product": "Sage Accounting"}
+        await sandbox.client.post("/sage/accounts", data=form)
+        assert (await sandbox.client.get(sage["path"])).json()["status"] == "Linked"
+        # The authorizationId was spent.
+        again = await sandbox.client.put(
+            sage["path"] + "/authorization", json={"authorizationId": authorization_id}
+        )
+        assert_codat_error(again, 400, "authorizationId")
+
+    async def test_the_authorization_put_is_for_sage_only(self, sandbox: Sandbox) -> None:
+        connection = await connect(sandbox, "gbol")
+        response = await sandbox.client.put(
+            connection["path"] + "/authorization", json={"authorizationId": "x"}
+        )
+        assert "only for Sage" in assert_codat_error(response, 400)["error"]
+
+    async def test_sage_refuses_a_transaction_older_than_the_newest(
+        self, sandbox: Sandbox, sage: dict[str, Any]
+    ) -> None:
+        otp = (await sandbox.client.post(sage["path"] + "/bankFeeds/otp")).json()["otp"]
+        accounts = await sage_sign_in(sandbox, sage["id"], otp)
+        form = {"session": session_of(accounts.text), "account": ["gbp-1"], "product": "Sage Accounting"}
+        await sandbox.client.post("/sage/accounts", data=form)
+        ok = await settled(sandbox, sage, await push(sandbox, sage, "gbp-1", [transaction("t2", TODAY)]))
+        assert ok["status"] == "Success"
+        older = [transaction("t1", TODAY - timedelta(days=1))]
+        failed = await settled(sandbox, sage, await push(sandbox, sage, "gbp-1", older))
+        assert failed["status"] == "Failed"
+        assert "not older than the newest" in failed["validation"]["errors"][0]["message"]
