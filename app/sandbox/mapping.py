@@ -60,13 +60,17 @@ def open_books(state: SandboxState, connection: Connection) -> Books:
     return connection.books
 
 
-def require_mapping(connection: Connection) -> Books:
-    """The books of a Linked connection on a platform Codat maps; else why not."""
+def require_mapping_platform(connection: Connection) -> None:
     platform = profile(connection.platform_key)
     if not platform.maps_via_codat:
         raise MappingRefused(
             None, f"Account mapping is not available for {platform.name}: accounts are mapped inside it."
         )
+
+
+def require_mapping(connection: Connection) -> Books:
+    """The books of a Linked connection on a platform Codat maps; else why not."""
+    require_mapping_platform(connection)
     if connection.status is not ConnectionStatus.linked or connection.books is None:
         raise MappingRefused(
             None, f"The connection is {connection.status.value}: the SMB must authorize it before mapping."
@@ -74,11 +78,14 @@ def require_mapping(connection: Connection) -> Books:
     return connection.books
 
 
-def options(connection: Connection, account: SourceAccount) -> list[TargetAccount]:
-    books = require_mapping(connection)
+def options(connection: Connection, account: SourceAccount) -> list[TargetAccount] | None:
+    """The targets ``account`` may feed; None while the books cannot be read (not Linked)."""
+    require_mapping_platform(connection)
+    if connection.status is not ConnectionStatus.linked or connection.books is None:
+        return None
     return [
         target
-        for target in books.accounts.values()
+        for target in connection.books.accounts.values()
         if target.currency == account.currency
         and target.kind == target_kind(account)
         and _fed_by(connection, target.id) in (None, account)

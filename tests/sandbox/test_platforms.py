@@ -247,7 +247,10 @@ class TestMapping:
 
     async def test_mapping_waits_for_authorization(self, sandbox: Sandbox) -> None:
         connection = await connect(sandbox, "gbol")
-        response = await sandbox.client.get(connection["path"] + "/bankFeedAccounts/mapping")
+        await add_account(sandbox, connection, "gbp-1")
+        listed = await mappings(sandbox, connection)
+        assert (listed["gbp-1"]["status"], listed["gbp-1"]["targetAccountOptions"]) == ("pending", None)
+        response = await map_account(sandbox, connection, {"sourceAccountId": "gbp-1"})
         assert "must authorize" in assert_codat_error(response, 400)["error"]
 
     @pytest.mark.parametrize("key", ["hcws", "olpr"])

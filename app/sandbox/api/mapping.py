@@ -31,7 +31,7 @@ def _refused(exc: mapping.MappingRefused) -> CodatError:
 async def get_bank_account_mapping(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = require_connection(sandbox_state(request), companyId, connectionId)
     try:
-        mapping.require_mapping(connection)
+        mapping.require_mapping_platform(connection)
         body = [_mapping_view(connection, account) for account in connection.accounts.values()]
     except mapping.MappingRefused as exc:
         raise _refused(exc) from None
@@ -93,7 +93,9 @@ async def get_company_information(request: Request, companyId: str, connectionId
 
 
 def _mapping_view(connection: Connection, account: SourceAccount) -> dict[str, Any]:
-    """Codat's BankFeedMapping (additionalProperties: false); targetAccountName only once mapped."""
+    """Codat's BankFeedMapping (additionalProperties: false); targetAccountName only once mapped, and no
+    options (null) until the SMB has authorized and the books can be read."""
+    targets = mapping.options(connection, account)
     body: dict[str, Any] = {
         "sourceAccountId": account.id,
         "sourceAccountName": account.account_name,
@@ -102,7 +104,7 @@ def _mapping_view(connection: Connection, account: SourceAccount) -> dict[str, A
         "sourceCurrency": account.currency,
         "targetAccountId": account.target_account_id,
         "status": account.status.value,
-        "targetAccountOptions": [_option(t) for t in mapping.options(connection, account)],
+        "targetAccountOptions": None if targets is None else [_option(t) for t in targets],
         "feedStartDate": _date_time(account.feed_start_date),
     }
     books = connection.books

@@ -157,7 +157,7 @@ def _row(request: Request, connection: Connection, account: SourceAccount, otp: 
 
 
 def _form(request: Request, connection: Connection, account: SourceAccount, otp: str) -> Safe:
-    targets = mapping.options(connection, account)
+    targets = mapping.options(connection, account) or []
     options = join([render("mapping_option.html", id=t.id, name=t.name) for t in targets])
     return render(
         "mapping_form.html",
