@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.sandbox import admin, api
+from app.sandbox import admin, admin_books, api
 from app.sandbox.config import SandboxConfig
 from app.sandbox.errors import install_error_handlers
 from app.sandbox.pages import link, oauth, qbo, sage
@@ -37,5 +37,6 @@ def create_sandbox_app(
     app.include_router(oauth.router)
     app.include_router(sage.router)
     app.include_router(admin.router)
+    app.include_router(admin_books.router)
     state.operation_ids = api.OPERATION_IDS
     return app

@@ -509,3 +509,103 @@ class TestSage:
         failed = await settled(sandbox, sage, await push(sandbox, sage, "gbp-1", older))
         assert failed["status"] == "Failed"
         assert "not older than the newest" in failed["validation"]["errors"][0]["message"]
+
+
+class TestBooksKnob:
+    async def test_the_books_set_by_a_test_are_what_mapping_and_information_show(
+        self, sandbox: Sandbox
+    ) -> None:
+        connection = await connect(sandbox, "gbol")
+        await add_account(sandbox, connection, "usd-card", currency="USD", kind="creditCard")
+        books = {
+            "companyName": "Dave's Bakery Ltd",
+            "baseCurrency": "GBP",
+            "multicurrencyEnabled": False,
+            "currencies": ["GBP"],
+            "accounts": [
+                {"id": "t-usd-card", "name": "Amex USD", "currency": "USD", "kind": "creditCard"},
+                {"id": "t-gbp-card", "name": "Amex GBP", "currency": "GBP", "kind": "creditCard"},
+            ],
+        }
+        put = await sandbox.client.put(f"/_sandbox/connections/{connection['id']}/books", json=books)
+        assert put.status_code == 200, put.text
+        await authorize(sandbox, connection)
+        assert option_names((await mappings(sandbox, connection))["usd-card"]) == ["Amex USD"]
+        info = (await sandbox.client.get(connection["path"] + "/bankFeeds/info")).json()
+        assert (info["companyName"], info["multicurrencyEnabled"]) == ("Dave's Bakery Ltd", False)
+        # Without multicurrency, no new account in another currency than the base one.
+        response = await map_account(sandbox, connection, {"sourceAccountId": "usd-card"})
+        assert "Multicurrency is not enabled" in assert_codat_error(response, 400, "sourceAccountId")["error"]
+
+    async def test_bad_books_are_a_422_naming_the_field(self, sandbox: Sandbox) -> None:
+        connection = await connect(sandbox, "gbol")
+        books = {
+            "companyName": "x",
+            "baseCurrency": "XXY",
+            "multicurrencyEnabled": True,
+            "currencies": [],
+            "accounts": [],
+        }
+        response = await sandbox.client.put(f"/_sandbox/connections/{connection['id']}/books", json=books)
+        assert_codat_error(response, 422, "baseCurrency")
+        assert (
+            await sandbox.client.get(f"/_sandbox/connections/{connection['id']}/books")
+        ).status_code == 404
+
+
+async def authorize_and_connect(sandbox: Sandbox, connection: dict[str, Any], account_id: str) -> None:
+    """Each platform's own way from a new (or re-authorizing) connection to a connected source account."""
+    key = connection["integrationKey"]
+    if key == "hcws":
+        credentials = (
+            await sandbox.client.post(connection["path"] + "/connectionInfo/bankFeedAccounts/credentials")
+        ).json()
+        form = {**credentials, "account": [account_id], "feedStartDate": str(TODAY - timedelta(days=5))}
+        assert (await sandbox.client.post("/qbo/connect", data=form)).status_code == 200
+    elif key == "olpr":
+        otp = (await sandbox.client.post(connection["path"] + "/bankFeeds/otp")).json()["otp"]
+        accounts = await sage_sign_in(sandbox, connection["id"], otp)
+        form = {"session": session_of(accounts.text), "account": [account_id], "product": "Sage Accounting"}
+        await sandbox.client.post("/sage/accounts", data=form)
+    else:
+        if (await sandbox.client.get(connection["path"])).json()["status"] != "Linked":
+            connection["linkUrl"] = (await sandbox.client.get(connection["path"])).json()["linkUrl"]
+            await authorize(sandbox, connection)
+        assert (await map_account(sandbox, connection, {"sourceAccountId": account_id})).is_success
+        await asyncio.sleep(0)
+    assert (await sandbox.client.get(connection["path"])).json()["status"] == "Linked"
+    listed = {
+        a["id"]: a["status"]
+        for a in (await sandbox.client.get(connection["path"] + "/connectionInfo/bankFeedAccounts")).json()
+    }
+    assert listed[account_id] == "connected"
+
+
+@pytest.mark.parametrize("key", sorted(NAMES))
+async def test_every_platform_connects_backfills_disconnects_and_reconnects_once(
+    sandbox: Sandbox, key: str
+) -> None:
+    connection = await connect(sandbox, key)
+    currency = PROFILES[key].base_currency
+    await add_account(sandbox, connection, "ac-1", currency=currency)
+    await authorize_and_connect(sandbox, connection, "ac-1")
+    backfill = [transaction(f"t{day}", TODAY - timedelta(days=day)) for day in (3, 2, 1)]
+    assert (await settled(sandbox, connection, await push(sandbox, connection, "ac-1", backfill)))[
+        "status"
+    ] == "Success"
+
+    patch = {"id": "ac-1", "status": "disconnected"}
+    await sandbox.client.patch(connection["path"] + "/connectionInfo/bankFeedAccounts/ac-1", json=patch)
+    refused = await push(sandbox, connection, "ac-1", [transaction("t0", TODAY)])
+    assert_codat_error(refused, 400, "accountId")
+
+    await authorize_and_connect(sandbox, connection, "ac-1")
+    assert (
+        await settled(
+            sandbox, connection, await push(sandbox, connection, "ac-1", [transaction("t0", TODAY)])
+        )
+    )["status"] == "Success"
+    assert [t["id"] for t in ledger(sandbox, connection, "ac-1")] == ["t3", "t2", "t1", "t0"]
+    assert [
+        e["payload"]["sourceAccount"]["id"] for e in events(sandbox, "bankFeeds.sourceAccount.connected")
+    ] == ["ac-1", "ac-1"]
