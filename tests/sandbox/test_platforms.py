@@ -472,7 +472,7 @@ class TestSage:
         query = parse_qs(location.query)
         authorization_id, redirect_uri = query["authorizationId"][0], query["redirectUri"][0]
         wrong = await sandbox.client.put(sage["path"] + "/authorization", json={"authorizationId": "made-up"})
-        assert_codat_error(wrong, 400, "authorizationId")
+        assert_codat_error(wrong, 404, "authorizationId")
         put = await sandbox.client.put(
             sage["path"] + "/authorization", json={"authorizationId": authorization_id}
         )
@@ -487,7 +487,7 @@ class TestSage:
         again = await sandbox.client.put(
             sage["path"] + "/authorization", json={"authorizationId": authorization_id}
         )
-        assert_codat_error(again, 400, "authorizationId")
+        assert_codat_error(again, 404, "authorizationId")
 
     async def test_the_authorization_put_is_for_sage_only(self, sandbox: Sandbox) -> None:
         connection = await connect(sandbox, "gbol")

@@ -1,7 +1,7 @@
 """The platforms beyond QuickBooks Online driven through Codat's official SDK (codat-bankfeeds): account
 mapping, company information and Sage's OTP. The SDK validates each answer against Codat's models; the
-contract checker validates it against the OpenAPI files. (``PUT …/authorization`` is a Platform API
-operation the Bank Feeds SDK does not carry; ``test_platforms.py`` drives it over HTTP.)"""
+contract checker validates it against the OpenAPI files. ``PUT …/authorization`` is a Platform API operation
+the Bank Feeds SDK does not carry: Codat's Platform SDK (codat-platform) drives it."""
 
 import time
 from collections.abc import Iterator
@@ -13,6 +13,9 @@ import pytest
 from codat_bankfeeds import CodatBankFeeds
 from codat_bankfeeds.models import errors, shared
 from codat_bankfeeds.utils import RetryConfig
+from codat_platform import CodatPlatform
+from codat_platform.models import errors as platform_errors
+from codat_platform.models import shared as platform_shared
 
 from app.sandbox import SandboxConfig
 from tests.sandbox.support import basic_auth, serve_in_thread
@@ -150,3 +153,30 @@ def test_sage_otp_through_the_sdk(codat: CodatBankFeeds, served) -> None:
             request={"company_id": xero["company_id"], "connection_id": xero["connection_id"]}
         )
     assert refused.value.status_code == 400
+
+
+def test_sage_authorization_put_through_codats_platform_sdk(codat: CodatBankFeeds, served) -> None:
+    connection = connect(codat, "olpr", source_account("gbp-1", "GBP"))
+    ids = {"company_id": connection["company_id"], "connection_id": connection["connection_id"]}
+    app, url = served
+    app.state.sandbox.set_settings(sageLoginUrl="https://fintech.example/sage-login")
+    redirect = httpx.post(url + "/sage/web-login")
+    authorization_id = parse_qs(urlsplit(redirect.headers["location"]).query)["authorizationId"][0]
+
+    security = platform_shared.Security(auth_header=basic_auth())
+    with CodatPlatform(
+        security=security, server_url=url, retry_config=RetryConfig("none", None, False)
+    ) as platform:
+        authorized = platform.connections.update_authorization(
+            request={**ids, "request_body": {"authorizationId": authorization_id}}
+        )
+        assert (authorized.id, authorized.integration_key, authorized.status.value) == (
+            ids["connection_id"],
+            "olpr",
+            "PendingAuth",
+        )
+        with pytest.raises(platform_errors.ErrorMessage) as spent:
+            platform.connections.update_authorization(
+                request={**ids, "request_body": {"authorizationId": authorization_id}}
+            )
+        assert spent.value.data.validation.errors[0].item_id == "authorizationId"

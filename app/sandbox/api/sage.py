@@ -54,10 +54,13 @@ async def update_connection_authorization(
     offered = body.get("authorizationId", "")
     known = any(secrets.compare_digest(offered, issued) for issued in state.sage_authorization_ids)
     if not known:
+        # Codat declares no 400 here; an authorizationId Sage never issued (or already used) is not found.
         raise invalid(
-            "authorizationId must be the authId Sage passed to your login page.",
+            "No authorization was found with this authorizationId: use the authId Sage passed to your login "
+            "page, once.",
             item_id="authorizationId",
             validator=_VALIDATOR,
+            status_code=404,
         )
     state.sage_authorization_ids.discard(offered)
     connection.sage.authorization_id = offered
