@@ -144,6 +144,14 @@ class TestLinkAndConsent:
             connection["id"]
         ]
 
+    async def test_allowing_again_sends_no_second_event(self, sandbox: Sandbox) -> None:
+        connection = await connect(sandbox, "gbol")
+        await authorize(sandbox, connection)
+        again = await authorize(sandbox, connection)
+        assert again.status_code == 303
+        assert len(events(sandbox, "connection.connected")) == 1
+        assert events(sandbox, "connection.reconnected") == []
+
     async def test_cancelling_leaves_the_connection_pending(self, sandbox: Sandbox) -> None:
         connection = await connect(sandbox, "gbol")
         response = await authorize(sandbox, connection, decision="deny")

@@ -49,7 +49,8 @@ async def consent(request: Request, companyId: str, connectionId: str) -> Respon
     if first(fields, "decision") != "allow":
         return page("Access was not granted", render("oauth_denied.html", platform=platform))
     mapping.open_books(sandbox_state(request), connection)
-    lifecycle(request).set_connection_status(connection, ConnectionStatus.linked)
+    if connection.status is not ConnectionStatus.linked:  # allowing again changes nothing, sends nothing
+        lifecycle(request).set_connection_status(connection, ConnectionStatus.linked)
     return RedirectResponse(f"{_base(request, connection)}/mapping?otp={otp}", status_code=303)
 
 

@@ -83,7 +83,8 @@ async def choose_accounts(request: Request) -> HTMLResponse:
         )
     life, today = lifecycle(request), sandbox_state(request).clock.now().date()
     connection.sage.product = product
-    life.set_connection_status(connection, ConnectionStatus.linked)
+    if connection.status is not ConnectionStatus.linked:  # a later visit adding accounts sends no event
+        life.set_connection_status(connection, ConnectionStatus.linked)
     for account in chosen:
         if _NEEDS_CONFIRM[product]:
             connection.sage.awaiting_confirmation.append(account.id)
