@@ -7,9 +7,8 @@ Either way the ``bankTransactions.write.successful`` or ``.unsuccessful`` webhoo
 
 The rules, as Codat documents them for QBO (other platforms: ``app.sandbox.platforms.PushRules``): the
 source account is connected; transactions are in chronological order; none is older than the newest already
-in the account; none is in the future. Dates
-are the bank's local date-times (an offset is ignored, as Codat does); with no time zone to go by, "the
-future" means after today anywhere on Earth (UTC+14).
+in the account; none is in the future. Dates are the bank's local date-times (an offset is ignored, as Codat
+does); with no time zone to go by, "the future" means after today anywhere on Earth (UTC+14).
 """
 
 import asyncio
@@ -110,7 +109,7 @@ def _record(state: SandboxState, operation: PushOperation, ledger: list[dict[str
     rules = profile(connection.platform_key).push
     ledger.extend({**rules.as_written(t), "pushOperationKey": operation.key} for t in operation.transactions)
     account = connection.accounts[operation.account_id]
-    # Every platform: the balance of the last transaction pushed becomes the account's balance.
+    # The balance of the last transaction pushed becomes the account's (QBO and Xero document it).
     account.balance = operation.transactions[-1]["balance"]
 
 
