@@ -4,7 +4,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from app.config import Environment, Settings, get_settings
 from app.metrics import MULTIPROC_ENV
 from app.observability import configure_logging
 
+WORKER_STARTUP_SECONDS = 60
 DEV_SERVICE_SCOPES = ["businesses:write", "bank-feed:read", "transactions:write", "transactions:read"]
 
 
@@ -104,6 +104,9 @@ def run_serve(args: argparse.Namespace) -> None:
         access_log=False,  # RequestContextMiddleware writes one JSON line a request
         log_config=None,  # configure_logging's JSON, in this process and (create_served_app) in each worker
         timeout_graceful_shutdown=int(settings.ops.shutdown_grace_seconds),
+        # A worker answers the supervisor's pings only once it has imported the app, which on a busy 2-core
+        # machine took more than uvicorn's 5 s: the supervisor then killed and restarted it, forever.
+        timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
     )
 
 
@@ -111,10 +114,11 @@ def use_fresh_metrics_directory() -> None:
     """prometheus-client's multiprocess mode for the workers uvicorn is about to start (new interpreters that
     read the variable as they import prometheus_client): each writes its samples there, and any worker's
     /metrics adds all of them up (app/metrics.py). Emptied first: an earlier run's samples would count too."""
-    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="bankfeeds-metrics-")
-    shutil.rmtree(directory, ignore_errors=True)
-    Path(directory).mkdir(parents=True)
-    os.environ[MULTIPROC_ENV] = directory
+    directory = Path(os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="bankfeeds-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(directory)
 
 
 def run_worker(args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""Retention: old rows go in small batches, by the worker's loop or `bankfeeds-bff prune`; nothing else goes."""
+"""Retention: old rows go in small batches, by the worker or `bankfeeds-bff prune`; nothing else goes."""
 
 import json
 import os
