@@ -130,7 +130,7 @@ async def _open_resources(
     codat_http = await stack.enter_async_context(_codat_http_client(settings, sandbox_app))
     codat_http.event_hooks["response"].append(_count_rate_limited)
     if tracer_provider is not None:
-        tracing.instrument_resources(tracer_provider, engine, codat_http)
+        stack.callback(tracing.instrument_resources(tracer_provider, engine, codat_http))
     state = app.state
     state.sessionmaker = create_sessionmaker(engine)
     state.codat = CodatClient(codat_http, settings.codat)

@@ -5,6 +5,8 @@ One trace per request: FastAPI's server span is the root, the Codat calls (httpx
 attribute (set by RequestContextMiddleware), so a log line leads to its trace.
 """
 
+from collections.abc import Callable
+
 import httpx
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -38,6 +40,12 @@ def instrument_app(app: FastAPI, provider: TracerProvider) -> None:
 
 def instrument_resources(
     provider: TracerProvider, engine: AsyncEngine, codat_http: httpx.AsyncClient
-) -> None:
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=provider)
+) -> Callable[[], None]:
+    """Trace the SQL and the Codat calls; returns what undoes it. SQLAlchemy's instrumentor is one per
+    process (a second `instrument` does nothing), so the app that set it up takes it down when it stops."""
+    # Its declared range stops below SQLAlchemy 2.1, whose engine events it uses are unchanged (tested).
+    SQLAlchemyInstrumentor().instrument(
+        engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
+    )
     HTTPXClientInstrumentor.instrument_client(codat_http, tracer_provider=provider)
+    return SQLAlchemyInstrumentor().uninstrument  # type: ignore[no-any-return]
