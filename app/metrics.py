@@ -73,7 +73,7 @@ def registry() -> CollectorRegistry:
     if MULTIPROC_ENV not in os.environ:
         return REGISTRY
     combined = CollectorRegistry()
-    multiprocess.MultiProcessCollector(combined)
+    multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
     return combined
 
 

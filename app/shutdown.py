@@ -41,5 +41,5 @@ def on_shutdown_signal(on_signal: Callable[[], None]) -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, before in previous.items():
-            signal.signal(signum, before)
+        for restored, before in previous.items():
+            signal.signal(restored, before)
