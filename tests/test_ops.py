@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from app.config import Settings
 from app.main import create_app
+from app.metrics import registry
 from app.migrate import head_revisions
 from app.observability import JsonFormatter
 from app.sandbox import SandboxConfig, create_sandbox_app
@@ -186,3 +187,14 @@ async def test_every_answer_carries_a_correlation_id_and_errors_repeat_it(client
 
     assert response.headers["x-request-id"] == "trace-12345678"
     assert response.json()["correlationId"] == "trace-12345678"
+
+
+async def test_429s_from_codat_are_counted_each_attempt(client, app, sandbox):
+    sandbox.set_knobs(rateLimitRate=1.0, retryAfterSeconds=0)
+    before = registry().get_sample_value("bff_codat_rate_limited_responses_total") or 0.0
+
+    await probe_after_check(client, app)  # the background check meets Codat's 429s
+
+    after = registry().get_sample_value("bff_codat_rate_limited_responses_total")
+    assert after - before == sandbox.counters["get-integration"]  # one per attempt (max_attempts=2)
+    assert after - before == 2
