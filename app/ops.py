@@ -59,7 +59,11 @@ class CodatHealth:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _check(self) -> None:
-        self.checks = await _codat_checks(self.codat, self.platform_key)
+        try:
+            self.checks = await _codat_checks(self.codat, self.platform_key)
+        except Exception as exc:  # noqa: BLE001 - a bug here must show as a failed check, not vanish in a task
+            log.exception("ops.codat_check_crashed")
+            self.checks = {"codat": f"failed: {type(exc).__name__}"}
         self.checked_at = self.clock.now().isoformat()
         for check, result in self.checks.items():
             CODAT_CHECK_UP.labels(check).set(1 if result == "ok" else 0)
