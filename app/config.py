@@ -97,7 +97,7 @@ class WebhookSettings(BaseModel):
 
 class OpsSettings(BaseModel):
     codat_check_interval_seconds: float = Field(
-        60.0, ge=1, description="How often a process checks Codat and the Portal switches for /readyz."
+        60.0, ge=1, description="How often a process calls Codat to check it and one Portal switch (in turn)."
     )
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, description="After SIGTERM, how long requests in flight get before the process exits."

@@ -2,8 +2,8 @@
 
 `/livez` says the process answers; `/readyz` that this replica can serve: its database answers and its
 schema is at the migrations' head. Codat and the Portal switches (`hcws` enabled, bank data types on) are
-checked in the background, at most once per `ops.codat_check_interval_seconds` in a process, whatever the
-probe rate: each check spends the client's daily Codat quota. Their last result is in `/readyz`'s body and
+checked in the background, one Codat call per `ops.codat_check_interval_seconds` in a process, whatever
+the probe rate: each call spends the client's daily Codat quota. Their last result is in `/readyz`'s body and
 in `bff_codat_check_up`, and never makes the replica unready: with Codat down it still serves the stored
 views and takes webhooks, and a load balancer that dropped every replica at once would serve nothing.
 """
@@ -32,16 +32,35 @@ router = APIRouter(tags=["operations"])
 CODAT_CHECK_DEADLINE_SECONDS = 5.0
 
 
+async def _integration_check(codat: CodatClient, platform_key: str) -> str:
+    integration = await codat.get_integration(platform_key)
+    return "ok" if integration.enabled else f"failed: {platform_key} is not enabled in the Codat Portal"
+
+
+async def _data_types_check(codat: CodatClient, platform_key: str) -> str:
+    sync_settings = await codat.get_sync_settings()
+    return "ok" if sync_settings.bank_feeds_enabled else "failed: enable bankAccounts and bankTransactions"
+
+
+# One Codat call a round, the two Portal switches in turn: each is re-read every other interval (they change
+# rarely), and Codat's reachability every interval, for one call's worth of quota.
+PORTAL_CHECKS = (("integration", _integration_check), ("dataTypes", _data_types_check))
+NOT_CHECKED = "not checked yet"
+
+
 @dataclass
 class CodatHealth:
-    """The last Codat check of this process, refreshed in the background when a probe finds it stale."""
+    """The last Codat checks of this process, refreshed in the background when a probe finds them stale."""
 
     codat: CodatClient
     platform_key: str
     interval_seconds: float
     clock: Clock
-    checks: dict[str, str] = field(default_factory=lambda: {"codat": "not checked yet"})
+    checks: dict[str, str] = field(
+        default_factory=lambda: {"codat": NOT_CHECKED, "integration": NOT_CHECKED, "dataTypes": NOT_CHECKED}
+    )
     checked_at: str | None = None
+    _rounds: int = 0
     _started: float | None = None
     _task: "asyncio.Task[None] | None" = None
 
@@ -59,35 +78,24 @@ class CodatHealth:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _check(self) -> None:
+        name, check = PORTAL_CHECKS[self._rounds % len(PORTAL_CHECKS)]
+        self._rounds += 1
         try:
-            self.checks = await _codat_checks(self.codat, self.platform_key)
+            with codat_deadline(CODAT_CHECK_DEADLINE_SECONDS):
+                self.checks[name] = await check(self.codat, self.platform_key)
+            self.checks["codat"] = "ok"
+        except CodatError as exc:
+            self.checks["codat"] = f"failed: {type(exc).__name__}"
         except Exception as exc:  # noqa: BLE001 - a bug here must show as a failed check, not vanish in a task
             log.exception("ops.codat_check_crashed")
-            self.checks = {"codat": f"failed: {type(exc).__name__}"}
+            self.checks["codat"] = f"failed: {type(exc).__name__}"
         self.checked_at = self.clock.now().isoformat()
-        for check, result in self.checks.items():
-            CODAT_CHECK_UP.labels(check).set(1 if result == "ok" else 0)
+        for checked, result in self.checks.items():
+            if result != NOT_CHECKED:
+                CODAT_CHECK_UP.labels(checked).set(1 if result == "ok" else 0)
         CODAT_CHECK_TIMESTAMP.set(time.time())
-        if any(result != "ok" for result in self.checks.values()):
-            log.warning("ops.codat_check_failed", extra={"checks": self.checks})
-
-
-async def _codat_checks(codat: CodatClient, platform_key: str) -> dict[str, str]:
-    try:
-        with codat_deadline(CODAT_CHECK_DEADLINE_SECONDS):
-            integration = await codat.get_integration(platform_key)
-            sync_settings = await codat.get_sync_settings()
-    except CodatError as exc:
-        return {"codat": f"failed: {type(exc).__name__}"}
-    return {
-        "codat": "ok",
-        "integration": "ok"
-        if integration.enabled
-        else f"failed: {platform_key} is not enabled in the Codat Portal",
-        "dataTypes": "ok"
-        if sync_settings.bank_feeds_enabled
-        else "failed: enable bankAccounts and bankTransactions",
-    }
+        if any(result.startswith("failed") for result in self.checks.values()):
+            log.warning("ops.codat_check_failed", extra={"checks": dict(self.checks)})
 
 
 @router.get("/livez")
