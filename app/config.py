@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 DEV_SANDBOX_API_KEY = "sandbox-dev-api-key"
 DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtMDEyMzQ1Njc="
+DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMDEyMzQ1Njc="  # a Fernet key (32 bytes, base64)
 
 
 class Environment(StrEnum):
@@ -31,6 +32,12 @@ class DatabaseSettings(BaseModel):
     pool_size: int = Field(10, ge=1, description="Postgres connections kept per process.")
     max_overflow: int = Field(5, ge=0, description="Extra connections allowed under bursts.")
     command_timeout_seconds: float = Field(10.0, gt=0, description="asyncpg per-statement timeout.")
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s) for secrets at rest (stored links, replayable credentials), "
+        "comma-separated, newest first. Required in prod; `python -c 'from cryptography.fernet import "
+        "Fernet; print(Fernet.generate_key().decode())'` makes one.",
+    )
 
 
 class CodatSettings(BaseModel):
@@ -120,6 +127,7 @@ class Settings(BaseSettings):
         if self.environment is not Environment.prod:
             self.auth.jwt_secret = self.auth.jwt_secret or SecretStr(DEV_JWT_SECRET)
             self.webhooks.signing_secret = self.webhooks.signing_secret or SecretStr(DEV_WEBHOOK_SECRET)
+            self.database.encryption_key = self.database.encryption_key or SecretStr(DEV_ENCRYPTION_KEY)
             return self
         if self.sandbox.enabled:
             raise ValueError("the sandbox is a development tool: it cannot be enabled in prod")
@@ -131,6 +139,9 @@ class Settings(BaseSettings):
             raise ValueError("auth.jwt_secret is the dev secret: set a real one in prod")
         if self.webhooks.signing_secret is None:
             raise ValueError("webhooks.signing_secret is required in prod")
+        key = self.database.encryption_key
+        if key is None or DEV_ENCRYPTION_KEY in key.get_secret_value():
+            raise ValueError("database.encryption_key is required in prod, and not the dev key")
         return self
 
     @property
