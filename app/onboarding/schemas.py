@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from app.clock import as_utc
+from app.inputs import Flag, Id, Money, Name
 from app.onboarding.currencies import ISO_4217
 
 SUPPORTED_COUNTRIES = ("US", "CA")
@@ -39,10 +40,8 @@ class StrictApiModel(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
 
-Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-]
-DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Identifier = Id  # one rule for ids and text at the boundary: app/inputs.py
+DisplayName = Name
 UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
@@ -82,7 +81,7 @@ class BusinessIn(StrictApiModel):
     country: Annotated[str, StringConstraints(min_length=2, max_length=2), AfterValidator(_country)] = Field(
         description="US or CA."
     )
-    time_zone: Annotated[str, AfterValidator(_time_zone)] | None = Field(
+    time_zone: Annotated[str, StringConstraints(max_length=64), AfterValidator(_time_zone)] | None = Field(
         None, description="IANA name; decides the business's today for its transactions. Default: by country."
     )
 
@@ -102,7 +101,7 @@ class BankAccountIn(StrictApiModel):
         None, description="ABA routing transit number (US, 9 digits) or Canadian routing number (8–9 digits)."
     )
     currency: Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(_currency)]
-    balance: Annotated[Decimal, Field(max_digits=16, decimal_places=2)]
+    balance: Money
 
 
 class BankAccountOut(ApiModel):
@@ -184,6 +183,6 @@ class ConnectOut(LinkOut):
 
 
 class ReconnectIn(StrictApiModel):
-    with_credentials: bool = Field(
+    with_credentials: Flag = Field(
         False, description="Also make one-time QuickBooks credentials (in-app flow)."
     )
