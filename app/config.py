@@ -108,6 +108,23 @@ class WebhookSettings(BaseModel):
     )
 
 
+class RateLimitSettings(BaseModel):
+    storage_url: str = Field(
+        "memory://",
+        description="Where the counters live: memory:// (one process) or redis://host:6379/0 (every replica).",
+    )
+    codat_calls_per_business: str = Field(
+        "60/minute", description="Requests of one business to endpoints that call Codat (`limits` notation)."
+    )
+    credentials_per_business: str = Field(
+        "5/minute", description="One-time credential sets one business mints."
+    )
+    per_service: str = Field("1200/minute", description="Requests of one internal service.")
+    event_streams_per_business: int = Field(
+        5, ge=1, description="Open event streams per business, per process."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BANKFEEDS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -120,6 +137,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     cors_origins: list[str] = Field(default_factory=list, description="SPA origins allowed by CORS.")
 
     @model_validator(mode="after")

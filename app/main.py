@@ -22,6 +22,7 @@ from app.onboarding.reconcile import reconcile_forever
 from app.onboarding.router import internal_router
 from app.onboarding.router import router as onboarding_router
 from app.onboarding.singleflight import SingleFlight
+from app.ratelimit import Limiter
 from app.transactions.router import router as transactions_router
 from app.transactions.worker import in_process as transactions_worker
 from app.web import mount_demo
@@ -119,6 +120,7 @@ async def _open_resources(
     state.single_flight = SingleFlight()
     state.clock = _clock(sandbox_app)
     state.changes = ChangeFeed()
+    state.limiter = Limiter(settings.limits)
 
 
 def _start_reconciler(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:

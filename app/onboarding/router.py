@@ -31,18 +31,20 @@ from app.onboarding.schemas import (
 )
 from app.onboarding.service import Link
 from app.onboarding.view import bank_feed_view
+from app.ratelimit import CodatCallsLimit, CredentialsLimit, RateLimited, ServiceLimit, limiter
 
 UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamRejected)
 router = APIRouter(
     prefix="/v1/bank-feed",
     tags=["bank feed"],
-    responses=error_responses(Unauthorized, InvalidInput),
+    responses=error_responses(Unauthorized, InvalidInput, RateLimited),
     route_class=IdempotentRoute,
 )
 internal_router = APIRouter(
     prefix="/internal/v1/businesses",
     tags=["internal"],
-    responses=error_responses(Unauthorized, Forbidden, InvalidInput),
+    responses=error_responses(Unauthorized, Forbidden, InvalidInput, RateLimited),
+    dependencies=[ServiceLimit],
 )
 
 
@@ -71,7 +73,10 @@ async def get_bank_feed(user: CurrentUser, session: SessionDep, request: Request
 
 
 @router.post(
-    "/refresh", response_model=BankFeedOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS)
+    "/refresh",
+    response_model=BankFeedOut,
+    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def refresh_bank_feed(
     user: CurrentUser, service: ServiceDep, session: SessionDep, request: Request
@@ -90,7 +95,8 @@ async def stream_bank_feed_events(user: CurrentUser, request: Request) -> Stream
     """Server-sent events: `bank-feed-changed` whenever the view changes; re-read `GET /v1/bank-feed` then."""
     state = request.app.state
     version = await feed_version(state.sessionmaker, user.business_id)
-    stream = bank_feed_events(request, state.sessionmaker, state.changes, user.business_id, version)
+    events = bank_feed_events(request, state.sessionmaker, state.changes, user.business_id, version)
+    stream = await limiter(request).stream(user.business_id, events)
     return StreamingResponse(
         stream,
         media_type="text/event-stream",
@@ -102,6 +108,7 @@ async def stream_bank_feed_events(user: CurrentUser, request: Request) -> Stream
     "/connect",
     response_model=ConnectOut,
     responses=error_responses(BusinessNotFound, InvalidInput, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def connect(
     user: CurrentUser,
@@ -120,8 +127,10 @@ async def connect(
     "/reconnect",
     response_model=ConnectOut,
     responses=error_responses(BusinessNotFound, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def reconnect(
+    request: Request,
     user: CurrentUser,
     service: ServiceDep,
     session: SessionDep,
@@ -132,6 +141,8 @@ async def reconnect(
 
     With `withCredentials`, also one-time QuickBooks credentials, for an in-app flow.
     """
+    if body and body.with_credentials:  # counted before anything is done, like POST /credentials
+        await limiter(request).hit("credentials", f"business:{user.business_id}")
     link = await service.reconnect(user.business_id)
     no_store(response)
     out = await connect_out(session, user.business_id, link)
@@ -141,7 +152,12 @@ async def reconnect(
     return out
 
 
-@router.get("/link", response_model=LinkOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS))
+@router.get(
+    "/link",
+    response_model=LinkOut,
+    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
+)
 async def get_link(user: CurrentUser, service: ServiceDep, response: Response) -> LinkOut:
     """A Link URL with time left on its one-time password, fresh if the stored one has lapsed."""
     no_store(response)
@@ -153,6 +169,7 @@ async def get_link(user: CurrentUser, service: ServiceDep, response: Response) -
     status_code=status.HTTP_302_FOUND,
     response_class=RedirectResponse,
     responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def redirect_to_link(user: CurrentUser, service: ServiceDep) -> RedirectResponse:
     """A `302` to a valid Link URL."""
@@ -161,7 +178,10 @@ async def redirect_to_link(user: CurrentUser, service: ServiceDep) -> RedirectRe
 
 
 @router.post(
-    "/credentials", response_model=CredentialsOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS)
+    "/credentials",
+    response_model=CredentialsOut,
+    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit, CredentialsLimit],
 )
 async def generate_credentials(user: CurrentUser, service: ServiceDep, response: Response) -> CredentialsOut:
     """One-time QuickBooks credentials for an in-app flow; each call makes a new set."""
@@ -174,6 +194,7 @@ async def generate_credentials(user: CurrentUser, service: ServiceDep, response:
     "/credentials",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def revoke_credentials(user: CurrentUser, service: ServiceDep) -> None:
     """Revoke every set of one-time credentials of the connection."""
@@ -184,6 +205,7 @@ async def revoke_credentials(user: CurrentUser, service: ServiceDep) -> None:
     "/accounts",
     response_model=ConnectOut,
     responses=error_responses(BusinessNotFound, InvalidInput, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def add_accounts(
     user: CurrentUser, service: ServiceDep, session: SessionDep, body: AddAccountsIn, response: Response
@@ -198,6 +220,7 @@ async def add_accounts(
     "/accounts/{account_id}",
     response_model=FeedAccountOut,
     responses=error_responses(AccountNotFound, InvalidInput, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def rename_account(
     user: CurrentUser, service: ServiceDep, session: SessionDep, account_id: IdPath, body: RenameAccountIn
