@@ -11,6 +11,7 @@ from app import migrate
 from app.auth.tokens import mint_end_user_token, mint_service_token
 from app.config import Environment, Settings, get_settings
 from app.observability import configure_logging
+from app.serving import uvicorn_options
 
 DEV_SERVICE_SCOPES = ["businesses:write", "bank-feed:read", "transactions:write", "transactions:read"]
 
@@ -45,7 +46,7 @@ def run_dev(args: argparse.Namespace) -> None:
         ),
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **uvicorn_options(settings))
 
 
 async def _register_demo_business(settings: Settings) -> None:
@@ -85,6 +86,7 @@ def run_serve(args: argparse.Namespace) -> None:
         workers=args.workers,
         proxy_headers=True,
         access_log=False,
+        **uvicorn_options(get_settings()),
     )
 
 

@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 DEV_SANDBOX_API_KEY = "sandbox-dev-api-key"
 DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtMDEyMzQ1Njc="
+DEV_USER_ISSUER = "bankfeeds-dev-identity"
+DEV_SERVICE_ISSUER = "bankfeeds-dev-services"
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMDEyMzQ1Njc="  # a Fernet key (32 bytes, base64)
 
 
@@ -71,9 +73,15 @@ class AuthSettings(BaseModel):
     jwt_secret: SecretStr | None = Field(None, description="HS256 secret for end-user and service tokens.")
     jwks_url: str | None = Field(None, description="JWKS endpoint of the identity provider (RS256).")
     audience: str = Field("bankfeeds-bff", description="`aud` of end-user tokens.")
-    issuer: str | None = Field(None, description="Expected `iss`, if set.")
+    issuer: str | None = Field(None, description="Required `iss` of end-user tokens (required in prod).")
     business_claim: str = Field("business_id", description="Claim that names the user's business.")
     service_audience: str = Field("bankfeeds-bff-internal", description="`aud` of internal service tokens.")
+    service_issuer: str | None = Field(
+        None, description="Required `iss` of service tokens (required in prod, unlike the users' issuer)."
+    )
+    service_jwt_secret: SecretStr | None = Field(
+        None, description="HS256 secret of service tokens, if not the users' one (recommended)."
+    )
 
 
 class SandboxSettings(BaseModel):
@@ -125,6 +133,22 @@ class RateLimitSettings(BaseModel):
     )
 
 
+class HttpSettings(BaseModel):
+    max_body_bytes: int = Field(2_000_000, ge=1024, description="Larger request bodies are refused (413).")
+    ops_token: SecretStr | None = Field(
+        None,
+        description="If set, /docs, /redoc, /openapi.json and /metrics need `Authorization: Bearer <it>`.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="`serve`: a connection that has not sent a request's headers by then is closed.",
+    )
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, description="`serve`: idle keep-alive connections are closed."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BANKFEEDS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -138,6 +162,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     cors_origins: list[str] = Field(default_factory=list, description="SPA origins allowed by CORS.")
 
     @model_validator(mode="after")
@@ -146,6 +171,8 @@ class Settings(BaseSettings):
             self.auth.jwt_secret = self.auth.jwt_secret or SecretStr(DEV_JWT_SECRET)
             self.webhooks.signing_secret = self.webhooks.signing_secret or SecretStr(DEV_WEBHOOK_SECRET)
             self.database.encryption_key = self.database.encryption_key or SecretStr(DEV_ENCRYPTION_KEY)
+            self.auth.issuer = self.auth.issuer or DEV_USER_ISSUER
+            self.auth.service_issuer = self.auth.service_issuer or DEV_SERVICE_ISSUER
             return self
         if self.sandbox.enabled:
             raise ValueError("the sandbox is a development tool: it cannot be enabled in prod")
@@ -157,6 +184,11 @@ class Settings(BaseSettings):
             raise ValueError("auth.jwt_secret is the dev secret: set a real one in prod")
         if self.webhooks.signing_secret is None:
             raise ValueError("webhooks.signing_secret is required in prod")
+        auth = self.auth
+        if not auth.issuer or not auth.service_issuer or auth.issuer == auth.service_issuer:
+            raise ValueError("auth.issuer and auth.service_issuer are required in prod, and must differ")
+        if auth.audience == auth.service_audience:
+            raise ValueError("auth.audience and auth.service_audience must differ")
         key = self.database.encryption_key
         if key is None or DEV_ENCRYPTION_KEY in key.get_secret_value():
             raise ValueError("database.encryption_key is required in prod, and not the dev key")

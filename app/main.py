@@ -15,6 +15,7 @@ from app.codat.client import CodatClient, build_http_client
 from app.config import Environment, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
+from app.http_guards import BodySizeLimit, OpsToken, SecurityHeaders
 from app.observability import RequestContextMiddleware, configure_logging
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.dependencies import onboarding_service
@@ -79,7 +80,11 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
             ],
             expose_headers=["ETag", "Retry-After", "X-Request-ID"],
         )
+    if settings.http.ops_token is not None:
+        app.add_middleware(OpsToken, token=settings.http.ops_token.get_secret_value())
+    app.add_middleware(BodySizeLimit, max_bytes=settings.http.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, the request-context's own 500s included
     return app
 
 
