@@ -17,7 +17,6 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
-    Text,
     func,
     text,
 )
