@@ -23,6 +23,7 @@ from app.onboarding.reconcile import reconcile_forever
 from app.onboarding.router import internal_router
 from app.onboarding.router import router as onboarding_router
 from app.onboarding.singleflight import SingleFlight
+from app.openapi_statuses import install as declare_common_statuses
 from app.ratelimit import Limiter
 from app.transactions.router import router as transactions_router
 from app.transactions.worker import in_process as transactions_worker
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
     )
     app.state.settings = settings
     install_error_handlers(app)
+    declare_common_statuses(app)
     app.include_router(onboarding_router)
     app.include_router(internal_router)
     app.include_router(transactions_router)

@@ -1,5 +1,7 @@
 """End-user endpoints (the SPA and mobile apps) and internal-service endpoints of the onboarding domain."""
 
+from typing import Any
+
 from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 
@@ -34,6 +36,9 @@ from app.onboarding.view import bank_feed_view
 from app.ratelimit import CodatCallsLimit, CredentialsLimit, RateLimited, ServiceLimit, limiter
 
 UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamRejected)
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: `If-None-Match` is current."}
+}
 router = APIRouter(
     prefix="/v1/bank-feed",
     tags=["bank feed"],
@@ -53,7 +58,7 @@ def link_out(link: Link) -> LinkOut:
         link_url=link.url,
         expires_at=link.expires_at,
         connection_id=link.connection.codat_connection_id or "",
-        connection_status=link.connection.status,
+        connection_status=link.connection.status,  # type: ignore[arg-type]  # pydantic checks the enum
     )
 
 
@@ -66,7 +71,7 @@ async def connect_out(session: SessionDep, business_id: str, link: Link) -> Conn
     return ConnectOut(**link_out(link).model_dump(), accounts=view.accounts)
 
 
-@router.get("", response_model=BankFeedOut, responses=error_responses(BusinessNotFound))
+@router.get("", response_model=BankFeedOut, responses={**error_responses(BusinessNotFound), **NOT_MODIFIED})
 async def get_bank_feed(user: CurrentUser, session: SessionDep, request: Request) -> Response:
     """The business's bank feed; send `If-None-Match` with the last `ETag` to get a cheap `304`."""
     return etag_response(request, await bank_feed_view(session, user.business_id))
@@ -75,7 +80,7 @@ async def get_bank_feed(user: CurrentUser, session: SessionDep, request: Request
 @router.post(
     "/refresh",
     response_model=BankFeedOut,
-    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    responses={**error_responses(NotConnected, *UPSTREAM_ERRORS), **NOT_MODIFIED},
     dependencies=[CodatCallsLimit],
 )
 async def refresh_bank_feed(
@@ -231,7 +236,11 @@ async def rename_account(
     return next(a for a in view.accounts if a.account_id == account_id)
 
 
-@internal_router.put("/{business_id}", response_model=BusinessOut, responses=error_responses(InvalidInput))
+@internal_router.put(
+    "/{business_id}",
+    response_model=BusinessOut,
+    responses={**error_responses(InvalidInput), 201: {"model": BusinessOut, "description": "Registered"}},
+)
 async def put_business(
     business_id: IdPath, body: BusinessIn, _: BusinessesWriter, session: SessionDep, response: Response
 ) -> BusinessOut:
@@ -248,7 +257,10 @@ async def put_business(
 @internal_router.put(
     "/{business_id}/accounts/{account_id}",
     response_model=BankAccountOut,
-    responses=error_responses(BusinessNotFound, InvalidInput),
+    responses={
+        **error_responses(BusinessNotFound, InvalidInput),
+        201: {"model": BankAccountOut, "description": "Registered"},
+    },
 )
 async def put_bank_account(
     business_id: IdPath,
@@ -269,7 +281,7 @@ async def put_bank_account(
     return BankAccountOut(
         account_id=account.id,
         name=account.name,
-        account_type=account.account_type,
+        account_type=account.account_type,  # type: ignore[arg-type]  # pydantic checks the enum
         account_number_last4=account.account_number[-4:],
         currency=account.currency,
         balance=account.balance,
@@ -277,7 +289,9 @@ async def put_bank_account(
 
 
 @internal_router.get(
-    "/{business_id}/bank-feed", response_model=BankFeedOut, responses=error_responses(BusinessNotFound)
+    "/{business_id}/bank-feed",
+    response_model=BankFeedOut,
+    responses={**error_responses(BusinessNotFound), **NOT_MODIFIED},
 )
 async def get_business_bank_feed(
     business_id: IdPath, _: BankFeedReader, session: SessionDep, request: Request

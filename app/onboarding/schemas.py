@@ -30,6 +30,7 @@ ACCOUNT_TYPE_ALIASES = {
     "prepaid": "prepaidCard",
 }
 AccountTypeName = Literal["checking", "savings", "loan", "creditCard", "prepaidCard"]
+ConnectionStatus = Literal["PendingAuth", "Linked", "Unlinked", "Deauthorized"]  # Codat's enum
 
 
 class ApiModel(BaseModel):
@@ -107,7 +108,7 @@ class BankAccountIn(StrictApiModel):
 class BankAccountOut(ApiModel):
     account_id: str
     name: str
-    account_type: str
+    account_type: AccountTypeName
     account_number_last4: str
     currency: str
     balance: Decimal
@@ -136,7 +137,7 @@ FeedAction = Literal["connect", "finish_in_quickbooks", "connect_new_accounts", 
 class FeedAccountOut(ApiModel):
     account_id: str
     account_name: str
-    account_type: str
+    account_type: AccountTypeName
     currency: str
     account_number_last4: str
     status: FeedStatus = Field(description="`not_added` until the account is offered to QuickBooks.")
@@ -145,7 +146,7 @@ class FeedAccountOut(ApiModel):
 
 class ConnectionOut(ApiModel):
     connection_id: str | None
-    status: str | None = Field(description="Codat's status: PendingAuth, Linked, Unlinked or Deauthorized.")
+    status: ConnectionStatus | None = Field(description="Codat's status of the connection.")
     created_at: UtcDateTime
 
 
@@ -169,7 +170,7 @@ class LinkOut(ApiModel):
     )
     expires_at: UtcDateTime
     connection_id: str
-    connection_status: str | None
+    connection_status: ConnectionStatus | None
 
 
 class CredentialsOut(ApiModel):
