@@ -119,3 +119,23 @@ async def test_event_streams_are_capped_per_business(app, client, settings, user
         await stream.aclose()  # a closed stream frees its place
     freed = await limiter.stream(business, forever())
     assert freed is not None
+
+
+async def test_a_rate_limit_store_that_is_down_refuses_retryably_and_codat_is_not_called(
+    client, settings, sandbox_app, sandbox, user_headers, service_headers
+):
+    await register(client, service_headers(), "biz-down")
+    down = settings.model_copy(
+        update={"limits": settings.limits.model_copy(update={"storage_url": "redis://127.0.0.1:1/0"})}
+    )
+    app = create_app(down, sandbox_app=contract_checked(sandbox_app))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as replica,
+    ):
+        calls_before = sum(sandbox.counters.values())
+        response = await replica.post("/v1/bank-feed/connect", headers=user_headers("biz-down"))
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert sum(sandbox.counters.values()) == calls_before
