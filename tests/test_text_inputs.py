@@ -44,6 +44,13 @@ def cases(business: str) -> list[tuple[str, str, str, object, str]]:
         out += [
             (f"business name {name}", "PUT", internal, {"name": bad, "country": "US"}, "body.name"),
             (
+                f"time zone {name}",
+                "PUT",
+                internal,
+                {"name": "A", "country": "US", "timeZone": bad},
+                "body.timeZone",
+            ),
+            (
                 f"account name {name}",
                 "PUT",
                 f"{internal}/accounts/acc-9",
