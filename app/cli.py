@@ -16,6 +16,7 @@ from app.auth.tokens import mint_end_user_token, mint_service_token
 from app.config import Environment, Settings, get_settings
 from app.metrics import MULTIPROC_ENV
 from app.observability import configure_logging
+from app.serving import uvicorn_options
 
 WORKER_STARTUP_SECONDS = 60
 DEV_SERVICE_SCOPES = ["businesses:write", "bank-feed:read", "transactions:write", "transactions:read"]
@@ -51,14 +52,7 @@ def run_dev(args: argparse.Namespace) -> None:
         ),
         flush=True,
     )
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        log_config=None,  # configure_logging's JSON
-        timeout_graceful_shutdown=int(settings.ops.shutdown_grace_seconds),
-    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **uvicorn_options(settings))
 
 
 async def _register_demo_business(settings: Settings) -> None:
@@ -102,11 +96,10 @@ def run_serve(args: argparse.Namespace) -> None:
         workers=args.workers,
         proxy_headers=True,
         access_log=False,  # RequestContextMiddleware writes one JSON line a request
-        log_config=None,  # configure_logging's JSON, in this process and (create_served_app) in each worker
-        timeout_graceful_shutdown=int(settings.ops.shutdown_grace_seconds),
         # A worker answers the supervisor's pings only once it has imported the app, which on a busy 2-core
         # machine took more than uvicorn's 5 s: the supervisor then killed and restarted it, forever.
         timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
+        **uvicorn_options(settings),
     )
 
 

@@ -16,6 +16,7 @@ from app.codat.client import CodatClient, build_http_client
 from app.config import Environment, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
+from app.http_guards import BodySizeLimit, OpsToken, SecurityHeaders
 from app.metrics import INBOUND_RATE_LIMITED
 from app.observability import RequestContextMiddleware, configure_logging
 from app.onboarding.changes import ChangeFeed
@@ -24,13 +25,16 @@ from app.onboarding.reconcile import reconcile_forever
 from app.onboarding.router import internal_router
 from app.onboarding.router import router as onboarding_router
 from app.onboarding.singleflight import SingleFlight
+from app.openapi_statuses import install as declare_common_statuses
 from app.ops import CodatHealth
+from app.ratelimit import Limiter
 from app.shutdown import on_shutdown_signal
 from app.transactions.router import router as transactions_router
 from app.transactions.worker import in_process as transactions_worker
 from app.web import mount_demo
+from app.webhooks.router import operator_router as webhooks_operator_router
 from app.webhooks.router import router as webhooks_router
-from app.webhooks.service import WebhookProcessor
+from app.webhooks.router import webhook_processor
 
 
 def create_app(
@@ -66,10 +70,12 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    declare_common_statuses(app)
     app.include_router(onboarding_router)
     app.include_router(internal_router)
     app.include_router(transactions_router)
     app.include_router(webhooks_router)
+    app.include_router(webhooks_operator_router)
     app.include_router(ops.router)
     if sandbox_app is not None:
         app.mount("/sandbox", sandbox_app)
@@ -88,9 +94,13 @@ def create_app(
             ],
             expose_headers=["ETag", "Retry-After", "X-Request-ID"],
         )
+    if settings.http.ops_token is not None:
+        app.add_middleware(OpsToken, token=settings.http.ops_token.get_secret_value())
+    app.add_middleware(BodySizeLimit, max_bytes=settings.http.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     if tracer_provider is not None:
         tracing.instrument_app(app, tracer_provider)
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, the request-context's own 500s included
     return app
 
 
@@ -138,6 +148,7 @@ async def _open_resources(
     state.single_flight = SingleFlight()
     state.clock = _clock(sandbox_app)
     state.changes = ChangeFeed()
+    state.limiter = Limiter(settings.limits)
     state.codat_health = CodatHealth(
         state.codat, settings.codat.platform_key, settings.ops.codat_check_interval_seconds, state.clock
     )
@@ -153,11 +164,8 @@ def _start_reconciler(app: FastAPI, settings: Settings, stack: AsyncExitStack) -
     interval = settings.webhooks.reconcile_interval_seconds
     if interval == 0:
         return
-    state = app.state
     service = onboarding_service(app)
-    task = asyncio.create_task(
-        reconcile_forever(service, WebhookProcessor(state.sessionmaker, state.changes), interval)
-    )
+    task = asyncio.create_task(reconcile_forever(service, webhook_processor(app.state), interval))
     stack.callback(task.cancel)
 
 

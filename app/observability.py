@@ -10,29 +10,22 @@ from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import correlation_id_var, new_correlation_id
+from app.errors import correlation_id_var, new_correlation_id, unexpected_error_response
 from app.onboarding.fastpath import answer_from_cache
+from app.redaction import scrub
 
+log = logging.getLogger(__name__)
 REQUESTS = Counter("bff_http_requests_total", "HTTP requests served", ["method", "route", "status"])
 LATENCY = Histogram("bff_http_request_seconds", "HTTP request latency", ["method", "route"])
 access_log = logging.getLogger("app.access")
 
-# Defence in depth: code never logs these, and this filter scrubs them should one slip into a message.
-_SECRET_PATTERNS = [
-    (re.compile(r"(otp=)[^&\s\"']+", re.I), r"\1[redacted]"),
-    (re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._-]{8,}", re.I), r"\1 [redacted]"),
-    (re.compile(r"(\"?password\"?\s*[:=]\s*\"?)[^\"',\s}]+", re.I), r"\1[redacted]"),
-]
-_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-def scrub(text: str) -> str:
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. Defence in depth: code never logs secrets, and should one slip into a field, a
+    message or an exception's text, it is redacted here, on the values before they are encoded."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "level": record.levelname.lower(),
@@ -43,7 +36,37 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(entry, default=str))
+        return json.dumps(scrub(_plain(entry)), default=str)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready values, so that scrub() sees every string (an exception, a URL object) before encoding."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+# uvicorn's own loggers ("Exception in ASGI application", access lines) through the same formatter; uvicorn
+# applies this at start-up, so `serve` and `dev` pass it as `log_config`.
+def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "loggers": {
+            **{
+                name: {"handlers": ["json"], "level": level, "propagate": False}
+                for name in ("uvicorn", "uvicorn.error")
+            },
+            # RequestContextMiddleware writes one JSON access line a request; uvicorn's own would be a second.
+            "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+        },
+    }
 
 
 def configure_logging(level: str) -> None:
@@ -81,18 +104,25 @@ class RequestContextMiddleware:
         correlation_id = incoming if re.fullmatch(r"[A-Za-z0-9._-]{8,64}", incoming) else new_correlation_id()
         token = correlation_id_var.set(correlation_id)
         trace.get_current_span().set_attribute("bff.request_id", correlation_id)  # a no-op when not traced
-        started, status = time.perf_counter(), 500
+        started, status, started_response = time.perf_counter(), 500, False
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
+            nonlocal started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", correlation_id.encode())]
             await send(message)
 
         try:
             if not await answer_from_cache(scope, receive, send_with_id):
                 await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # noqa: BLE001 - answered here, with the request's id, and logged scrubbed
+            # Not re-raised: uvicorn would log it again, as a plain-text traceback with no correlation id.
+            if started_response:
+                log.exception("unhandled error after the response started", exc_info=exc)
+                return
+            await unexpected_error_response(exc)(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = _route_template(scope)

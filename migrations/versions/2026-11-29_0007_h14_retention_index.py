@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0005_h14_retention_index"
-down_revision: str | None = "0004"
+down_revision: str | None = "0006_h13_secrets_at_rest"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
