@@ -48,6 +48,10 @@ class SourceAccount:
     modified_date: str | None = None
     status: AccountStatus = AccountStatus.pending
     feed_start_date: date | None = None
+    # The one-time credentials QuickBooks linked the account with: revoking them stops its writes.
+    linked_with: Credentials | None = None
+    # When the SMB disconnected the feed in QuickBooks; Codat reports it only after the disconnect lag.
+    disconnected_in_qbo_at: datetime | None = None
 
 
 @dataclass
@@ -61,6 +65,11 @@ class Connection:
     status: ConnectionStatus = ConnectionStatus.pending_auth
     accounts: dict[str, SourceAccount] = field(default_factory=dict)
     credentials: list[Credentials] = field(default_factory=list)
+    # Revoked credentials are remembered so that QuickBooks can still tell whose they were.
+    revoked_credentials: list[Credentials] = field(default_factory=list)
+    # When every account showed disconnected: the connection turns Unlinked after the unlink lag.
+    all_disconnected_at: datetime | None = None
+    data_connection_errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import secrets
 import string
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,8 @@ class SandboxState:
         self.portal = PortalSettings.from_config(self.config)
         self.knobs = Knobs.from_config(self.config)
         self.quota_used: Counter[tuple[str, date]] = Counter()
+        # The day client.rateLimit.reached was sent, until client.rateLimit.reset follows it.
+        self.quota_reached_on: date | None = None
         self.counters.clear()
         self.clock.reset()
         self.idempotency.clear()
@@ -123,9 +125,17 @@ class SandboxState:
         )
 
     def connection_for_credentials(self, username: str, password: str) -> Connection | None:
+        return self._holder(username, password, lambda connection: connection.credentials)
+
+    def connection_for_revoked_credentials(self, username: str, password: str) -> Connection | None:
+        return self._holder(username, password, lambda connection: connection.revoked_credentials)
+
+    def _holder(
+        self, username: str, password: str, held_by: Callable[[Connection], list[Credentials]]
+    ) -> Connection | None:
         offered = Credentials(username.strip(), password.strip())
         for connection in self.connections.values():
-            if any(_same_credentials(offered, held) for held in connection.credentials):
+            if any(_same_credentials(offered, held) for held in held_by(connection)):
                 return connection
         return None
 

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.sandbox.api.companies import require_company
+from app.sandbox.api import query
 from app.sandbox.api.paging import Paging
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.api.schemas import ConnectionRequest, ConnectionUpdate, parse_body
@@ -11,7 +12,7 @@ from app.sandbox.context import lifecycle, presenter, sandbox_state
 from app.sandbox.errors import CodatError, invalid
 from app.sandbox.models import Connection, ConnectionStatus
 from app.sandbox.state import SandboxState
-from app.sandbox.views import HCWS_KEY
+from app.sandbox.views import HCWS_INTEGRATION_ID, HCWS_KEY, HCWS_NAME, HCWS_SOURCE_ID
 
 router = APIRouter(route_class=CodatRoute)
 
@@ -59,7 +60,8 @@ async def list_connections(request: Request, companyId: str) -> JSONResponse:
     company = require_company(sandbox_state(request), companyId)
     present = presenter(request)
     path = f"/companies/{company.id}/connections"
-    return JSONResponse(paging.envelope(list(company.connections.values()), present.connection, path))
+    connections = query.from_request(request, list(company.connections.values()), CONNECTION_FIELDS.get)
+    return JSONResponse(paging.envelope(connections, present.connection, path))
 
 
 @router.get(CONNECTION, operation_id="get-connection")
@@ -94,3 +96,20 @@ async def delete_connection(request: Request, companyId: str, connectionId: str)
     del state.companies[companyId].connections[connection.id]
     del state.connections[connection.id]
     return Response(status_code=200)
+
+
+def _constant(value: str) -> query.Field[Connection]:
+    return query.Field(query.Kind.string, lambda _: value)
+
+
+CONNECTION_FIELDS: dict[str, query.Field[Connection]] = {
+    "id": query.Field(query.Kind.string, lambda c: c.id),
+    "integrationId": _constant(HCWS_INTEGRATION_ID),
+    "integrationKey": _constant(HCWS_KEY),
+    "sourceId": _constant(HCWS_SOURCE_ID),
+    "sourceType": _constant("BankFeed"),
+    "platformName": _constant(HCWS_NAME),
+    "status": query.Field(query.Kind.string, lambda c: c.status.value),
+    "created": query.Field(query.Kind.date, lambda c: c.created),
+    "lastSync": query.Field(query.Kind.date, lambda c: None),
+}

@@ -120,7 +120,7 @@ async def generate_credentials(request: Request, companyId: str, connectionId: s
 
 @router.delete(ACCOUNTS + "/credentials", operation_id="delete-bank-feed-credentials", status_code=204)
 async def delete_bank_feed_credentials(request: Request, companyId: str, connectionId: str) -> Response:
-    _connection(request, companyId, connectionId).credentials.clear()
+    lifecycle(request).revoke_credentials(_connection(request, companyId, connectionId))
     return Response(status_code=204)
 
 
