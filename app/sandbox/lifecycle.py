@@ -10,7 +10,14 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
 from app.sandbox.clock import iso
-from app.sandbox.models import AccountStatus, Company, Connection, ConnectionStatus, Credentials, SourceAccount
+from app.sandbox.models import (
+    AccountStatus,
+    Company,
+    Connection,
+    ConnectionStatus,
+    Credentials,
+    SourceAccount,
+)
 from app.sandbox.state import SandboxState
 from app.sandbox.views import Presenter, source_account
 

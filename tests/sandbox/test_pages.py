@@ -188,7 +188,7 @@ async def test_the_success_page_returns_to_the_app(sandbox, connection) -> None:
     assert shown(done.text, "return-to-app") == "Return to Dave's Bank"
 
 
-async def test_an_account_disconnected_in_quickbooks_shows_at_codat_10_days_later(sandbox, connection) -> None:
+async def test_a_disconnect_in_quickbooks_shows_at_codat_10_days_later(sandbox, connection) -> None:
     username, password = await get_credentials(sandbox, connection)
     today = sandbox.state.clock.now().date().isoformat()
     credentials = {"username": username, "password": password}

@@ -112,7 +112,8 @@ async def test_disconnecting_the_last_account_unlinks_the_connection_a_day_later
     await set_status(sandbox, connection, "Linked")
     await sandbox.client.post(f"/_sandbox/connections/{connection['id']}/accounts/ac-001/disconnect")
     await sandbox.state.webhooks.wait_idle()
-    assert in_sent_order(sandbox, consumer.events())[-1]["eventType"] == "bankFeeds.sourceAccount.disconnected"
+    latest = in_sent_order(sandbox, consumer.events())[-1]
+    assert latest["eventType"] == "bankFeeds.sourceAccount.disconnected"
     await sandbox.client.post("/_sandbox/clock/advance", json={"seconds": 86400})
     await sandbox.state.webhooks.wait_idle()
     *_, account_event, unlinked = in_sent_order(sandbox, consumer.events())

@@ -3,8 +3,8 @@
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.sandbox.api.companies import require_company
 from app.sandbox.api import query
+from app.sandbox.api.companies import require_company
 from app.sandbox.api.paging import Paging
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.api.schemas import ConnectionRequest, ConnectionUpdate, parse_body

@@ -83,7 +83,7 @@ def ordered(items: list[T], fields: Fields[T], order_by: str) -> list[T]:
     descending = name.startswith("-")
     field = fields(name.removeprefix("-"))
     if field is None:
-        raise refused("orderBy", f"'{name.removeprefix('-')}' is not a field these results can be ordered by.")
+        raise refused("orderBy", f"'{name.removeprefix('-')}' is not a field results can be ordered by.")
     present = [item for item in items if field.read(item) is not None]
     missing = [item for item in items if field.read(item) is None]
     return sorted(present, key=field.read, reverse=descending) + missing
@@ -141,7 +141,8 @@ class _Parser(Generic[T]):
         if field is None:
             raise refused("query", f"'{name}' is not a field these results can be queried on.")
         if operator not in _OPERATORS_BY_KIND[field.kind]:
-            raise refused("query", f"The operator '{operator}' does not apply to {field.kind.value} '{name}'.")
+            kind = field.kind.value
+            raise refused("query", f"The operator '{operator}' does not apply to the {kind} '{name}'.")
         if not raw or raw.lower() == "null":
             raise refused("query", "Querying on null (or on an empty value) is not supported.")
         wanted = _value(field.kind, raw, name)

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic.alias_generators import to_camel
 
 from app.sandbox import pushes
+from app.sandbox.api import query
 from app.sandbox.api.companies import require_company
 from app.sandbox.api.connections import CONNECTION, require_connection
-from app.sandbox.api import query
 from app.sandbox.api.paging import Paging
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.api.schemas import Number, parse_body
