@@ -112,10 +112,10 @@ async def _open_resources(
     codat_http = await stack.enter_async_context(_codat_http_client(settings, sandbox_app))
     state = app.state
     state.sessionmaker = create_sessionmaker(engine)
-    state.codat = CodatClient(codat_http, settings.codat)
+    state.clock = _clock(sandbox_app)
+    state.codat = CodatClient(codat_http, settings.codat, wall_clock=state.clock.now)
     state.token_verifier = TokenVerifier(settings.auth)
     state.single_flight = SingleFlight()
-    state.clock = _clock(sandbox_app)
     state.changes = ChangeFeed()
 
 
