@@ -149,8 +149,8 @@ class FeedAccountOut(ApiModel):
     )
     writes_held: str | None = Field(
         None,
-        description="Why QuickBooks takes no transactions from the account now, and the fix; its transactions "
-        "are held and resume in order once it is mended.",
+        description="Why QuickBooks takes no transactions from the account now, and the fix; its "
+        "transactions are held and resume in order once it is mended.",
     )
 
 

@@ -8,11 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.http import Rendered
 from app.onboarding.cache import ViewCache
 from app.onboarding.exceptions import BusinessNotFound
-from app.onboarding.holds import MESSAGES, hold_of
+from app.onboarding.holds import BROKEN_CONNECTION, MESSAGES, hold_of
 from app.onboarding.models import BankAccount, FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository
 from app.onboarding.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
-from app.onboarding.holds import BROKEN_CONNECTION
 
 ACTION_MESSAGES: dict[FeedAction, str | None] = {
     "connect": "Connect your bank accounts to QuickBooks Online.",

@@ -114,7 +114,7 @@ class TransactionService:
         held = counts.get(TransactionStatus.QUEUED, 0) if hold else 0
         return TransactionsPage(
             account_id=account_id,
-            counts={s.value: counts.get(s.value, 0) for s in TransactionStatus} | {"held": held},  # type: ignore[misc]
+            counts={s.value: counts.get(s.value, 0) for s in TransactionStatus} | {"held": held},
             transactions=[_out(row, key, hold) for row, key in rows],
             next_cursor=str(rows[-1][0].seq) if len(rows) == limit else None,
             held=HoldOut(reason=hold, message=MESSAGES[hold]) if hold else None,
