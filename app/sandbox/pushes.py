@@ -173,8 +173,13 @@ def _sign_warnings(transactions: list[dict[str, Any]]) -> list[ValidationItem]:
 
 
 def _record(state: SandboxState, operation: PushOperation, ledger: list[dict[str, Any]]) -> None:
-    ledger.extend({**t, "pushOperationKey": operation.key} for t in operation.transactions)
     account = state.connections[operation.connection_id].accounts[operation.account_id]
+    written = [{**t, "pushOperationKey": operation.key} for t in operation.transactions]
+    if account.disconnected_in_qbo_at is not None:
+        # Codat took them, but QuickBooks no longer pulls this feed: they never reach its ledger.
+        state.stranded.setdefault((operation.connection_id, operation.account_id), []).extend(written)
+        return
+    ledger.extend(written)
     # QBO: the balance of the last transaction pushed becomes the account's balance.
     account.balance = operation.transactions[-1]["balance"]
 

@@ -53,6 +53,8 @@ class SandboxState:
         self.push_operations: dict[str, PushOperation] = {}
         # What QuickBooks has recorded per (connection id, source account id), in the order it was written.
         self.bank_transactions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # What Codat took for a feed already disconnected in QuickBooks (during the disconnect lag): never pulled.
+        self.stranded: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.portal = PortalSettings.from_config(self.config)
         self.knobs = Knobs.from_config(self.config)
         self.quota_used: Counter[tuple[str, date]] = Counter()

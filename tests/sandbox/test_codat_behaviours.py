@@ -258,6 +258,9 @@ class TestFiveDisconnectLag:
         pushed = await push(sandbox, linked, [transaction("t1", today(sandbox))])
 
         assert (await outcome(sandbox, linked, pushed.json()["pushOperationKey"]))["status"] == "Success"
+        # Success at Codat, but QuickBooks no longer pulls the feed: the transaction never reaches it.
+        assert ledger(sandbox, linked) == []
+        assert [t["id"] for t in sandbox.state.stranded[(linked["id"], "ac-001")]] == ["t1"]
         await advance(sandbox, 5 * DAY)
         assert_codat_error(await push(sandbox, linked, [transaction("t2", today(sandbox))]), 400, "accountId")
 
