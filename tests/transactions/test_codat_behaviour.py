@@ -126,7 +126,9 @@ async def test_deauthorized_holds_then_reconnect_delivers_in_order_once(
     page = await all_delivered(client, tx_headers, 11)
     assert page["held"] is None
     assert ledger(sandbox, mended["connectionId"]) == ["n0", "n1", "n2"]  # in order
-    everywhere = [tid for (_, acc), rows in sandbox.bank_transactions.items() if acc == "acc-1" for tid in (t["id"] for t in rows)]  # fmt: skip
+    everywhere = [
+        t["id"] for (_, acc), rows in sandbox.bank_transactions.items() if acc == "acc-1" for t in rows
+    ]
     assert sorted(everywhere) == sorted(history + ["n0", "n1", "n2"])  # each exactly once
     assert account(await bank_feed(client, feed["user"]))["writesHeld"] is None
 
@@ -172,7 +174,8 @@ async def test_a_quickbooks_disconnect_seen_by_codat_10_days_later(
 
     # Day 0: the SMB disconnects acc-1 in QuickBooks. Codat, and so the view, still say connected.
     username, password = feed["credentials"]
-    await client.post("/sandbox/qbo/disconnect", data={"username": username, "password": password, "account": "acc-1"})  # fmt: skip
+    form = {"username": username, "password": password, "account": "acc-1"}
+    await client.post("/sandbox/qbo/disconnect", data=form)
     day0 = account(await bank_feed(client, feed["user"]))
     assert (day0["status"], day0["writesHeld"]) == ("connected", None)
 
