@@ -8,6 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from prometheus_client import REGISTRY
+
+from app.transactions.worker import TransactionWorker
 
 from tests.factories import connect_in_quickbooks, register
 from tests.transactions.conftest import (
@@ -94,8 +97,14 @@ async def back_fill_on_the_first_write(client, tx_headers, feed, sandbox) -> lis
     return [f"h{n}" for n in range(8)]
 
 
+async def held_gauge(app) -> float | None:  # type: ignore[no-untyped-def]
+    """bff_transactions_held as a worker counts it (each worker does, every held_gauge_seconds)."""
+    await TransactionWorker(app.state.sessionmaker, app.state.codat, app.state.clock).report_held()
+    return REGISTRY.get_sample_value("bff_transactions_held")
+
+
 async def test_deauthorized_holds_then_reconnect_delivers_in_order_once(
-    client, live_url, service_headers, user_headers, tx_headers, sandbox, worker
+    app, client, live_url, service_headers, user_headers, tx_headers, sandbox, worker
 ):
     feed = await connect(client, service_headers, user_headers, sandbox)
     worker()
@@ -114,6 +123,7 @@ async def test_deauthorized_holds_then_reconnect_delivers_in_order_once(
     assert sandbox.counters[PUSHES] == pushes_before  # nothing pushed
     assert [t["status"] for t in (await listing(client, tx_headers))["transactions"][-3:]] == ["held"] * 3
     assert page["counts"]["held"] == 3
+    assert await held_gauge(app) == 3  # what the operator sees
     assert (broken["action"], account(broken)["writesHeld"]) == (
         "reconnect",
         "Codat lost access to QuickBooks (Deauthorized): reconnect to resume.",
@@ -131,6 +141,7 @@ async def test_deauthorized_holds_then_reconnect_delivers_in_order_once(
     ]
     assert sorted(everywhere) == sorted(history + ["n0", "n1", "n2"])  # each exactly once
     assert account(await bank_feed(client, feed["user"]))["writesHeld"] is None
+    assert await held_gauge(app) == 0
 
 
 async def test_revoked_credentials_hold_until_new_ones_are_used(
