@@ -11,7 +11,6 @@ import httpx
 from prometheus_client import REGISTRY
 
 from app.transactions.worker import TransactionWorker
-
 from tests.factories import connect_in_quickbooks, register
 from tests.transactions.conftest import (
     eventually,
