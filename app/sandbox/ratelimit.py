@@ -36,7 +36,6 @@ def next_reset(now: datetime) -> datetime:
 def spend(state: SandboxState, api_key: str) -> dict[str, str]:
     """Count one request against today's quota; its headers, or a 429 carrying them once it is spent."""
     now = state.clock.now()
-    catch_up(state)
     quota, used_key = daily_quota(state), (api_key, now.date())
     if state.quota_used[used_key] >= quota:
         headers = {**_headers(quota, 0, now), "Retry-After": str(_seconds_to_reset(now))}
@@ -54,7 +53,7 @@ def spend(state: SandboxState, api_key: str) -> dict[str, str]:
 
 
 def catch_up(state: SandboxState) -> None:
-    """After the day the quota ran out: ``client.rateLimit.reset``, once."""
+    """After the day the quota ran out: ``client.rateLimit.reset``, once. Called before every request."""
     now = state.clock.now()
     reached: date | None = state.quota_reached_on
     if reached is not None and now.date() > reached:
