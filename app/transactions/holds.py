@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.clock import as_utc
 from app.onboarding.holds import hold_of
 from app.onboarding.models import FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository
@@ -21,6 +22,12 @@ from app.onboarding.repository import OnboardingRepository
 TARGET_ITEMS = frozenset({"accountId", "connectionId"})
 # QuickBooks takes history up to this many days before the feed start date, on an account's first write.
 HISTORY_DAYS = 7
+# A disconnect made in QuickBooks reaches Codat this long after (Codat's QBO Bank Feeds page).
+DISCONNECT_LAG = timedelta(days=10)
+UNPULLED_WARNING = (
+    "Codat took it, but the account was disconnected in QuickBooks up to 10 days before Codat reported it: "
+    "QuickBooks may never have pulled it. Send it again after reconnecting if it is missing there."
+)
 
 
 async def current_feed(
@@ -36,6 +43,14 @@ async def current_feed(
 
 async def current_hold(session: AsyncSession, business_id: str, account_id: str) -> str | None:
     return hold_of(*await current_feed(session, business_id, account_id))
+
+
+def unpulled_since(feed: FeedAccount | None) -> datetime | None:
+    """For an account Codat reports disconnected: from when a transaction Codat took may never have been
+    pulled by QuickBooks (the disconnect may have happened up to the lag before the report)."""
+    if feed is None or feed.status != "disconnected" or feed.status_changed_at is None:
+        return None
+    return as_utc(feed.status_changed_at) - DISCONNECT_LAG
 
 
 async def latest_feed_start(session: AsyncSession, business_id: str, account_id: str) -> date | None:

@@ -70,6 +70,11 @@ class TransactionOut(ApiModel):
         "see the page's `held`); or failed or refused_by_codat, with `error`."
     )
     error: str | None = Field(None, description="Why it failed or was refused.")
+    warning: str | None = Field(
+        None,
+        description="For a delivered transaction: why it may not be in QuickBooks after all (it was "
+        "delivered while the account was disconnected there but not yet reported so by Codat).",
+    )
     push_operation_key: str | None = Field(None, description="Codat's push operation that carried it.")
     accepted_at: UtcDateTime
     completed_at: UtcDateTime | None = None

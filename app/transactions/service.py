@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.clock import Clock
+from app.clock import Clock, as_utc
 from app.codat.schemas import PushOperation, PushOperationStatus
 from app.errors import Conflict, FieldError, InvalidInput
 from app.onboarding.exceptions import AccountNotFound
@@ -106,7 +106,9 @@ class TransactionService:
             statuses = list(UNFINISHED) if status == "pending" else [status] if status else None
             rows = await repo.page(business_id, account_id, statuses, after, limit)
             counts = await repo.counts(business_id, account_id)
-            hold = await holds.current_hold(session, business_id, account_id)
+            connection, feed = await holds.current_feed(session, business_id, account_id)
+            hold = holds.hold_of(connection, feed)
+            at_risk_since = holds.unpulled_since(feed)
             stream = await repo.stream(business_id, account_id)
             feed_start = await holds.latest_feed_start(session, business_id, account_id)
         newest = stream.newest_date if stream else None
@@ -115,7 +117,7 @@ class TransactionService:
         return TransactionsPage(
             account_id=account_id,
             counts={s.value: counts.get(s.value, 0) for s in TransactionStatus} | {"held": held},
-            transactions=[_out(row, key, hold) for row, key in rows],
+            transactions=[_out(row, key, hold, at_risk_since) for row, key in rows],
             next_cursor=str(rows[-1][0].seq) if len(rows) == limit else None,
             held=HoldOut(reason=hold, message=MESSAGES[hold]) if hold else None,
             accepts_from=holds.earliest_date(local_now, newest, feed_start) if feed_start else None,
@@ -177,8 +179,16 @@ def _row(business_id: str, account_id: str, transaction: TransactionIn, now: dat
     }
 
 
-def _out(row: Any, push_operation_key: str | None, hold: str | None) -> TransactionOut:
+def _out(
+    row: Any, push_operation_key: str | None, hold: str | None, at_risk_since: datetime | None
+) -> TransactionOut:
     held = hold is not None and row.status == TransactionStatus.QUEUED
+    at_risk = (
+        at_risk_since is not None
+        and row.status == TransactionStatus.DELIVERED
+        and row.completed_at is not None
+        and as_utc(row.completed_at) >= at_risk_since
+    )
     return TransactionOut(
         id=row.transaction_id,
         date=row.cleared_at,
@@ -188,6 +198,7 @@ def _out(row: Any, push_operation_key: str | None, hold: str | None) -> Transact
         transaction_type=row.transaction_type,
         status="held" if held else row.status,
         error=row.error,
+        warning=holds.UNPULLED_WARNING if at_risk else None,
         push_operation_key=push_operation_key,
         accepted_at=row.accepted_at,
         completed_at=row.completed_at,

@@ -688,6 +688,11 @@ export interface components {
              * @enum {string}
              */
             transactionType: "Credit" | "Debit" | "Unknown";
+            /**
+             * Warning
+             * @description For a delivered transaction: why it may not be in QuickBooks after all (it was delivered while the account was disconnected there but not yet reported so by Codat).
+             */
+            warning?: string | null;
         };
         /** TransactionsAccepted */
         TransactionsAccepted: {
