@@ -19,7 +19,7 @@ from app.clock import Clock, as_utc
 from app.codat.schemas import PushOperation, PushOperationStatus
 from app.errors import Conflict, FieldError, InvalidInput
 from app.onboarding.exceptions import AccountNotFound
-from app.onboarding.holds import MESSAGES, REFUSED_BY_CODAT, set_write_hold
+from app.onboarding.holds import MESSAGES, REFUSED_BY_CODAT, hold_of, set_write_hold
 from app.onboarding.models import Business
 from app.onboarding.repository import OnboardingRepository
 from app.transactions import holds, rules
@@ -107,7 +107,7 @@ class TransactionService:
             rows = await repo.page(business_id, account_id, statuses, after, limit)
             counts = await repo.counts(business_id, account_id)
             connection, feed = await holds.current_feed(session, business_id, account_id)
-            hold = holds.hold_of(connection, feed)
+            hold = hold_of(connection, feed)
             at_risk_since = holds.unpulled_since(feed)
             stream = await repo.stream(business_id, account_id)
             feed_start = await holds.latest_feed_start(session, business_id, account_id)
