@@ -49,7 +49,8 @@ async def all_delivered(client: httpx.AsyncClient, headers: dict[str, str], coun
 async def held(client: httpx.AsyncClient, headers: dict[str, str], reason: str) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         page = await listing(client, headers)
-        return page if page["held"] and page["held"]["reason"] == reason else None
+        held_ones = [t for t in page["transactions"] if t["status"] == "held"]
+        return page if page["held"] and page["held"]["reason"] == reason and held_ones else None
 
     page = await eventually(check)
     assert page, await listing(client, headers)

@@ -174,7 +174,7 @@ class TestOutcomes:
 
         async def held() -> dict[str, Any] | None:
             page = await listing(client, tx_headers)
-            return page if page["held"] else None
+            return page if page["held"] and page["transactions"][0]["status"] == "held" else None
 
         page = await eventually(held)
         [only] = page["transactions"]
