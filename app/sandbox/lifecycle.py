@@ -18,6 +18,7 @@ from app.sandbox.models import (
     Credentials,
     SourceAccount,
 )
+from app.sandbox.platforms import Flow, profile
 from app.sandbox.state import SandboxState
 from app.sandbox.views import Presenter, source_account
 
@@ -77,15 +78,26 @@ class Lifecycle:
 
         Linking an account again with new credentials (after the old ones were revoked) reconnects it."""
         self.set_connection_status(connection, ConnectionStatus.linked)
-        connection.all_disconnected_at = None
         for account in accounts:
-            relinked = account.linked_with is not None and account.linked_with != credentials
-            account.feed_start_date = start
-            account.linked_with = credentials
-            account.disconnected_in_qbo_at = None
-            if account.status is not AccountStatus.connected or relinked:
-                account.status = AccountStatus.connected
-                self._emit_account("bankFeeds.sourceAccount.connected", connection, account)
+            self.connect_account(connection, account, start, credentials)
+
+    def connect_account(
+        self,
+        connection: Connection,
+        account: SourceAccount,
+        start: date,
+        credentials: Credentials | None = None,
+    ) -> None:
+        """QBO: ``credentials`` are those the account is linked with; linking it again with new ones (after the
+        old ones were revoked) reconnects it."""
+        relinked = credentials is not None and account.linked_with not in (None, credentials)
+        connection.all_disconnected_at = None
+        account.feed_start_date = start
+        account.linked_with = credentials
+        account.disconnected_in_qbo_at = None
+        if account.status is not AccountStatus.connected or relinked:
+            account.status = AccountStatus.connected
+            self._emit_account("bankFeeds.sourceAccount.connected", connection, account)
 
     def disconnect_in_quickbooks(self, account: SourceAccount) -> None:
         """The SMB disconnects the feed in QuickBooks: Codat shows it only after the disconnect lag."""
@@ -96,11 +108,15 @@ class Lifecycle:
         if account.status is AccountStatus.disconnected:
             return
         account.status = AccountStatus.disconnected
+        account.target_account_id = None  # the feed is gone; its target may be mapped again
         self._emit_account("bankFeeds.sourceAccount.disconnected", connection, account)
         # Codat: a QBO connection becomes Unlinked once all of its source accounts are disconnected,
         # which "can take up to a day" (catch_up does it after the unlink lag).
-        if connection.status is ConnectionStatus.linked and all(
-            a.status is AccountStatus.disconnected for a in connection.accounts.values()
+        qbo = profile(connection.platform_key).flow is Flow.platform_credentials
+        if (
+            qbo
+            and connection.status is ConnectionStatus.linked
+            and all(a.status is AccountStatus.disconnected for a in connection.accounts.values())
         ):
             connection.all_disconnected_at = self._state.clock.now()
             self.catch_up()

@@ -2,16 +2,17 @@
 
 A push is answered ``Pending`` and completes ``pushCompletionSeconds`` later (a knob; real seconds), on a
 timer of its own: it succeeds, and its transactions are recorded in the source account's ledger, unless a
-QuickBooks Online rule refuses it, and then it fails whole, naming each refused transaction. Either way the
-``bankTransactions.write.successful`` or ``.unsuccessful`` webhook follows.
+rule of the connection's platform refuses it, and then it fails whole, naming each refused transaction.
+Either way the ``bankTransactions.write.successful`` or ``.unsuccessful`` webhook follows.
 
-The rules, as Codat documents them for QBO: the connection is Linked (an Unlinked or Deauthorized one takes
-no new write); the source account is connected, and the credentials it was linked with are not revoked;
-transactions are in chronological order; none is older than the newest already in the account; none is in
-the future; each was cleared today or yesterday, except on the account's first write, which may go back
-``historyWindowDays`` (7) before its feed start date. Dates are the bank's local date-times (an offset is
-ignored, as Codat does); with no time zone to go by, "the future" means after today anywhere on Earth
-(UTC+14) and "yesterday" is yesterday somewhere on Earth (UTC-12).
+The rules, as Codat documents them for QBO (other platforms: ``app.sandbox.platforms.PushRules``): the
+connection is Linked (an Unlinked or Deauthorized one takes no new write); the source account is connected,
+and the credentials it was linked with are not revoked; transactions are in chronological order; none is
+older than the newest already in the account; none is in the future; each was cleared today or yesterday,
+except on the account's first write, which may go back ``historyWindowDays`` (7) before its feed start date.
+Dates are the bank's local date-times (an offset is ignored, as Codat does); with no time zone to go by,
+"the future" means after today anywhere on Earth (UTC+14) and "yesterday" is yesterday somewhere on Earth
+(UTC-12).
 
 A push still Pending when its ``timeoutInMinutes`` (or the ``defaultPushTimeoutMinutes`` knob) has passed on
 the sandbox clock ends ``TimedOut``, written or not, as Codat documents (using-the-api/push, Timeouts).
@@ -25,6 +26,7 @@ from typing import Any
 from app.sandbox.clock import iso
 from app.sandbox.errors import ValidationItem
 from app.sandbox.models import AccountStatus, Connection, ConnectionStatus, SourceAccount
+from app.sandbox.platforms import Flow, profile
 from app.sandbox.state import SandboxState
 from app.sandbox.views import Presenter
 
@@ -43,7 +45,8 @@ def write_refusal(connection: Connection | None, account: SourceAccount | None) 
         message = f"The connection is {status}: it takes no new write until it is linked again."
         return ValidationItem("connectionId", message, VALIDATOR)
     if account is None or account.status is not AccountStatus.connected:
-        return ValidationItem("accountId", "The source account is not connected.", VALIDATOR)
+        platform = profile(connection.platform_key).name
+        return ValidationItem("accountId", f"The source account is not connected to {platform}.", VALIDATOR)
     if account.linked_with is not None and account.linked_with not in connection.credentials:
         message = "The credentials this account was linked with were revoked: link it again with new ones."
         return ValidationItem("accountId", message, VALIDATOR)
@@ -119,44 +122,43 @@ def _refusals(
     refusal = write_refusal(connection, account)
     if refusal is not None:
         return [refusal]
-    assert account is not None
+    assert connection is not None and account is not None
+    rules = profile(connection.platform_key).push
     now = state.clock.now()
     latest_day = (now + EARLIEST_OFFSET).date()
-    earliest_day = _earliest_day(state, account, now, first_write=not ledger)
-    newest = local_date(ledger[-1]["date"]) if ledger else datetime.min
+    earliest_day = _qbo_earliest_day(state, connection, account, now, first_write=not ledger)
+    newest = local_date(ledger[-1]["date"]) if ledger and rules.not_older_than_newest else datetime.min
     refusals = []
     for transaction in operation.transactions:
         when = local_date(transaction["date"])
-        reason = _date_refusal(when, earliest_day, latest_day, newest)
+        reason = rules.date_refusal(when, latest_day, newest) or _window_refusal(when, earliest_day)
         if reason:
             refusals.append(ValidationItem(transaction["id"], reason, VALIDATOR))
         newest = max(newest, when)
     return refusals
 
 
-def _earliest_day(state: SandboxState, account: SourceAccount, now: datetime, *, first_write: bool) -> date:
-    """Yesterday; on the first write, back to ``historyWindowDays`` before the feed start date."""
+def _qbo_earliest_day(
+    state: SandboxState, connection: Connection, account: SourceAccount, now: datetime, *, first_write: bool
+) -> date | None:
+    """QBO: yesterday; on the first write, back to ``historyWindowDays`` before the feed start date. None for
+    the other platforms (their age limit is ``PushRules.max_age_days``)."""
+    if profile(connection.platform_key).flow is not Flow.platform_credentials:
+        return None
     yesterday = (now - LATEST_OFFSET).date() - timedelta(days=1)
     if not first_write or account.feed_start_date is None:
         return yesterday
     return min(yesterday, account.feed_start_date - timedelta(days=state.knobs.history_window_days))
 
 
-def _date_refusal(when: datetime, earliest_day: date, latest_day: date, newest: datetime) -> str | None:
-    if when.date() > latest_day:
-        return f"The transaction date {when.isoformat()} is in the future."
-    if when.date() < earliest_day:
-        return (
-            f"The transaction date {when.isoformat()} is before {earliest_day.isoformat()}: QuickBooks takes"
-            " transactions cleared today or yesterday, and on an account's first write some days of history"
-            " before its feed start date."
-        )
-    if when < newest:
-        return (
-            f"The transaction date {when.isoformat()} is earlier than {newest.isoformat()}: transactions"
-            " must be in chronological order and not older than the newest one in the account."
-        )
-    return None
+def _window_refusal(when: datetime, earliest_day: date | None) -> str | None:
+    if earliest_day is None or when.date() >= earliest_day:
+        return None
+    return (
+        f"The transaction date {when.isoformat()} is before {earliest_day.isoformat()}: QuickBooks takes"
+        " transactions cleared today or yesterday, and on an account's first write some days of history"
+        " before its feed start date."
+    )
 
 
 def _sign_warnings(transactions: list[dict[str, Any]]) -> list[ValidationItem]:
@@ -173,14 +175,16 @@ def _sign_warnings(transactions: list[dict[str, Any]]) -> list[ValidationItem]:
 
 
 def _record(state: SandboxState, operation: PushOperation, ledger: list[dict[str, Any]]) -> None:
-    account = state.connections[operation.connection_id].accounts[operation.account_id]
-    written = [{**t, "pushOperationKey": operation.key} for t in operation.transactions]
+    connection = state.connections[operation.connection_id]
+    account = connection.accounts[operation.account_id]
+    rules = profile(connection.platform_key).push
+    written = [{**rules.as_written(t), "pushOperationKey": operation.key} for t in operation.transactions]
     if account.disconnected_in_qbo_at is not None:
         # Codat took them, but QuickBooks no longer pulls this feed: they never reach its ledger.
         state.stranded.setdefault((operation.connection_id, operation.account_id), []).extend(written)
         return
     ledger.extend(written)
-    # QBO: the balance of the last transaction pushed becomes the account's balance.
+    # The balance of the last transaction pushed becomes the account's (QBO and Xero document it).
     account.balance = operation.transactions[-1]["balance"]
 
 

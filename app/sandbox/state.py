@@ -55,6 +55,8 @@ class SandboxState:
         self.bank_transactions: dict[tuple[str, str], list[dict[str, Any]]] = {}
         # What Codat took for a feed already disconnected in QuickBooks (during the disconnect lag): never pulled.
         self.stranded: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # authorizationIds the Sage stand-in handed to the fintech's login page (app.sandbox.pages.sage).
+        self.sage_authorization_ids: set[str] = set()
         self.portal = PortalSettings.from_config(self.config)
         self.knobs = Knobs.from_config(self.config)
         self.quota_used: Counter[tuple[str, date]] = Counter()

@@ -155,6 +155,13 @@ class TransactionRepository:
             update(TransactionStream).where(TransactionStream.id == stream_id).values(held_reason=reason)
         )
 
+    async def release_all(self, owner: str) -> None:
+        await self.session.execute(
+            update(TransactionStream)
+            .where(TransactionStream.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+
     async def wake(self, stream_id: int, at: datetime) -> None:
         await self.session.execute(
             update(TransactionStream)

@@ -8,7 +8,7 @@
   gauge (one query for every replica).
 
 Revision ID: 0005_h15_codat_behaviour
-Revises: 0004
+Revises: 0005_h14_retention_index
 Create Date: 2026-11-30
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_h15_codat_behaviour"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005_h14_retention_index"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

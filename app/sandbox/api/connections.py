@@ -1,4 +1,5 @@
-"""Connections: create (hcws only), list, get, unlink, delete. Reading one re-mints a lapsed link OTP."""
+"""Connections: create (a platform of ``app.sandbox.platforms``), list, get, unlink, delete. Reading one
+re-mints a lapsed link OTP."""
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -11,8 +12,8 @@ from app.sandbox.api.schemas import ConnectionRequest, ConnectionUpdate, parse_b
 from app.sandbox.context import lifecycle, presenter, sandbox_state
 from app.sandbox.errors import CodatError, invalid
 from app.sandbox.models import Connection, ConnectionStatus
+from app.sandbox.platforms import PROFILES, profile
 from app.sandbox.state import SandboxState
-from app.sandbox.views import HCWS_INTEGRATION_ID, HCWS_KEY, HCWS_NAME, HCWS_SOURCE_ID
 
 router = APIRouter(route_class=CodatRoute)
 
@@ -33,7 +34,9 @@ async def create_connection(request: Request, companyId: str) -> JSONResponse:
     company = require_company(state, companyId)
     body = await parse_body(request, ConnectionRequest, validator="ConnectionValidator")
     _require_enabled_integration(state, body.platform_key)
-    connection = Connection(state.new_id(), company.id, state.clock.now(), state.new_otp())
+    connection = Connection(
+        state.new_id(), company.id, state.clock.now(), state.new_otp(), platform_key=body.platform_key
+    )
     company.connections[connection.id] = connection
     state.connections[connection.id] = connection
     life = lifecycle(request)
@@ -44,13 +47,13 @@ async def create_connection(request: Request, companyId: str) -> JSONResponse:
 def _require_enabled_integration(state: SandboxState, platform_key: str) -> None:
     # Codat declares no 400 for this operation, yet an unknown key is a bad request, not a missing resource;
     # a known but disabled integration is a 403: this client may not use it until it is enabled in the Portal.
-    if platform_key != HCWS_KEY:
+    if platform_key not in PROFILES:
         raise invalid(
             f"No integration was found with platform key '{platform_key}'.",
             item_id="platformKey",
             validator="ConnectionValidator",
         )
-    if not state.portal.integration_enabled:
+    if not state.portal.enabled(platform_key):
         raise CodatError(403, f"The integration '{platform_key}' is not enabled for this client.")
 
 
@@ -98,17 +101,13 @@ async def delete_connection(request: Request, companyId: str, connectionId: str)
     return Response(status_code=200)
 
 
-def _constant(value: str) -> query.Field[Connection]:
-    return query.Field(query.Kind.string, lambda _: value)
-
-
 CONNECTION_FIELDS: dict[str, query.Field[Connection]] = {
     "id": query.Field(query.Kind.string, lambda c: c.id),
-    "integrationId": _constant(HCWS_INTEGRATION_ID),
-    "integrationKey": _constant(HCWS_KEY),
-    "sourceId": _constant(HCWS_SOURCE_ID),
-    "sourceType": _constant("BankFeed"),
-    "platformName": _constant(HCWS_NAME),
+    "integrationId": query.Field(query.Kind.string, lambda c: profile(c.platform_key).integration_id),
+    "integrationKey": query.Field(query.Kind.string, lambda c: c.platform_key),
+    "sourceId": query.Field(query.Kind.string, lambda c: profile(c.platform_key).source_id),
+    "sourceType": query.Field(query.Kind.string, lambda _: "BankFeed"),
+    "platformName": query.Field(query.Kind.string, lambda c: profile(c.platform_key).name),
     "status": query.Field(query.Kind.string, lambda c: c.status.value),
     "created": query.Field(query.Kind.date, lambda c: c.created),
     "lastSync": query.Field(query.Kind.date, lambda c: None),
