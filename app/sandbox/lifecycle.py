@@ -88,8 +88,8 @@ class Lifecycle:
         start: date,
         credentials: Credentials | None = None,
     ) -> None:
-        """QBO: ``credentials`` are those the account is linked with; linking it again with new ones (after the
-        old ones were revoked) reconnects it."""
+        """QBO: ``credentials`` are those the account is linked with; linking it again with new ones (after
+        the old ones were revoked) reconnects it."""
         relinked = credentials is not None and account.linked_with not in (None, credentials)
         connection.all_disconnected_at = None
         account.feed_start_date = start

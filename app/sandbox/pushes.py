@@ -122,7 +122,8 @@ def _refusals(
     refusal = write_refusal(connection, account)
     if refusal is not None:
         return [refusal]
-    assert connection is not None and account is not None
+    assert connection is not None
+    assert account is not None
     rules = profile(connection.platform_key).push
     now = state.clock.now()
     latest_day = (now + EARLIEST_OFFSET).date()

@@ -53,7 +53,7 @@ class SandboxState:
         self.push_operations: dict[str, PushOperation] = {}
         # What QuickBooks has recorded per (connection id, source account id), in the order it was written.
         self.bank_transactions: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        # What Codat took for a feed already disconnected in QuickBooks (during the disconnect lag): never pulled.
+        # What Codat took for a feed already disconnected in QuickBooks (in the disconnect lag): never pulled.
         self.stranded: dict[tuple[str, str], list[dict[str, Any]]] = {}
         # authorizationIds the Sage stand-in handed to the fintech's login page (app.sandbox.pages.sage).
         self.sage_authorization_ids: set[str] = set()
