@@ -66,6 +66,12 @@ class CodatSettings(BaseModel):
         300, ge=0, description="A stored linkUrl is refreshed when less than this is left of its hour."
     )
     otp_lifetime_seconds: int = Field(3600, gt=0, description="How long Codat's linkUrl OTP lives.")
+    quota_reserve: int = Field(
+        50,
+        ge=0,
+        description="With this many requests or fewer left of Codat's daily quota, space calls out until it "
+        "resets (X-Rate-Limit-* headers); with none left, fail retryably without calling.",
+    )
 
 
 class AuthSettings(BaseModel):

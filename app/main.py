@@ -143,10 +143,10 @@ async def _open_resources(
         stack.callback(tracing.instrument_resources(tracer_provider, engine, codat_http))
     state = app.state
     state.sessionmaker = create_sessionmaker(engine)
-    state.codat = CodatClient(codat_http, settings.codat)
+    state.clock = _clock(sandbox_app)
+    state.codat = CodatClient(codat_http, settings.codat, wall_clock=state.clock.now)
     state.token_verifier = TokenVerifier(settings.auth)
     state.single_flight = SingleFlight()
-    state.clock = _clock(sandbox_app)
     state.changes = ChangeFeed()
     state.limiter = Limiter(settings.limits)
     state.codat_health = CodatHealth(

@@ -125,3 +125,6 @@ async def disconnect_in_quickbooks(
         "/sandbox/qbo/disconnect", data={"username": username, "password": password, "account": account_id}
     )
     assert done.status_code == 200, done.text
+    # QuickBooks tells Codat 10 days later (the sandbox's disconnect lag, on its clock).
+    moved = await client.post("/sandbox/_sandbox/clock/advance", json={"seconds": 10 * 86400})
+    assert moved.status_code == 200, moved.text

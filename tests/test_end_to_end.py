@@ -2,6 +2,7 @@
 QuickBooks, then what the apps see; rename, add an account, and a lapsed link under a burst of requests."""
 
 import asyncio
+from datetime import timedelta
 
 from tests.factories import ACCOUNTS, codat_accounts, connect_in_quickbooks, otp_of, register
 
@@ -13,15 +14,17 @@ async def test_the_seed_flow_from_registration_to_connected_accounts(
     user = user_headers("biz-e2e")
 
     connected = (await client.post("/v1/bank-feed/connect", headers=user)).json()
-    await connect_in_quickbooks(client, connected["linkUrl"], ["acc-1", "acc-2"], feed_start="2026-11-02")
+    # QuickBooks takes a feed start date up to 7 days back.
+    start = str(sandbox.clock.now().date() - timedelta(days=5))
+    await connect_in_quickbooks(client, connected["linkUrl"], ["acc-1", "acc-2"], feed_start=start)
     view = (await client.post("/v1/bank-feed/refresh", headers=user)).json()
 
     assert view["connection"]["status"] == "Linked"
     assert view["connectedCount"] == 2
     statuses = {a["accountId"]: (a["status"], a["feedStartDate"]) for a in view["accounts"]}
     assert statuses == {
-        "acc-1": ("connected", "2026-11-02"),
-        "acc-2": ("connected", "2026-11-02"),
+        "acc-1": ("connected", start),
+        "acc-2": ("connected", start),
         "acc-3": ("pending", None),
     }
     assert view["action"] == "finish_in_quickbooks"

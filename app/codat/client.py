@@ -34,6 +34,7 @@ from app.codat.exceptions import (
     error_from_response,
     unavailable_from_transport,
 )
+from app.codat.quota import QuotaTracker, WallClock
 from app.codat.resilience import CircuitBreaker, CompanyLimiter, backoff_seconds
 from app.codat.schemas import (
     BankTransaction,
@@ -177,6 +178,7 @@ class CodatClient:
         *,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
+        wall_clock: WallClock | None = None,
     ) -> None:
         self._http = http
         self._settings = settings
@@ -186,6 +188,10 @@ class CodatClient:
             settings.circuit_breaker_threshold, settings.circuit_breaker_cooldown_seconds, clock
         )
         self._limiter = CompanyLimiter(settings.max_in_flight_per_company)
+        # Codat's X-Rate-Limit-Reset is a date: compared with wall-clock time (the sandbox's, under it).
+        self.quota = QuotaTracker(
+            settings.quota_reserve, monotonic=clock, **({"now": wall_clock} if wall_clock else {})
+        )
 
     async def create_company(
         self,
@@ -567,6 +573,8 @@ class CodatClient:
         remaining = deadline.remaining()
         if remaining <= 0:
             raise CodatUnavailable(UnavailableReason.DEADLINE_EXCEEDED)
+        await self.quota.wait_turn(remaining)
+        remaining = deadline.remaining()
         with self._breaker.attempt() as outcome:
             try:
                 async with asyncio.timeout(remaining), self._limiter.slot(call.company_id):
@@ -578,6 +586,7 @@ class CodatClient:
             except httpx.TransportError as exc:
                 outcome.healthy = False
                 raise unavailable_from_transport(exc) from exc
+            self.quota.observe(response.headers)
             # Any answer but 408/5xx, 429 included, comes from a Codat that works.
             outcome.healthy = response.status_code != 408 and response.status_code < 500
             return response

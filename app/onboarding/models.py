@@ -92,6 +92,8 @@ class FeedConnection(Base):
     # A lease instead of a row lock held across the Codat call: one refresher at a time, across processes.
     link_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The error of Codat's latest connection.failed, until the connection links.
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
@@ -114,5 +116,7 @@ class FeedAccount(Base):
     registered: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str | None] = mapped_column(String(16))
     feed_start_date: Mapped[date | None] = mapped_column(Date)
+    # Codat takes no write from the account though it shows connected (app/transactions/holds.py).
+    write_hold: Mapped[str | None] = mapped_column(String(32))
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())

@@ -142,12 +142,25 @@ class FeedAccountOut(ApiModel):
     account_number_last4: str
     status: FeedStatus = Field(description="`not_added` until the account is offered to QuickBooks.")
     feed_start_date: date | None = None
+    status_confirmed_at: UtcDateTime | None = Field(
+        None,
+        description="When Codat last reported this status. A disconnect made in QuickBooks reaches Codat up "
+        "to 10 days later: until then the account shows connected.",
+    )
+    writes_held: str | None = Field(
+        None,
+        description="Why QuickBooks takes no transactions from the account now, and the fix; its "
+        "transactions are held and resume in order once it is mended.",
+    )
 
 
 class ConnectionOut(ApiModel):
     connection_id: str | None
     status: ConnectionStatus | None = Field(description="Codat's status of the connection.")
     created_at: UtcDateTime
+    error: str | None = Field(
+        None, description="Why linking failed (Codat's connection.failed), until it links."
+    )
 
 
 class BankFeedOut(ApiModel):

@@ -37,6 +37,7 @@ from app.onboarding.exceptions import (
     NotConnected,
     translate_codat_errors,
 )
+from app.onboarding.holds import BROKEN_CONNECTION, CREDENTIALS_REVOKED, set_write_hold
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.onboarding.repository import FeedAccountOutcome, OnboardingRepository, new_request_key
 from app.onboarding.singleflight import SingleFlight
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 LINK_LEASE_SECONDS = 30
 LINK_POLL_SECONDS = 0.05
-BROKEN_CONNECTION = ("Unlinked", "Deauthorized")
 BUSINESS_TAG = "businessId"  # the Codat company tag that names our business
 # An idempotency key older than this cannot belong to a request still in flight (their Codat deadline is
 # shorter), so a resumed step may look for what it created and, finding nothing, use a new key.
@@ -159,6 +159,11 @@ class OnboardingService:
             business, connection = await self._current(business_id)
             with translate_codat_errors("revoke credentials"):
                 await self.codat.revoke_credentials(business.codat_company_id, connection.codat_connection_id)
+            # Codat: writes from the accounts linked with them stop, until linked again with new ones.
+            async with self.sessions.begin() as session:
+                await set_write_hold(session, connection.codat_connection_id, None, CREDENTIALS_REVOKED)  # type: ignore[arg-type]
+                await OnboardingRepository(session).bump_feed_version(business_id)
+            self.changes.notify(business_id)
 
     async def rename_account(self, business_id: str, account_id: str, name: str) -> None:
         """Rename at Codat first (if the account is offered there), then here: a failure changes nothing."""

@@ -8,10 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.http import Rendered
 from app.onboarding.cache import ViewCache
 from app.onboarding.exceptions import BusinessNotFound
+from app.onboarding.holds import BROKEN_CONNECTION, MESSAGES, hold_of
 from app.onboarding.models import BankAccount, FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository
 from app.onboarding.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
-from app.onboarding.service import BROKEN_CONNECTION
 
 ACTION_MESSAGES: dict[FeedAction, str | None] = {
     "connect": "Connect your bank accounts to QuickBooks Online.",
@@ -22,8 +22,11 @@ ACTION_MESSAGES: dict[FeedAction, str | None] = {
 }
 
 
-def account_out(account: BankAccount, feed_account: FeedAccount | None) -> FeedAccountOut:
+def account_out(
+    account: BankAccount, feed_account: FeedAccount | None, connection: FeedConnection | None = None
+) -> FeedAccountOut:
     registered = feed_account is not None and feed_account.registered
+    hold = hold_of(connection, feed_account) if registered else None
     return FeedAccountOut(
         account_id=account.id,
         account_name=account.name,
@@ -32,6 +35,9 @@ def account_out(account: BankAccount, feed_account: FeedAccount | None) -> FeedA
         account_number_last4=account.account_number[-4:],
         status=(feed_account.status or "pending") if registered else "not_added",  # type: ignore[union-attr,arg-type]
         feed_start_date=feed_account.feed_start_date if registered else None,  # type: ignore[union-attr]
+        status_confirmed_at=feed_account.status_changed_at if registered else None,  # type: ignore[union-attr]
+        # Not yet connected is what `action` explains; a hold is about an account that was.
+        writes_held=MESSAGES[hold] if hold and hold != "account_pending" else None,
     )
 
 
@@ -43,6 +49,8 @@ def suggested_action(connection: FeedConnection | None, accounts: Sequence[FeedA
     statuses = {a.status for a in accounts}
     if connection.status in BROKEN_CONNECTION or "disconnected" in statuses:
         return "reconnect"
+    if connection.last_error or any(a.writes_held for a in accounts):
+        return "reconnect"  # linking failed, or the account's credentials were revoked: link it again
     if statuses & {"pending", "connecting", "unknown"}:
         return "finish_in_quickbooks"
     if "not_added" in statuses:
@@ -79,7 +87,9 @@ async def render_bank_feed_view(session: AsyncSession, business_id: str) -> Rend
     business = await repo.require_business(business_id)
     connection = await repo.current_connection(business_id)
     offered = {f.account_id: f for f in await repo.feed_accounts(connection.id)} if connection else {}
-    accounts = [account_out(a, offered.get(a.id)) for a in await repo.list_bank_accounts(business_id)]
+    accounts = [
+        account_out(a, offered.get(a.id), connection) for a in await repo.list_bank_accounts(business_id)
+    ]
     action = suggested_action(connection, accounts)
     return RenderedBankFeed(
         business_id=business.id,
@@ -101,4 +111,5 @@ def _connection_out(connection: FeedConnection | None) -> ConnectionOut | None:
         connection_id=connection.codat_connection_id,
         status=connection.status,
         created_at=connection.created_at,
+        error=connection.last_error,
     )

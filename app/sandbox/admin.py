@@ -14,11 +14,16 @@ Invalid input is a 422 in Codat's ErrorMessage shape whose ``validation.errors[]
   The three rates share one draw per call, so their sum is at most 1.
 - ``GET /_sandbox/counters``: ``{operationId: calls}``, every call that reached an operation.
 - ``POST /_sandbox/reset``: 204; no data, config defaults, real time, seeds restarted.
-- ``GET /_sandbox/clock``, ``POST /_sandbox/clock/advance`` ``{seconds: N}``: ``{now: DateTime}``.
+- ``GET /_sandbox/clock``, ``POST /_sandbox/clock/advance`` ``{seconds: N}``: ``{now: DateTime}``, after
+  applying what came due meanwhile (lagged disconnects and unlinks, push timeouts, the quota's reset), with
+  their webhooks.
+- ``POST /_sandbox/connections/{connectionId}/fail`` ``{statusCode: "401", message: "…"}``: the Connection,
+  after recording the error in its ``dataConnectionErrors`` and sending ``connection.failed``.
 - ``POST /_sandbox/connections/{connectionId}/status`` ``{status: PendingAuth|Linked|Unlinked|Deauthorized}``:
   the Connection, after sending the matching ``connection.*`` webhook.
 - ``POST /_sandbox/connections/{connectionId}/accounts/{accountId}/disconnect``: the SourceAccountV2, after
-  sending ``bankFeeds.sourceAccount.disconnected``.
+  sending ``bankFeeds.sourceAccount.disconnected`` (at once, as Codat sees it; a disconnect in the
+  QuickBooks stand-in shows only after the disconnect lag).
 - ``GET /_sandbox/connections/{connectionId}/accounts/{accountId}/bankTransactions``: the transactions
   QuickBooks has recorded for the source account, in the order written, each with its ``pushOperationKey``.
 - ``GET /_sandbox/webhooks/deliveries``: ``[{eventId, eventType, url, status (pending|delivered|failed|
@@ -35,6 +40,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.sandbox import views
+from app.sandbox.api.route import catch_up
 from app.sandbox.clock import iso
 from app.sandbox.context import lifecycle, public_root, sandbox_state
 from app.sandbox.errors import CodatError, from_validation_error, invalid
@@ -143,7 +149,26 @@ async def get_clock(request: Request) -> JSONResponse:
 @router.post("/clock/advance")
 async def advance_clock(request: Request) -> JSONResponse:
     advance = await _parse(request, _ClockAdvance)
-    return JSONResponse({"now": iso(sandbox_state(request).clock.advance(advance.seconds))})
+    now = sandbox_state(request).clock.advance(advance.seconds)
+    catch_up(request)
+    return JSONResponse({"now": iso(now)})
+
+
+class _Failure(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    status_code: str = Field("401", alias="statusCode", pattern=r"^\d{3}$")
+    message: str = Field("The platform refused the connection's authorization.", min_length=1, max_length=500)
+
+
+@router.post("/connections/{connectionId}/fail")
+async def fail_connection(request: Request, connectionId: str) -> JSONResponse:
+    connection = sandbox_state(request).connections.get(connectionId)
+    if connection is None:
+        raise CodatError(404, f"Data connection {connectionId} not found")
+    failure = await _parse(request, _Failure)
+    life = lifecycle(request)
+    life.connection_failed(connection, failure.status_code, failure.message)
+    return JSONResponse(life.present.connection(connection))
 
 
 @router.post("/connections/{connectionId}/status")

@@ -50,6 +50,10 @@ class SourceAccount:
     modified_date: str | None = None
     status: AccountStatus = AccountStatus.pending
     feed_start_date: date | None = None
+    # The one-time credentials QuickBooks linked the account with: revoking them stops its writes.
+    linked_with: Credentials | None = None
+    # When the SMB disconnected the feed in QuickBooks; Codat reports it only after the disconnect lag.
+    disconnected_in_qbo_at: datetime | None = None
     # The account in the books it feeds, on platforms mapped through Codat (app.sandbox.mapping).
     target_account_id: str | None = None
 
@@ -101,6 +105,11 @@ class Connection:
     status: ConnectionStatus = ConnectionStatus.pending_auth
     accounts: dict[str, SourceAccount] = field(default_factory=dict)
     credentials: list[Credentials] = field(default_factory=list)
+    # Revoked credentials are remembered so that QuickBooks can still tell whose they were.
+    revoked_credentials: list[Credentials] = field(default_factory=list)
+    # When every account showed disconnected: the connection turns Unlinked after the unlink lag.
+    all_disconnected_at: datetime | None = None
+    data_connection_errors: list[dict[str, Any]] = field(default_factory=list)
     platform_key: str = "hcws"
     books: Books | None = None
     sage: SageSignIn = field(default_factory=SageSignIn)

@@ -6,27 +6,51 @@ rule of the connection's platform refuses it, and then it fails whole, naming ea
 Either way the ``bankTransactions.write.successful`` or ``.unsuccessful`` webhook follows.
 
 The rules, as Codat documents them for QBO (other platforms: ``app.sandbox.platforms.PushRules``): the
-source account is connected; transactions are in chronological order; none is older than the newest already
-in the account; none is in the future. Dates are the bank's local date-times (an offset is ignored, as Codat
-does); with no time zone to go by, "the future" means after today anywhere on Earth (UTC+14).
+connection is Linked (an Unlinked or Deauthorized one takes no new write); the source account is connected,
+and the credentials it was linked with are not revoked; transactions are in chronological order; none is
+older than the newest already in the account; none is in the future; each was cleared today or yesterday,
+except on the account's first write, which may go back ``historyWindowDays`` (7) before its feed start date.
+Dates are the bank's local date-times (an offset is ignored, as Codat does); with no time zone to go by,
+"the future" means after today anywhere on Earth (UTC+14) and "yesterday" is yesterday somewhere on Earth
+(UTC-12).
+
+A push still Pending when its ``timeoutInMinutes`` (or the ``defaultPushTimeoutMinutes`` knob) has passed on
+the sandbox clock ends ``TimedOut``, written or not, as Codat documents (using-the-api/push, Timeouts).
 """
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from app.sandbox.clock import iso
 from app.sandbox.errors import ValidationItem
-from app.sandbox.models import AccountStatus
-from app.sandbox.platforms import profile
+from app.sandbox.models import AccountStatus, Connection, ConnectionStatus, SourceAccount
+from app.sandbox.platforms import Flow, profile
 from app.sandbox.state import SandboxState
 from app.sandbox.views import Presenter
 
-PENDING, SUCCESS, FAILED = "Pending", "Success", "Failed"
-STATUS_CODES = {PENDING: 202, SUCCESS: 200, FAILED: 400}
+PENDING, SUCCESS, FAILED, TIMED_OUT = "Pending", "Success", "Failed", "TimedOut"
+# Codat does not say which statusCode a TimedOut operation carries; 504 says "gave up waiting".
+STATUS_CODES = {PENDING: 202, SUCCESS: 200, FAILED: 400, TIMED_OUT: 504}
 VALIDATOR = "BankTransactionsValidator"
 EARLIEST_OFFSET = timedelta(hours=14)
+LATEST_OFFSET = timedelta(hours=12)
+
+
+def write_refusal(connection: Connection | None, account: SourceAccount | None) -> ValidationItem | None:
+    """Why the source account takes no write now, if it does not; the item names what to mend."""
+    if connection is None or connection.status is not ConnectionStatus.linked:
+        status = connection.status.value if connection else "deleted"
+        message = f"The connection is {status}: it takes no new write until it is linked again."
+        return ValidationItem("connectionId", message, VALIDATOR)
+    if account is None or account.status is not AccountStatus.connected:
+        platform = profile(connection.platform_key).name
+        return ValidationItem("accountId", f"The source account is not connected to {platform}.", VALIDATOR)
+    if account.linked_with is not None and account.linked_with not in connection.credentials:
+        message = "The credentials this account was linked with were revoked: link it again with new ones."
+        return ValidationItem("accountId", message, VALIDATOR)
+    return None
 
 
 @dataclass
@@ -61,13 +85,32 @@ def start(state: SandboxState, operation: PushOperation, present: Presenter) -> 
 def complete(state: SandboxState, key: str, present: Presenter) -> None:
     operation = state.push_operations.get(key)
     if operation is None or operation.status != PENDING:
-        return  # the sandbox was reset meanwhile
+        return  # the sandbox was reset meanwhile, or the push timed out
+    if _timed_out(state, operation):
+        _finish(state, operation, TIMED_OUT, present)
+        return
     ledger = state.bank_transactions.setdefault((operation.connection_id, operation.account_id), [])
     operation.errors = _refusals(state, operation, ledger)
-    operation.status = FAILED if operation.errors else SUCCESS
-    operation.completed = state.clock.now()
-    if operation.status == SUCCESS:
+    if not operation.errors:
         _record(state, operation, ledger)
+    _finish(state, operation, FAILED if operation.errors else SUCCESS, present)
+
+
+def time_out_due(state: SandboxState, present: Presenter) -> None:
+    """End TimedOut every Pending push whose timeout has passed on the sandbox clock."""
+    for operation in list(state.push_operations.values()):
+        if operation.status == PENDING and _timed_out(state, operation):
+            _finish(state, operation, TIMED_OUT, present)
+
+
+def _timed_out(state: SandboxState, operation: PushOperation) -> bool:
+    minutes = operation.timeout_in_minutes or state.knobs.default_push_timeout_minutes
+    return minutes is not None and state.clock.now() >= operation.requested + timedelta(minutes=minutes)
+
+
+def _finish(state: SandboxState, operation: PushOperation, status: str, present: Presenter) -> None:
+    operation.status = status
+    operation.completed = state.clock.now()
     _emit(state, operation, present)
 
 
@@ -76,19 +119,47 @@ def _refusals(
 ) -> list[ValidationItem]:
     connection = state.connections.get(operation.connection_id)
     account = connection.accounts.get(operation.account_id) if connection else None
-    if connection is None or account is None or account.status is not AccountStatus.connected:
-        return [ValidationItem(operation.account_id, "The source account is not connected.", VALIDATOR)]
+    refusal = write_refusal(connection, account)
+    if refusal is not None:
+        return [refusal]
+    assert connection is not None
+    assert account is not None
     rules = profile(connection.platform_key).push
-    latest_day = (state.clock.now() + EARLIEST_OFFSET).date()
+    now = state.clock.now()
+    latest_day = (now + EARLIEST_OFFSET).date()
+    earliest_day = _qbo_earliest_day(state, connection, account, now, first_write=not ledger)
     newest = local_date(ledger[-1]["date"]) if ledger and rules.not_older_than_newest else datetime.min
     refusals = []
     for transaction in operation.transactions:
         when = local_date(transaction["date"])
-        reason = rules.date_refusal(when, latest_day, newest)
+        reason = rules.date_refusal(when, latest_day, newest) or _window_refusal(when, earliest_day)
         if reason:
             refusals.append(ValidationItem(transaction["id"], reason, VALIDATOR))
         newest = max(newest, when)
     return refusals
+
+
+def _qbo_earliest_day(
+    state: SandboxState, connection: Connection, account: SourceAccount, now: datetime, *, first_write: bool
+) -> date | None:
+    """QBO: yesterday; on the first write, back to ``historyWindowDays`` before the feed start date. None for
+    the other platforms (their age limit is ``PushRules.max_age_days``)."""
+    if profile(connection.platform_key).flow is not Flow.platform_credentials:
+        return None
+    yesterday = (now - LATEST_OFFSET).date() - timedelta(days=1)
+    if not first_write or account.feed_start_date is None:
+        return yesterday
+    return min(yesterday, account.feed_start_date - timedelta(days=state.knobs.history_window_days))
+
+
+def _window_refusal(when: datetime, earliest_day: date | None) -> str | None:
+    if earliest_day is None or when.date() >= earliest_day:
+        return None
+    return (
+        f"The transaction date {when.isoformat()} is before {earliest_day.isoformat()}: QuickBooks takes"
+        " transactions cleared today or yesterday, and on an account's first write some days of history"
+        " before its feed start date."
+    )
 
 
 def _sign_warnings(transactions: list[dict[str, Any]]) -> list[ValidationItem]:
@@ -106,9 +177,14 @@ def _sign_warnings(transactions: list[dict[str, Any]]) -> list[ValidationItem]:
 
 def _record(state: SandboxState, operation: PushOperation, ledger: list[dict[str, Any]]) -> None:
     connection = state.connections[operation.connection_id]
-    rules = profile(connection.platform_key).push
-    ledger.extend({**rules.as_written(t), "pushOperationKey": operation.key} for t in operation.transactions)
     account = connection.accounts[operation.account_id]
+    rules = profile(connection.platform_key).push
+    written = [{**rules.as_written(t), "pushOperationKey": operation.key} for t in operation.transactions]
+    if account.disconnected_in_qbo_at is not None:
+        # Codat took them, but QuickBooks no longer pulls this feed: they never reach its ledger.
+        state.stranded.setdefault((operation.connection_id, operation.account_id), []).extend(written)
+        return
+    ledger.extend(written)
     # The balance of the last transaction pushed becomes the account's (QBO and Xero document it).
     account.balance = operation.transactions[-1]["balance"]
 

@@ -10,7 +10,7 @@ import secrets
 import string
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -53,11 +53,15 @@ class SandboxState:
         self.push_operations: dict[str, PushOperation] = {}
         # What QuickBooks has recorded per (connection id, source account id), in the order it was written.
         self.bank_transactions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # What Codat took for a feed already disconnected in QuickBooks (in the disconnect lag): never pulled.
+        self.stranded: dict[tuple[str, str], list[dict[str, Any]]] = {}
         # authorizationIds the Sage stand-in handed to the fintech's login page (app.sandbox.pages.sage).
         self.sage_authorization_ids: set[str] = set()
         self.portal = PortalSettings.from_config(self.config)
         self.knobs = Knobs.from_config(self.config)
         self.quota_used: Counter[tuple[str, date]] = Counter()
+        # The day client.rateLimit.reached was sent, until client.rateLimit.reset follows it.
+        self.quota_reached_on: date | None = None
         self.counters.clear()
         self.clock.reset()
         self.idempotency.clear()
@@ -125,9 +129,17 @@ class SandboxState:
         )
 
     def connection_for_credentials(self, username: str, password: str) -> Connection | None:
+        return self._holder(username, password, lambda connection: connection.credentials)
+
+    def connection_for_revoked_credentials(self, username: str, password: str) -> Connection | None:
+        return self._holder(username, password, lambda connection: connection.revoked_credentials)
+
+    def _holder(
+        self, username: str, password: str, held_by: Callable[[Connection], list[Credentials]]
+    ) -> Connection | None:
         offered = Credentials(username.strip(), password.strip())
         for connection in self.connections.values():
-            if any(_same_credentials(offered, held) for held in connection.credentials):
+            if any(_same_credentials(offered, held) for held in held_by(connection)):
                 return connection
         return None
 

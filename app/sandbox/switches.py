@@ -149,6 +149,15 @@ class Knobs(_Wire):
     webhook_retry_delays_seconds: list[float] = Field(default_factory=lambda: [0.2, 1.0, 3.0])
     # How long (real seconds) a push of bank transactions stays Pending before it succeeds or fails.
     push_completion_seconds: float = Field(0.0, ge=0)
+    # Codat's documented behaviours where the docs vary (see app/sandbox/README.md), on the sandbox clock.
+    # A disconnect made in QuickBooks shows at Codat this long after (QBO page: 10 days).
+    disconnect_lag_seconds: float = Field(10 * 86400, ge=0)
+    # A QBO connection turns Unlinked this long after its last account shows disconnected ("up to a day").
+    unlink_lag_seconds: float = Field(86400, ge=0)
+    # How far before the feed start date the first write may go back (7 days; one page says 90).
+    history_window_days: int = Field(7, ge=0, le=90)
+    # What a push without timeoutInMinutes waits before it ends TimedOut; None: Codat's default, forever.
+    default_push_timeout_minutes: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _rates_fit_in_one_draw(self) -> Self:

@@ -23,6 +23,13 @@ class Presenter:
 
     def company(self, company: Company) -> dict[str, Any]:
         return {
+            **self.company_details(company),
+            "dataConnections": [self.connection(c) for c in company.connections.values()],
+        }
+
+    def company_details(self, company: Company) -> dict[str, Any]:
+        """Codat's companyDetails: a Company without its connections, the payload of company.* webhooks."""
+        return {
             "id": company.id,
             "name": company.name,
             "description": company.description,
@@ -33,7 +40,6 @@ class Presenter:
             "products": [],
             "tags": company.tags,
             "referenceSubsidiaryCompanies": [],
-            "dataConnections": [self.connection(c) for c in company.connections.values()],
         }
 
     def company_reference(self, company: Company) -> dict[str, Any]:
@@ -49,7 +55,7 @@ class Presenter:
         # As with Codat's Get/List connection, a linkUrl whose OTP has lapsed comes back with a fresh one.
         otp = self._state.current_otp(connection)
         platform = profile(connection.platform_key)
-        return {
+        body: dict[str, Any] = {
             "id": connection.id,
             "integrationId": platform.integration_id,
             "integrationKey": platform.key,
@@ -61,6 +67,9 @@ class Presenter:
             "lastSync": None,
             "created": iso(connection.created),
         }
+        if connection.data_connection_errors:
+            body["dataConnectionErrors"] = connection.data_connection_errors
+        return body
 
     def integration(self, platform: PlatformProfile) -> dict[str, Any]:
         return {

@@ -67,6 +67,8 @@ class TransactionStream(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Consecutive waits (Codat unavailable, push still pending): the back-off grows with them.
     waits: Mapped[int] = mapped_column(Integer, default=0)
+    # Why the worker last found the account's deliveries held (app/transactions/holds.py); None: not held.
+    held_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class TransactionBatch(Base):

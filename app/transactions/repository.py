@@ -63,6 +63,28 @@ class TransactionRepository:
 
     # Reading
 
+    async def stream(self, business_id: str, account_id: str) -> TransactionStream | None:
+        return await self.session.scalar(
+            select(TransactionStream).where(
+                TransactionStream.business_id == business_id, TransactionStream.account_id == account_id
+            )
+        )
+
+    async def held_count(self) -> int:
+        """Transactions waiting on streams the workers last found held (app/transactions/holds.py)."""
+        query = (
+            select(func.count())
+            .select_from(BankTransaction)
+            .join(
+                TransactionStream,
+                (TransactionStream.business_id == BankTransaction.business_id)
+                & (TransactionStream.account_id == BankTransaction.account_id),
+            )
+            .where(TransactionStream.held_reason.is_not(None))
+            .where(BankTransaction.status == TransactionStatus.QUEUED)
+        )
+        return int(await self.session.scalar(query) or 0)
+
     async def page(
         self, business_id: str, account_id: str, statuses: Sequence[str] | None, after: int, limit: int
     ) -> list[tuple[BankTransaction, str | None]]:
@@ -126,6 +148,11 @@ class TransactionRepository:
             update(TransactionStream)
             .where(TransactionStream.id == stream_id, TransactionStream.lease_owner == owner)
             .values(lease_owner=None, lease_until=None, next_attempt_at=next_attempt_at, waits=waits)
+        )
+
+    async def note_hold(self, stream_id: int, reason: str | None) -> None:
+        await self.session.execute(
+            update(TransactionStream).where(TransactionStream.id == stream_id).values(held_reason=reason)
         )
 
     async def release_all(self, owner: str) -> None:

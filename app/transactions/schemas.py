@@ -12,7 +12,7 @@ from app.onboarding.schemas import ApiModel, StrictApiModel, UtcDateTime
 MAX_PER_REQUEST = 1000  # Codat's maximum per push; a bigger request would only be split again.
 
 TransactionType = Literal["Credit", "Debit", "Unknown"]
-StatusName = Literal["queued", "sending", "delivered", "failed", "refused_by_codat"]
+StatusName = Literal["queued", "held", "sending", "delivered", "failed", "refused_by_codat"]
 StatusFilter = Literal["pending", "queued", "sending", "delivered", "failed", "refused_by_codat"]
 
 
@@ -66,18 +66,41 @@ class TransactionOut(ApiModel):
     balance: Decimal
     transaction_type: TransactionType
     status: StatusName = Field(
-        description="queued, sending (to Codat), delivered; or failed or refused_by_codat, with `error`."
+        description="queued, sending (to Codat), delivered; held (queued while the feed needs mending: "
+        "see the page's `held`); or failed or refused_by_codat, with `error`."
     )
     error: str | None = Field(None, description="Why it failed or was refused.")
+    warning: str | None = Field(
+        None,
+        description="For a delivered transaction: why it may not be in QuickBooks after all (it was "
+        "delivered while the account was disconnected there but not yet reported so by Codat).",
+    )
     push_operation_key: str | None = Field(None, description="Codat's push operation that carried it.")
     accepted_at: UtcDateTime
     completed_at: UtcDateTime | None = None
 
 
+class HoldOut(ApiModel):
+    reason: str = Field(
+        description="no_connection, connection_unlinked, connection_deauthorized, account_pending, "
+        "account_disconnected, credentials_revoked or refused_by_codat."
+    )
+    message: str = Field(description="What is wrong, and the one step that mends it.")
+
+
 class TransactionsPage(ApiModel):
     account_id: str
     counts: dict[StatusName, int] = Field(
-        description="How many of the account's transactions are in each status."
+        description="How many of the account's transactions are in each status (`held` is part of `queued`)."
     )
     transactions: list[TransactionOut] = Field(description="In the order they were accepted.")
     next_cursor: str | None = Field(description="Pass as `after` for the next page; null on the last one.")
+    held: HoldOut | None = Field(
+        None,
+        description="Why deliveries to QuickBooks are held now; they resume in order once it is mended.",
+    )
+    accepts_from: date | None = Field(
+        None,
+        description="The earliest cleared date the account accepts now: yesterday, or on its first write 7 "
+        "days before its feed start date. Null until QuickBooks has connected the account.",
+    )

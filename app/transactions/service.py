@@ -3,28 +3,36 @@ what Codat did with each push (from the worker's polls and from `bankTransaction
 
 A request is accepted whole or refused whole: if any new transaction breaks a rule, nothing is queued and
 the 422 names every transaction and rule. Ids accepted before are acknowledged as duplicates and skipped,
-so a caller may safely send the same transactions again.
+so a caller may safely send the same transactions again. An account connected before but not writable now
+(app/transactions/holds.py) still accepts them: they are held, in order, until the feed is mended.
 """
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.clock import Clock
+from app.clock import Clock, as_utc
 from app.codat.schemas import PushOperation, PushOperationStatus
 from app.errors import Conflict, FieldError, InvalidInput
 from app.onboarding.exceptions import AccountNotFound
+from app.onboarding.holds import MESSAGES, REFUSED_BY_CODAT, hold_of, set_write_hold
 from app.onboarding.models import Business
 from app.onboarding.repository import OnboardingRepository
-from app.onboarding.service import BROKEN_CONNECTION
-from app.transactions import rules
-from app.transactions.models import UNFINISHED, BatchStatus, TransactionBatch, TransactionStatus
+from app.transactions import holds, rules
+from app.transactions.models import (
+    UNFINISHED,
+    BatchStatus,
+    TransactionBatch,
+    TransactionStatus,
+    TransactionStream,
+)
 from app.transactions.repository import TransactionRepository
 from app.transactions.schemas import (
+    HoldOut,
     StatusFilter,
     TransactionIn,
     TransactionOut,
@@ -63,16 +71,18 @@ class TransactionService:
     async def _accept(
         self, session: AsyncSession, business_id: str, account_id: str, transactions: Sequence[TransactionIn]
     ) -> TransactionsAccepted:
-        business = await _connected_account(session, business_id, account_id)
+        business, feed_start = await _connected_account(session, business_id, account_id)
         now = self.clock.now()
         repo = TransactionRepository(session)
         stream = await repo.lock_stream(business_id, account_id, now)
         owners = await repo.owners_of(business_id, [t.id for t in transactions])
         fresh, duplicates = _split(transactions, owners, account_id)
+        local_now = now.astimezone(ZoneInfo(business.time_zone)).replace(tzinfo=None)
         found = rules.refusals(
             fresh,
-            local_now=now.astimezone(ZoneInfo(business.time_zone)).replace(tzinfo=None),
+            local_now=local_now,
             newest=stream.newest_date,
+            earliest=holds.earliest_date(local_now, stream.newest_date, feed_start),
             used_elsewhere={tid: owner for tid, owner in owners.items() if owner != account_id},
         )
         if found:
@@ -91,16 +101,26 @@ class TransactionService:
         self, business_id: str, account_id: str, status: StatusFilter | None, after: int, limit: int
     ) -> TransactionsPage:
         async with self.sessions() as session:
-            await _registered_account(OnboardingRepository(session), business_id, account_id)
+            business = await _registered_account(OnboardingRepository(session), business_id, account_id)
             repo = TransactionRepository(session)
             statuses = list(UNFINISHED) if status == "pending" else [status] if status else None
             rows = await repo.page(business_id, account_id, statuses, after, limit)
             counts = await repo.counts(business_id, account_id)
+            connection, feed = await holds.current_feed(session, business_id, account_id)
+            hold = hold_of(connection, feed)
+            at_risk_since = holds.unpulled_since(feed)
+            stream = await repo.stream(business_id, account_id)
+            feed_start = await holds.latest_feed_start(session, business_id, account_id)
+        newest = stream.newest_date if stream else None
+        local_now = self.clock.now().astimezone(ZoneInfo(business.time_zone)).replace(tzinfo=None)
+        held = counts.get(TransactionStatus.QUEUED, 0) if hold else 0
         return TransactionsPage(
             account_id=account_id,
-            counts={s.value: counts.get(s.value, 0) for s in TransactionStatus},  # type: ignore[misc]
-            transactions=[_out(row, key) for row, key in rows],
+            counts={s.value: counts.get(s.value, 0) for s in TransactionStatus} | {"held": held},
+            transactions=[_out(row, key, hold, at_risk_since) for row, key in rows],
             next_cursor=str(rows[-1][0].seq) if len(rows) == limit else None,
+            held=HoldOut(reason=hold, message=MESSAGES[hold]) if hold else None,
+            accepts_from=holds.earliest_date(local_now, newest, feed_start) if feed_start else None,
         )
 
 
@@ -111,23 +131,21 @@ async def _registered_account(repo: OnboardingRepository, business_id: str, acco
     return business
 
 
-async def _connected_account(session: AsyncSession, business_id: str, account_id: str) -> Business:
-    """QBO takes transactions only for a source account connected on a live connection."""
-    repo = OnboardingRepository(session)
-    business = await _registered_account(repo, business_id, account_id)
-    connection = await repo.current_connection(business_id)
-    feed = (
-        next((f for f in await repo.feed_accounts(connection.id) if f.account_id == account_id), None)
-        if connection
-        else None
-    )
-    status = feed.status if feed and feed.registered else "not_added"
-    if connection is None or connection.status in BROKEN_CONNECTION or status != "connected":
+async def _connected_account(
+    session: AsyncSession, business_id: str, account_id: str
+) -> tuple[Business, date | None]:
+    """The business and the account's feed start date, if QuickBooks ever connected the account: QBO takes
+    transactions only for a connected account, and ones accepted while it is not (any more) are held."""
+    business = await _registered_account(OnboardingRepository(session), business_id, account_id)
+    feed_start = await holds.latest_feed_start(session, business_id, account_id)
+    if feed_start is None:
+        connection, feed = await holds.current_feed(session, business_id, account_id)
+        status = feed.status if feed and feed.registered else "not_added"
         raise AccountNotConnected(
             f"The account is {status} in QuickBooks Online (connection "
             f"{connection.status if connection else 'none'}); connect it before sending transactions."
         )
-    return business
+    return business, feed_start
 
 
 def _split(
@@ -161,7 +179,16 @@ def _row(business_id: str, account_id: str, transaction: TransactionIn, now: dat
     }
 
 
-def _out(row: Any, push_operation_key: str | None) -> TransactionOut:
+def _out(
+    row: Any, push_operation_key: str | None, hold: str | None, at_risk_since: datetime | None
+) -> TransactionOut:
+    held = hold is not None and row.status == TransactionStatus.QUEUED
+    at_risk = (
+        at_risk_since is not None
+        and row.status == TransactionStatus.DELIVERED
+        and row.completed_at is not None
+        and as_utc(row.completed_at) >= at_risk_since
+    )
     return TransactionOut(
         id=row.transaction_id,
         date=row.cleared_at,
@@ -169,8 +196,9 @@ def _out(row: Any, push_operation_key: str | None) -> TransactionOut:
         amount=row.amount,
         balance=row.balance,
         transaction_type=row.transaction_type,
-        status=row.status,
+        status="held" if held else row.status,
         error=row.error,
+        warning=holds.UNPULLED_WARNING if at_risk else None,
         push_operation_key=push_operation_key,
         accepted_at=row.accepted_at,
         completed_at=row.completed_at,
@@ -194,8 +222,33 @@ async def record_outcome(
         await record_failed(repo, batch.id, TIMED_OUT, now)
         return True
     errors = {i.item_id: i.message or "refused" for i in operation.validation_errors if i.item_id}
+    if holds.TARGET_ITEMS & errors.keys():
+        await hold_batch(repo, batch, errors, operation.error_message, now)
+        return True
     await record_refusal(repo, batch, errors, operation.error_message, BatchStatus.FAILED, now)
     return True
+
+
+async def hold_batch(
+    repo: TransactionRepository,
+    batch: TransactionBatch,
+    errors: dict[str, str],
+    summary: str | None,
+    now: datetime,
+) -> None:
+    """Codat refused the push for its target (the account or the connection), not for a transaction: none
+    was written, so all of them go back to the queue, held until the feed is mended. A refused account is
+    held until QuickBooks reports it connected again; a dead connection holds by its status already."""
+    if not await repo.close_batch(batch.id, BatchStatus.REFUSED, summary, now):
+        return
+    await repo.requeue_rest(batch.id)
+    if "accountId" in errors:
+        await set_write_hold(repo.session, batch.codat_connection_id, [batch.account_id], REFUSED_BY_CODAT)
+        stream = await repo.session.get(TransactionStream, batch.stream_id)
+        if stream is not None:
+            await OnboardingRepository(repo.session).bump_feed_version(
+                stream.business_id
+            )  # the view shows it
 
 
 async def record_failed(repo: TransactionRepository, batch_id: int, reason: str, now: datetime) -> None:

@@ -8,6 +8,9 @@ write. If it dies, the lease lapses, another worker takes the stream and finds t
 same transactions under the same key, and Codat replays its first answer instead of writing them twice.
 
 Retried: Codat unavailable (network, timeouts, 408, 429, 5xx), a key still in flight, a push still Pending.
+Held (app/transactions/holds.py): an account Codat would refuse (dead connection, account not connected,
+credentials revoked, or a push Codat refused for the account itself) is left queued and looked at again
+every `retry_max_seconds` until the feed is mended; a refused batch goes back to the queue whole.
 Not retried: a push Codat refuses or reports Failed (the transactions it names get its reason, the others
 are queued again, since none was written), or TimedOut (it may have been written). A batch still unsent
 when Codat's 90-minute replay window is near is failed rather than risk a second write.
@@ -29,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from fastapi import FastAPI
+from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.clock import Clock, SystemClock, as_utc
@@ -39,9 +43,10 @@ from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.housekeeping import housekeeping
 from app.onboarding.repository import OnboardingRepository
+from app.transactions import holds
 from app.transactions.models import BankTransaction, BatchStatus, TransactionBatch, TransactionStream
 from app.transactions.repository import LeaseLost, TransactionRepository
-from app.transactions.service import record_failed, record_outcome, record_refusal
+from app.transactions.service import hold_batch, record_failed, record_outcome, record_refusal
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,10 @@ REPLAY_WINDOW = timedelta(minutes=85)
 UNKNOWN_OUTCOME = (
     "Not sent again: Codat's 90-minute replay window passed before the push's outcome was known."
 )
+HELD = Gauge(
+    "bff_transactions_held",
+    "Transactions held until their bank feed is mended (every worker reports the same total: use max).",
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class WorkerConfig:
     batch_size: int = MAX_PUSH
     retry_base_seconds: float = 1.0  # first wait after Codat is unavailable or a push is still Pending
     retry_max_seconds: float = 60.0
+    held_gauge_seconds: float = 15.0  # how often to count held transactions for bff_transactions_held
 
 
 @dataclass(frozen=True)
@@ -95,8 +105,12 @@ class TransactionWorker:
     async def run_forever(self) -> None:
         """Keep up to `concurrency` streams in delivery; claim more as slots free up."""
         active: set[asyncio.Task[None]] = set()
+        counted_at = float("-inf")
         try:
             while True:
+                if asyncio.get_running_loop().time() - counted_at >= self.config.held_gauge_seconds:
+                    counted_at = asyncio.get_running_loop().time()
+                    await self.report_held()
                 for stream in await self._claim(self.config.concurrency - len(active)):
                     task = asyncio.create_task(self._deliver(stream))
                     active.add(task)
@@ -121,6 +135,13 @@ class TransactionWorker:
             await self._transaction(lambda repo, now: repo.release_all(self.name))
         except Exception:  # noqa: BLE001 - the leases lapse on their own; it is logged
             log.exception("transactions.release_all_failed")
+
+    async def report_held(self) -> None:
+        """Set bff_transactions_held from the database: one total, whichever worker counts it."""
+        try:
+            HELD.set(await self._transaction(lambda repo, now: repo.held_count()))
+        except Exception:  # noqa: BLE001 - a missed count must not stop delivery; it is logged
+            log.exception("transactions.held_count_failed")
 
     async def _claim(self, slots: int) -> Sequence[TransactionStream]:
         if slots <= 0:
@@ -173,9 +194,13 @@ class TransactionWorker:
         """The open batch, or a new one cut from the queue; with its transactions while it is unsent."""
         batch = await repo.open_batch(stream.id)
         if batch is None:
+            hold = await holds.current_hold(repo.session, stream.business_id, stream.account_id)
+            if hold != stream.held_reason:
+                await repo.note_hold(stream.id, hold)
+                stream.held_reason = hold
             target = await _codat_target(repo.session, stream.business_id)
-            if target is None:
-                return Wait(self.config.retry_max_seconds)  # no live connection for now
+            if hold is not None or target is None:
+                return Wait(self.config.retry_max_seconds)  # held: looked at again until the feed is mended
             batch = await repo.new_batch(stream, *target, self.config.batch_size, now)
             if batch is None:
                 return DONE
@@ -212,6 +237,9 @@ class TransactionWorker:
             )
             reason = "; ".join(exc.validation_errors) or exc.error or f"HTTP {exc.status_code}"
             errors = dict.fromkeys(exc.item_ids, reason)
+            if holds.TARGET_ITEMS & errors.keys():
+                await self._fenced(stream, lambda repo, now: hold_batch(repo, batch, errors, reason, now))
+                return Wait(self.config.retry_max_seconds)
             await self._fenced(
                 stream,
                 lambda repo, now: record_refusal(repo, batch, errors, reason, BatchStatus.REFUSED, now),

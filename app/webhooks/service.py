@@ -25,6 +25,7 @@ from app.onboarding.changes import ChangeFeed
 from app.onboarding.repository import OnboardingRepository
 from app.redaction import scrub, scrub_text
 from app.transactions.service import apply_push_event
+from app.webhooks.follow_ups import FOLLOW_UPS
 from app.webhooks.models import WebhookEvent
 from app.webhooks.payloads import RejectedEvent, parse_event
 
@@ -230,10 +231,21 @@ class WebhookProcessor:
 async def apply(
     repo: OnboardingRepository, event: dict[str, Any], generated_at: datetime | None
 ) -> str | None:
-    """Apply one event; the business id whose bank feed changed, if any."""
+    """Apply one event, then its follow-up (app/webhooks/follow_ups.py); the business id whose bank feed
+    changed, if any."""
     event_type: str = event["eventType"]
     payload = event.get("payload") or {}
     at = generated_at or datetime.now(UTC)
+    changed = await _apply_status(repo, event_type, payload, at)
+    follow_up = FOLLOW_UPS.get(event_type)
+    if follow_up is not None:
+        changed = await follow_up(repo, payload, at) or changed
+    return changed
+
+
+async def _apply_status(
+    repo: OnboardingRepository, event_type: str, payload: dict[str, Any], at: datetime
+) -> str | None:
     if event_type.startswith("connection."):
         connection = payload.get("connection") or {}
         return await repo.apply_connection_status(
@@ -251,7 +263,8 @@ async def apply(
             extra={"event_type": event_type, "quota_remaining": payload.get("quotaRemaining")},
         )
         return None
-    log.info("webhook.ignored", extra={"event_type": event_type})
+    if event_type not in FOLLOW_UPS:
+        log.info("webhook.ignored", extra={"event_type": event_type})
     return None
 
 

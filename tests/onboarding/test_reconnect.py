@@ -80,6 +80,8 @@ class TestDeadConnection:
         credentials = await connect_in_quickbooks(client, connected["linkUrl"], sorted(ACCOUNTS))
         for account_id in sorted(ACCOUNTS):
             await disconnect_in_quickbooks(client, credentials, account_id)
+        # Codat unlinks the connection up to a day after its last account shows disconnected.
+        await client.post("/sandbox/_sandbox/clock/advance", json={"seconds": 86400})
 
         broken = await view(client, user)
         mended = (await client.post("/v1/bank-feed/reconnect", headers=user)).json()

@@ -14,7 +14,7 @@ from codat_bankfeeds.utils import RetryConfig
 
 from app.config import DEV_WEBHOOK_SECRET
 from app.sandbox import SandboxConfig
-from app.sandbox.models import AccountStatus
+from app.sandbox.models import AccountStatus, ConnectionStatus
 from tests.contract import validate_webhook
 from tests.sandbox.support import Sandbox, assert_codat_error, basic_auth, serve_in_thread
 
@@ -65,6 +65,8 @@ class Account:
 async def account(sandbox: Sandbox) -> Account:
     connection = await sandbox.connection()
     await sandbox.account(connection, "ac-001")
+    # Linked, as QBO leaves it: Codat takes no write on a connection that is not.
+    sandbox.state.connections[connection["id"]].status = ConnectionStatus.linked
     sandbox.state.connections[connection["id"]].accounts["ac-001"].status = AccountStatus.connected
     return Account(sandbox, connection, "ac-001")
 
@@ -184,7 +186,7 @@ class TestQboRules:
         await asyncio.sleep(0.1)
 
         done = await account.operation(key)
-        assert (done["status"], done["validation"]["errors"][0]["itemId"]) == ("Failed", "ac-001")
+        assert (done["status"], done["validation"]["errors"][0]["itemId"]) == ("Failed", "accountId")
 
 
 class TestRefusedAtOnce:
@@ -341,6 +343,7 @@ def test_the_official_sdk_pushes_and_reads_the_operation(make_sandbox_app) -> No
                 },
             }
         )
+        app.state.sandbox.connections[connection.id].status = ConnectionStatus.linked
         app.state.sandbox.connections[connection.id].accounts["ac-1"].status = AccountStatus.connected
 
         pushed = codat.transactions.create(

@@ -188,7 +188,7 @@ async def test_the_success_page_returns_to_the_app(sandbox, connection) -> None:
     assert shown(done.text, "return-to-app") == "Return to Dave's Bank"
 
 
-async def test_an_account_can_be_disconnected_in_quickbooks(sandbox, connection) -> None:
+async def test_a_disconnect_in_quickbooks_shows_at_codat_10_days_later(sandbox, connection) -> None:
     username, password = await get_credentials(sandbox, connection)
     today = sandbox.state.clock.now().date().isoformat()
     credentials = {"username": username, "password": password}
@@ -198,6 +198,9 @@ async def test_an_account_can_be_disconnected_in_quickbooks(sandbox, connection)
     page = await sandbox.client.post("/qbo/disconnect", data={**credentials, "account": "ac-002"})
     assert "was disconnected" in shown(page.text, "notice")
     account = sandbox.state.connections[connection["id"]].accounts["ac-002"]
+    await sandbox.client.post("/_sandbox/clock/advance", json={"seconds": 10 * 86400 - 60})
+    assert account.status is AccountStatus.connected  # QuickBooks has not told Codat yet
+    await sandbox.client.post("/_sandbox/clock/advance", json={"seconds": 60})
     assert account.status is AccountStatus.disconnected
 
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app.sandbox.models import AccountStatus
+from app.sandbox.models import AccountStatus, ConnectionStatus
 from app.sandbox.platforms import PROFILES
 from tests.contract import validate_webhook
 from tests.sandbox.support import Sandbox, assert_codat_error
@@ -378,6 +378,7 @@ class TestPushRules:
     async def test_qbo_still_takes_only_credit_debit_or_unknown(self, sandbox: Sandbox) -> None:
         connection = await connect(sandbox, "hcws")
         await add_account(sandbox, connection, "ac-1", currency="USD")
+        sandbox.state.connections[connection["id"]].status = ConnectionStatus.linked  # Codat writes only then
         sandbox.state.connections[connection["id"]].accounts["ac-1"].status = AccountStatus.connected
         response = await push(sandbox, connection, "ac-1", [transaction("t1", TODAY, 5, "Xfer")])
         assert (

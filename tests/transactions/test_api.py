@@ -50,6 +50,7 @@ class TestListing:
 
         assert page["counts"] == {
             "queued": 1,
+            "held": 0,
             "sending": 0,
             "delivered": 0,
             "failed": 0,

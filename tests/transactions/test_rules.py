@@ -7,7 +7,7 @@ import pytest
 
 from tests.transactions.conftest import NEW_YORK, days, listing, local_today, post, transaction
 
-NOTHING = {"queued": 0, "sending": 0, "delivered": 0, "failed": 0, "refused_by_codat": 0}
+NOTHING = {"queued": 0, "held": 0, "sending": 0, "delivered": 0, "failed": 0, "refused_by_codat": 0}
 
 
 async def refused(client, headers, transactions, account="acc-1") -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
@@ -36,9 +36,25 @@ class TestDates:
             client, tx_headers, [transaction("t1", later.isoformat(timespec="seconds"))]
         ) == [("transactions.0.date", "future_date")]
 
-    async def test_before_yesterday_is_too_old(self, client, tx_headers, connected):
-        assert await refused(client, tx_headers, [transaction("t1", connected["today"] - days(2))]) == [
-            ("transactions.0.date", "not_today_or_yesterday")
+    async def test_the_first_write_goes_back_7_days_before_the_feed_start_and_no_further(
+        self, client, tx_headers, connected
+    ):
+        start = connected["today"]  # the feed starts today
+        assert (await listing(client, tx_headers))["acceptsFrom"] == str(start - days(7))
+        assert await refused(client, tx_headers, [transaction("t0", start - days(8))]) == [
+            ("transactions.0.date", "before_earliest_date")
+        ]
+
+        back_fill = [transaction(f"t{n}", start - days(7 - n)) for n in range(8)]
+        assert (await post(client, tx_headers, back_fill)).status_code == 202
+
+    async def test_after_the_first_write_before_yesterday_is_too_old(self, client, tx_headers, connected):
+        today = connected["today"]
+        assert (await post(client, tx_headers, [transaction("t1", today - days(5))])).status_code == 202
+        assert (await listing(client, tx_headers))["acceptsFrom"] == str(today - days(1))
+
+        assert await refused(client, tx_headers, [transaction("t2", today - days(2))]) == [
+            ("transactions.0.date", "before_earliest_date")
         ]
 
     async def test_older_than_the_newest_already_accepted_for_the_account(
@@ -138,7 +154,7 @@ class TestTheAccount:
         assert response.json()["error"] == "account_not_connected"
         assert (await listing(client, tx_headers, "acc-3"))["counts"] == NOTHING
 
-    async def test_an_account_disconnected_since_is_refused(
+    async def test_an_account_disconnected_since_takes_them_and_holds_them(
         self, client, tx_headers, user_headers, connected, sandbox
     ):
         done = await client.post(
@@ -149,8 +165,10 @@ class TestTheAccount:
 
         response = await post(client, tx_headers, [transaction("t1", connected["today"])])
 
-        assert (response.status_code, response.json()["error"]) == (409, "account_not_connected")
-        assert (await listing(client, tx_headers))["counts"] == NOTHING
+        assert response.status_code == 202
+        page = await listing(client, tx_headers)
+        assert page["counts"] == {**NOTHING, "queued": 1, "held": 1}
+        assert (page["held"]["reason"], page["transactions"][0]["status"]) == ("account_disconnected", "held")
 
     async def test_a_business_before_it_connects_is_refused(self, client, tx_headers, business):
         response = await client.post(

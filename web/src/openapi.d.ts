@@ -550,6 +550,11 @@ export interface components {
              */
             createdAt: string;
             /**
+             * Error
+             * @description Why linking failed (Codat's connection.failed), until it links.
+             */
+            error?: string | null;
+            /**
              * Status
              * @description Codat's status of the connection.
              */
@@ -596,12 +601,35 @@ export interface components {
              * @enum {string}
              */
             status: "not_added" | "pending" | "connecting" | "connected" | "disconnected" | "unknown";
+            /**
+             * Statusconfirmedat
+             * @description When Codat last reported this status. A disconnect made in QuickBooks reaches Codat up to 10 days later: until then the account shows connected.
+             */
+            statusConfirmedAt?: string | null;
+            /**
+             * Writesheld
+             * @description Why QuickBooks takes no transactions from the account now, and the fix; its transactions are held and resume in order once it is mended.
+             */
+            writesHeld?: string | null;
         };
         /** FieldError */
         FieldError: {
             /** Field */
             field: string;
             /** Reason */
+            reason: string;
+        };
+        /** HoldOut */
+        HoldOut: {
+            /**
+             * Message
+             * @description What is wrong, and the one step that mends it.
+             */
+            message: string;
+            /**
+             * Reason
+             * @description no_connection, connection_unlinked, connection_deauthorized, account_pending, account_disconnected, credentials_revoked or refused_by_codat.
+             */
             reason: string;
         };
         /** LinkOut */
@@ -725,15 +753,20 @@ export interface components {
             pushOperationKey?: string | null;
             /**
              * Status
-             * @description queued, sending (to Codat), delivered; or failed or refused_by_codat, with `error`.
+             * @description queued, sending (to Codat), delivered; held (queued while the feed needs mending: see the page's `held`); or failed or refused_by_codat, with `error`.
              * @enum {string}
              */
-            status: "queued" | "sending" | "delivered" | "failed" | "refused_by_codat";
+            status: "queued" | "held" | "sending" | "delivered" | "failed" | "refused_by_codat";
             /**
              * Transactiontype
              * @enum {string}
              */
             transactionType: "Credit" | "Debit" | "Unknown";
+            /**
+             * Warning
+             * @description For a delivered transaction: why it may not be in QuickBooks after all (it was delivered while the account was disconnected there but not yet reported so by Codat).
+             */
+            warning?: string | null;
         };
         /** TransactionsAccepted */
         TransactionsAccepted: {
@@ -760,15 +793,22 @@ export interface components {
         };
         /** TransactionsPage */
         TransactionsPage: {
+            /**
+             * Acceptsfrom
+             * @description The earliest cleared date the account accepts now: yesterday, or on its first write 7 days before its feed start date. Null until QuickBooks has connected the account.
+             */
+            acceptsFrom?: string | null;
             /** Accountid */
             accountId: string;
             /**
              * Counts
-             * @description How many of the account's transactions are in each status.
+             * @description How many of the account's transactions are in each status (`held` is part of `queued`).
              */
             counts: {
                 [key: string]: number;
             };
+            /** @description Why deliveries to QuickBooks are held now; they resume in order once it is mended. */
+            held?: components["schemas"]["HoldOut"] | null;
             /**
              * Nextcursor
              * @description Pass as `after` for the next page; null on the last one.

@@ -3,11 +3,12 @@
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from app.sandbox.api import query
 from app.sandbox.api.paging import Paging
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.api.schemas import CompanyRequest, parse_body
 from app.sandbox.api.tags import parse_tag_filter
-from app.sandbox.context import presenter, sandbox_state
+from app.sandbox.context import lifecycle, presenter, sandbox_state
 from app.sandbox.errors import CodatError
 from app.sandbox.models import Company
 from app.sandbox.state import SandboxState
@@ -28,6 +29,7 @@ async def create_company(request: Request) -> JSONResponse:
     state = sandbox_state(request)
     company = Company(state.new_id(), body.name, state.clock.now(), body.description, dict(body.tags))
     state.companies[company.id] = company
+    lifecycle(request).company_created(company)
     return JSONResponse(presenter(request).company(company))
 
 
@@ -38,6 +40,7 @@ async def list_companies(request: Request) -> JSONResponse:
     if "tags" in request.query_params:
         matches = parse_tag_filter(request.query_params["tags"])
         companies = [c for c in companies if matches(c.tags)]
+    companies = query.from_request(request, companies, _company_field)
     present = presenter(request)
     return JSONResponse(paging.envelope(companies, present.company, "/companies"))
 
@@ -55,4 +58,23 @@ async def delete_company(request: Request, companyId: str) -> Response:
     for connection_id in company.connections:
         del state.connections[connection_id]
     del state.companies[company.id]
+    lifecycle(request).company_deleted(company)
     return Response(status_code=204)
+
+
+_COMPANY_FIELDS: dict[str, query.Field[Company]] = {
+    "id": query.Field(query.Kind.string, lambda c: c.id),
+    "name": query.Field(query.Kind.string, lambda c: c.name),
+    "description": query.Field(query.Kind.string, lambda c: c.description),
+    "created": query.Field(query.Kind.date, lambda c: c.created),
+    # Never synced: lastSync is always null, and querying on null is not supported.
+    "lastSync": query.Field(query.Kind.date, lambda c: None),
+}
+
+
+def _company_field(name: str) -> query.Field[Company] | None:
+    """A company's own fields, and ``tags.<key>`` (a sub-property)."""
+    if name.startswith("tags."):
+        key = name.removeprefix("tags.")
+        return query.Field(query.Kind.string, lambda c: c.tags.get(key))
+    return _COMPANY_FIELDS.get(name)

@@ -4,6 +4,7 @@ re-mints a lapsed link OTP."""
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from app.sandbox.api import query
 from app.sandbox.api.companies import require_company
 from app.sandbox.api.paging import Paging
 from app.sandbox.api.route import CodatRoute
@@ -11,7 +12,7 @@ from app.sandbox.api.schemas import ConnectionRequest, ConnectionUpdate, parse_b
 from app.sandbox.context import lifecycle, presenter, sandbox_state
 from app.sandbox.errors import CodatError, invalid
 from app.sandbox.models import Connection, ConnectionStatus
-from app.sandbox.platforms import PROFILES
+from app.sandbox.platforms import PROFILES, profile
 from app.sandbox.state import SandboxState
 
 router = APIRouter(route_class=CodatRoute)
@@ -62,7 +63,8 @@ async def list_connections(request: Request, companyId: str) -> JSONResponse:
     company = require_company(sandbox_state(request), companyId)
     present = presenter(request)
     path = f"/companies/{company.id}/connections"
-    return JSONResponse(paging.envelope(list(company.connections.values()), present.connection, path))
+    connections = query.from_request(request, list(company.connections.values()), CONNECTION_FIELDS.get)
+    return JSONResponse(paging.envelope(connections, present.connection, path))
 
 
 @router.get(CONNECTION, operation_id="get-connection")
@@ -97,3 +99,16 @@ async def delete_connection(request: Request, companyId: str, connectionId: str)
     del state.companies[companyId].connections[connection.id]
     del state.connections[connection.id]
     return Response(status_code=200)
+
+
+CONNECTION_FIELDS: dict[str, query.Field[Connection]] = {
+    "id": query.Field(query.Kind.string, lambda c: c.id),
+    "integrationId": query.Field(query.Kind.string, lambda c: profile(c.platform_key).integration_id),
+    "integrationKey": query.Field(query.Kind.string, lambda c: c.platform_key),
+    "sourceId": query.Field(query.Kind.string, lambda c: profile(c.platform_key).source_id),
+    "sourceType": query.Field(query.Kind.string, lambda _: "BankFeed"),
+    "platformName": query.Field(query.Kind.string, lambda c: profile(c.platform_key).name),
+    "status": query.Field(query.Kind.string, lambda c: c.status.value),
+    "created": query.Field(query.Kind.date, lambda c: c.created),
+    "lastSync": query.Field(query.Kind.date, lambda c: None),
+}

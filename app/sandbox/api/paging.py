@@ -13,9 +13,6 @@ T = TypeVar("T")
 MAX_REQUESTED_PAGE_SIZE = 5000
 # The response schema caps pageSize at 2000 while the parameter allows 5000; larger pages are served as 2000.
 MAX_SERVED_PAGE_SIZE = 2000
-# Codat's query language and ordering are not simulated; refusing them beats silently ignoring a filter.
-# (List companies' `tags` filter is: see tags.py.)
-_UNSUPPORTED = ("query", "orderBy")
 
 
 @dataclass(frozen=True)
@@ -25,11 +22,6 @@ class Paging:
 
     @classmethod
     def from_request(cls, request: Request) -> "Paging":
-        for name in _UNSUPPORTED:
-            if name in request.query_params:
-                raise invalid(
-                    f"The sandbox does not support '{name}'.", item_id=name, validator="QueryValidator"
-                )
         number = _int_param(request, "page", default=1, low=1, high=None)
         size = _int_param(request, "pageSize", default=100, low=1, high=MAX_REQUESTED_PAGE_SIZE)
         return cls(number, min(size, MAX_SERVED_PAGE_SIZE))

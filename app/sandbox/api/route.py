@@ -1,4 +1,5 @@
-"""The path every Codat operation takes: count, authenticate, quota, faults, idempotency, latency, run.
+"""The path every Codat operation takes: count, catch up with the clock, authenticate, quota, faults,
+idempotency, latency, run; the quota's headers go on every answer after authentication.
 
 Done in a route class rather than middleware because each step needs the operation's operationId.
 """
@@ -7,13 +8,12 @@ import base64
 import binascii
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import datetime, time, timedelta
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from app.sandbox import faults
-from app.sandbox.context import sandbox_state
+from app.sandbox import faults, pushes, ratelimit
+from app.sandbox.context import lifecycle, sandbox_state
 from app.sandbox.errors import CodatError
 from app.sandbox.idempotency import run_idempotently
 from app.sandbox.state import SandboxState
@@ -35,20 +35,31 @@ class CodatRoute(APIRoute):
 async def _serve(request: Request, operation_id: str, handler: Handler) -> Response:
     state = sandbox_state(request)
     state.counters[operation_id] += 1
+    catch_up(request)
     fault = None
+    quota_headers: dict[str, str] = {}
     try:
         api_key = _authenticate(request, state)
-        _count_against_quota(state, api_key)
+        quota_headers = ratelimit.spend(state, api_key)
         fault = faults.draw(state.knobs, state.fault_random, operation_id)
         faults.refuse_early(fault, state.knobs)
         response = await run_idempotently(
             state.idempotency, request, api_key, lambda: _run(request, state, operation_id, handler)
         )
     except CodatError as exc:
-        return exc.to_response()
+        response = exc.to_response()
     if fault is faults.Fault.timeout:
         return await faults.lose_response(request, state.knobs)
+    response.headers.update(quota_headers)
     return response
+
+
+def catch_up(request: Request) -> None:
+    """Apply what has come due on the sandbox clock: lagged disconnects, push timeouts, the quota's reset."""
+    life = lifecycle(request)
+    life.catch_up()
+    pushes.time_out_due(sandbox_state(request), life.present)
+    ratelimit.catch_up(sandbox_state(request))
 
 
 async def _run(request: Request, state: SandboxState, operation_id: str, handler: Handler) -> Response:
@@ -71,24 +82,3 @@ def _authenticate(request: Request, state: SandboxState) -> str:
             if secrets.compare_digest(offered.encode(), key.encode()):
                 return key
     raise CodatError(401)
-
-
-def _count_against_quota(state: SandboxState, api_key: str) -> None:
-    """Codat's daily quota per client, reset at 00:00 UTC (sandbox clock)."""
-    quota = state.knobs.daily_quota
-    if quota is None:
-        return
-    now = state.clock.now()
-    used_key = (api_key, now.date())
-    if state.quota_used[used_key] >= quota:
-        raise CodatError(
-            429,
-            f"You have exceeded your daily quota of {quota} requests; it resets at 00:00 UTC.",
-            headers={"Retry-After": str(_seconds_to_midnight(now))},
-        )
-    state.quota_used[used_key] += 1
-
-
-def _seconds_to_midnight(now: datetime) -> int:
-    midnight = datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=now.tzinfo)
-    return max(1, int((midnight - now).total_seconds()))

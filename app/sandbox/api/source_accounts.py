@@ -135,7 +135,7 @@ async def generate_credentials(request: Request, companyId: str, connectionId: s
 async def delete_bank_feed_credentials(request: Request, companyId: str, connectionId: str) -> Response:
     connection = _connection(request, companyId, connectionId)
     _require_qbo(connection)
-    connection.credentials.clear()
+    lifecycle(request).revoke_credentials(connection)
     return Response(status_code=204)
 
 

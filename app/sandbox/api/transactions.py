@@ -1,8 +1,9 @@
 """Bank transactions: push them to a source account, and read the push operations that follow them.
 
 The request is checked at once (its shape, at most 1,000 transactions, the transaction types the platform
-takes, a connected source account) and answered with a Pending push operation; the platform's date rules
-are applied when the push completes (see ``app.sandbox.pushes`` and ``app.sandbox.platforms``).
+takes, a Linked connection, a connected source account whose credentials still stand) and answered with a
+Pending push operation; the platform's date rules are applied when the push completes (see
+``app.sandbox.pushes`` and ``app.sandbox.platforms``).
 """
 
 from datetime import datetime
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic.alias_generators import to_camel
 
 from app.sandbox import pushes
+from app.sandbox.api import query
 from app.sandbox.api.companies import require_company
 from app.sandbox.api.connections import CONNECTION, require_connection
 from app.sandbox.api.paging import Paging
@@ -21,7 +23,6 @@ from app.sandbox.api.route import CodatRoute
 from app.sandbox.api.schemas import Number, parse_body
 from app.sandbox.context import presenter, sandbox_state
 from app.sandbox.errors import CodatError, invalid
-from app.sandbox.models import AccountStatus
 from app.sandbox.platforms import TRANSACTION_TYPES, PlatformProfile, profile
 
 router = APIRouter(route_class=CodatRoute)
@@ -86,14 +87,10 @@ async def create_bank_transactions(
     account = connection.accounts.get(accountId)
     if account is None:
         raise CodatError(404, f"Source account {accountId} not found")
-    platform = profile(connection.platform_key)
-    if account.status is not AccountStatus.connected:
-        raise invalid(
-            f"Source account {accountId} is not connected to {platform.name}.",
-            item_id="accountId",
-            validator=pushes.VALIDATOR,
-        )
-    _require_platform_types(platform, body.transactions)
+    refusal = pushes.write_refusal(connection, account)
+    if refusal is not None:
+        raise CodatError(400, refusal.message, errors=[refusal])
+    _require_platform_types(profile(connection.platform_key), body.transactions)
     transactions = [t.model_dump(by_alias=True, exclude_none=True) for t in body.transactions]
     operation = pushes.PushOperation(
         state.new_id(),
@@ -140,6 +137,7 @@ async def list_create_operations(request: Request, companyId: str) -> JSONRespon
     state = sandbox_state(request)
     company = require_company(state, companyId)
     operations = [o for o in state.push_operations.values() if o.company_id == company.id]
+    operations = query.from_request(request, operations, _PUSH_FIELDS.get)
     return JSONResponse(paging.envelope(operations, pushes.view, f"/companies/{company.id}/push"))
 
 
@@ -151,3 +149,12 @@ async def get_create_operation(request: Request, companyId: str, pushOperationKe
     if operation is None or operation.company_id != companyId:
         raise CodatError(404, f"Push operation {pushOperationKey} not found")
     return JSONResponse(pushes.view(operation))
+
+
+_PUSH_FIELDS: dict[str, query.Field[pushes.PushOperation]] = {
+    "pushOperationKey": query.Field(query.Kind.string, lambda o: o.key),
+    "dataConnectionKey": query.Field(query.Kind.string, lambda o: o.connection_id),
+    "status": query.Field(query.Kind.string, lambda o: o.status),
+    "requestedOnUtc": query.Field(query.Kind.date, lambda o: o.requested),
+    "completedOnUtc": query.Field(query.Kind.date, lambda o: o.completed),
+}

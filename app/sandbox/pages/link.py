@@ -5,7 +5,7 @@ Other platforms' linkUrls lead elsewhere: the OAuth consent stand-in (``oauth``)
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from app.sandbox.context import public_root, sandbox_state
+from app.sandbox.context import lifecycle, public_root, sandbox_state
 from app.sandbox.models import Connection
 from app.sandbox.pages import oauth, sage
 from app.sandbox.pages.render import NOTHING, Safe, first, form_fields, message, page, render
@@ -88,7 +88,7 @@ async def revoke_credentials(request: Request, companyId: str, connectionId: str
     connection = _connection_for(state, companyId, connectionId, otp)
     if connection is None:
         return _expired(lang)
-    connection.credentials.clear()
+    lifecycle(request).revoke_credentials(connection)
     notice = message(TEXT[lang]["revoked"], kind="notice", element_id="revoked")
     return _link_page(
         request, connection, otp, lang, _get_credentials_form(request, connection, otp, lang, notice)

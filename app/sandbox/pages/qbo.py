@@ -1,8 +1,13 @@
 """A stand-in for QuickBooks Online's "Link account" step: sign in with the one-time credentials, pick
-source accounts and a feed start date, Connect; disconnect an account later."""
+source accounts and a feed start date, Connect; disconnect an account later.
+
+As QuickBooks does (Codat's QBO Bank Feeds pages): a feed start date more than 7 days back is ignored (the
+feed starts 7 days back); revoked credentials are refused, and Codat reports that with ``connection.failed``;
+a disconnect shows at Codat only after the disconnect lag (10 days).
+"""
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -14,6 +19,8 @@ from app.sandbox.pages.render import NOTHING, Safe, first, form_fields, join, me
 router = APIRouter()
 
 _REFUSED = "Those credentials are not valid, or they have been revoked. Get new ones from the Connect page."
+# QBO ignores a feed start date chosen further back than this.
+MAX_FEED_START_DAYS_BACK = 7
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,8 @@ async def connect(request: Request) -> HTMLResponse:
         return _accounts_page(
             request, signed_in, _error("Choose a feed start date that is not in the future."), 400
         )
-    lifecycle(request).connect_accounts(signed_in.connection, accounts, start)
+    start = max(start, sandbox_state(request).clock.now().date() - timedelta(days=MAX_FEED_START_DAYS_BACK))
+    lifecycle(request).connect_accounts(signed_in.connection, accounts, start, signed_in.credentials)
     return _connected_page(request, accounts, start)
 
 
@@ -64,8 +72,12 @@ async def disconnect(request: Request) -> HTMLResponse:
     account = signed_in.connection.accounts.get(first(fields, "account"))
     if account is None:
         return _accounts_page(request, signed_in, _error("No such account."), 400)
-    lifecycle(request).disconnect_account(signed_in.connection, account)
-    notice = message(f"{account.account_name} was disconnected.", kind="notice", element_id="notice")
+    lifecycle(request).disconnect_in_quickbooks(account)
+    notice = message(
+        f"{account.account_name} was disconnected. QuickBooks tells Codat in about 10 days.",
+        kind="notice",
+        element_id="notice",
+    )
     return _accounts_page(request, signed_in, notice)
 
 
@@ -74,13 +86,17 @@ def _error(text: str) -> Safe:
 
 
 def _refused(request: Request, fields: dict[str, list[str]]) -> HTMLResponse:
-    return _sign_in_page(request, first(fields, "username"), _error(_REFUSED))
+    username, password = first(fields, "username"), first(fields, "password")
+    revoked_on = sandbox_state(request).connection_for_revoked_credentials(username, password)
+    if revoked_on is not None:
+        lifecycle(request).connection_failed(revoked_on, "401", "QuickBooks refused revoked credentials.")
+    return _sign_in_page(request, username, _error(_REFUSED))
 
 
 def _signed_in(request: Request, fields: dict[str, list[str]]) -> _SignedIn | None:
     username, password = first(fields, "username"), first(fields, "password")
     connection = sandbox_state(request).connection_for_credentials(username, password)
-    return _SignedIn(connection, Credentials(username, password)) if connection else None
+    return _SignedIn(connection, Credentials(username.strip(), password.strip())) if connection else None
 
 
 def _feed_start(raw: str, today: date) -> date | None:

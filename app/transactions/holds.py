@@ -1,0 +1,74 @@
+"""Held deliveries: when Codat would refuse an account's transactions, they wait here instead of failing.
+
+Codat takes no write on an Unlinked or Deauthorized connection, none for an account that is not connected,
+and none from an account whose QuickBooks credentials were revoked. Transactions accepted for such an account
+are kept queued, in order, and the worker leaves them alone until the feed is mended (a reconnect, or the
+account linked again with new credentials); then they go out in the order accepted, once each.
+
+Why an account is held, and what mends it: app/onboarding/holds.py.
+"""
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clock import as_utc
+from app.onboarding.holds import hold_of
+from app.onboarding.models import FeedAccount, FeedConnection
+from app.onboarding.repository import OnboardingRepository
+
+# Codat names the target, not a transaction, when it refuses a push because of the account or connection.
+TARGET_ITEMS = frozenset({"accountId", "connectionId"})
+# QuickBooks takes history up to this many days before the feed start date, on an account's first write.
+HISTORY_DAYS = 7
+# A disconnect made in QuickBooks reaches Codat this long after (Codat's QBO Bank Feeds page).
+DISCONNECT_LAG = timedelta(days=10)
+UNPULLED_WARNING = (
+    "Codat took it, but the account was disconnected in QuickBooks up to 10 days before Codat reported it: "
+    "QuickBooks may never have pulled it. Send it again after reconnecting if it is missing there."
+)
+
+
+async def current_feed(
+    session: AsyncSession, business_id: str, account_id: str
+) -> tuple[FeedConnection | None, FeedAccount | None]:
+    repo = OnboardingRepository(session)
+    connection = await repo.current_connection(business_id)
+    if connection is None:
+        return None, None
+    feeds = await repo.feed_accounts(connection.id)
+    return connection, next((f for f in feeds if f.account_id == account_id), None)
+
+
+async def current_hold(session: AsyncSession, business_id: str, account_id: str) -> str | None:
+    return hold_of(*await current_feed(session, business_id, account_id))
+
+
+def unpulled_since(feed: FeedAccount | None) -> datetime | None:
+    """For an account Codat reports disconnected: from when a transaction Codat took may never have been
+    pulled by QuickBooks (the disconnect may have happened up to the lag before the report)."""
+    if feed is None or feed.status != "disconnected" or feed.status_changed_at is None:
+        return None
+    return as_utc(feed.status_changed_at) - DISCONNECT_LAG
+
+
+async def latest_feed_start(session: AsyncSession, business_id: str, account_id: str) -> date | None:
+    """The feed start date QuickBooks gave the account most recently; None if it was never connected."""
+    query = (
+        select(FeedAccount.feed_start_date)
+        .where(FeedAccount.business_id == business_id, FeedAccount.account_id == account_id)
+        .where(FeedAccount.feed_start_date.is_not(None))
+        .order_by(FeedAccount.connection_id.desc())
+        .limit(1)
+    )
+    return await session.scalar(query)
+
+
+def earliest_date(local_now: datetime, newest: datetime | None, feed_start: date | None) -> date:
+    """The earliest cleared date the account takes now: yesterday; on its first write (nothing accepted
+    yet), back to 7 days before its feed start date, as QuickBooks takes it."""
+    yesterday = local_now.date() - timedelta(days=1)
+    if newest is not None or feed_start is None:
+        return yesterday
+    return min(yesterday, feed_start - timedelta(days=HISTORY_DAYS))
