@@ -61,6 +61,10 @@ class PushOperationPayload(_Strict):
     status: Literal["Pending", "Failed", "Success", "TimedOut"]
 
 
+class CompanyPayload(_Strict):
+    id: Name
+
+
 class RateLimitPayload(_Strict):
     dailyQuota: int  # noqa: N815
     quotaRemaining: int  # noqa: N815
@@ -70,6 +74,8 @@ class RateLimitPayload(_Strict):
 _CONNECTION_EVENTS = ("created", "connected", "failed", "disconnected", "reconnected", "deleted")
 PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     **{f"connection.{name}": ConnectionPayload for name in _CONNECTION_EVENTS},
+    "company.created": CompanyPayload,
+    "company.deleted": CompanyPayload,
     "bankFeeds.sourceAccount.connected": SourceAccountPayload,
     "bankFeeds.sourceAccount.disconnected": SourceAccountPayload,
     "bankTransactions.write.successful": PushOperationPayload,
