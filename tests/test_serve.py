@@ -110,7 +110,12 @@ def test_sigterm_answers_requests_in_flight_and_ends_streams_with_a_reconnect_ev
     auth = Settings(environment="test").auth
     service = {"Authorization": "Bearer " + mint_service_token(auth, "test", ["businesses:write"])}
     user = {"Authorization": "Bearer " + mint_end_user_token(auth, "biz-sigterm")}
-    for process, url in serve(database_url, BANKFEEDS_OPS__SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS)):
+    # One business holds all 20 streams here: the per-business cap is raised so that they all open.
+    for process, url in serve(
+        database_url,
+        BANKFEEDS_OPS__SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
+        BANKFEEDS_LIMITS__EVENT_STREAMS_PER_BUSINESS="20",
+    ):
         with httpx.Client(base_url=url) as http:
             http.put(
                 "/internal/v1/businesses/biz-sigterm",
@@ -162,7 +167,7 @@ async def _shutdown_under_load(
 
         streams = [asyncio.create_task(stream()) for _ in range(20)]
         for _ in streams:
-            await opened.get()
+            await asyncio.wait_for(opened.get(), timeout=30)  # a stream refused fails the test, never hangs it
         requests = [asyncio.create_task(connect(i)) for i in range(5)]
         await asyncio.sleep(0.5)  # the connects are waiting on Codat
         process.send_signal(signal.SIGTERM)
