@@ -37,7 +37,8 @@ class TokenVerifier:
 
     def remembered_end_user(self, token: str) -> EndUser | None:
         """The end user of `token` if it was verified already and has not expired; None otherwise."""
-        return self._remembered("user", token)  # type: ignore[return-value]
+        known = self._remembered("user", token)
+        return known if isinstance(known, EndUser) else None
 
     def _remembered(self, kind: str, token: str) -> EndUser | Service | None:
         # Tolerates being called from worker threads too: every step is one atomic dict operation.
@@ -73,7 +74,7 @@ class TokenVerifier:
 
     def _claims(self, token: str, audience: str) -> dict[str, Any]:
         try:
-            return jwt.decode(  # type: ignore[no-any-return]
+            return jwt.decode(
                 token,
                 self._key(token),
                 algorithms=[self._settings.jwt_algorithm],
@@ -86,8 +87,8 @@ class TokenVerifier:
             raise Unauthorized("The bearer token is missing, expired or not valid for this API.") from exc
 
     def end_user(self, token: str) -> EndUser:
-        if (known := self._remembered("user", token)) is not None:
-            return known  # type: ignore[return-value]
+        if isinstance(known := self._remembered("user", token), EndUser):
+            return known
         claims = self._claims(token, self._settings.audience)
         business_id = claims.get(self._settings.business_claim)
         if not isinstance(business_id, str) or not business_id:
@@ -97,8 +98,8 @@ class TokenVerifier:
         return user
 
     def service(self, token: str) -> Service:
-        if (known := self._remembered("service", token)) is not None:
-            return known  # type: ignore[return-value]
+        if isinstance(known := self._remembered("service", token), Service):
+            return known
         claims = self._claims(token, self._settings.service_audience)
         scopes = claims.get("scope", "")
         if not isinstance(scopes, str):

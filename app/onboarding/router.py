@@ -1,5 +1,7 @@
 """End-user endpoints (the SPA and mobile apps) and internal-service endpoints of the onboarding domain."""
 
+from typing import Annotated
+
 from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 
@@ -108,7 +110,7 @@ async def connect(
     service: ServiceDep,
     session: SessionDep,
     response: Response,
-    body: ConnectIn | None = Body(None),
+    body: Annotated[ConnectIn | None, Body()] = None,
 ) -> ConnectOut:
     """Start or resume onboarding for the chosen registered accounts (all of them by default)."""
     link = await service.connect(user.business_id, body.account_ids if body else None)
@@ -126,7 +128,7 @@ async def reconnect(
     service: ServiceDep,
     session: SessionDep,
     response: Response,
-    body: ReconnectIn | None = Body(None),
+    body: Annotated[ReconnectIn | None, Body()] = None,
 ) -> ConnectOut:
     """Mend a broken feed in one step: a link for the same accounts, on a new connection if Codat's is dead.
 

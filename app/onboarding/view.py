@@ -23,15 +23,15 @@ ACTION_MESSAGES: dict[FeedAction, str | None] = {
 
 
 def account_out(account: BankAccount, feed_account: FeedAccount | None) -> FeedAccountOut:
-    registered = feed_account is not None and feed_account.registered
+    registered = feed_account if feed_account is not None and feed_account.registered else None
     return FeedAccountOut(
         account_id=account.id,
         account_name=account.name,
         account_type=account.account_type,
         currency=account.currency,
         account_number_last4=account.account_number[-4:],
-        status=(feed_account.status or "pending") if registered else "not_added",  # type: ignore[union-attr,arg-type]
-        feed_start_date=feed_account.feed_start_date if registered else None,  # type: ignore[union-attr]
+        status=(registered.status or "pending") if registered else "not_added",
+        feed_start_date=registered.feed_start_date if registered else None,
     )
 
 

@@ -98,7 +98,7 @@ class TransactionService:
             counts = await repo.counts(business_id, account_id)
         return TransactionsPage(
             account_id=account_id,
-            counts={s.value: counts.get(s.value, 0) for s in TransactionStatus},  # type: ignore[misc]
+            counts={s.value: counts.get(s.value, 0) for s in TransactionStatus},
             transactions=[_out(row, key) for row, key in rows],
             next_cursor=str(rows[-1][0].seq) if len(rows) == limit else None,
         )

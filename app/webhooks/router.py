@@ -16,7 +16,7 @@ router = APIRouter(tags=["webhooks"])
     responses=error_responses(Unauthorized, InvalidInput),
 )
 async def receive_codat_webhook(request: Request) -> Response:
-    """Verify (Standard Webhooks / svix), store under `webhook-id`, apply once; redeliveries are acknowledged."""
+    """Verify (Standard Webhooks / svix), store under `webhook-id`, apply once; redeliveries are acknowledged."""  # noqa: E501 (also the OpenAPI description)
     state = request.app.state
     event = verify(
         state.settings.webhooks.signing_secret.get_secret_value(), await request.body(), dict(request.headers)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from app.clock import as_utc
-from app.db import insert_ignoring_conflicts
+from app.db import insert_ignoring_conflicts, rows_changed
 from app.errors import InvalidInput, Unauthorized
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.repository import OnboardingRepository
@@ -88,7 +88,7 @@ class WebhookProcessor:
             "body": without_secrets(event),
         }
         result = await session.execute(insert_ignoring_conflicts(session, WebhookEvent, [row], ["id"]))
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return rows_changed(result) == 1
 
     async def process(self, webhook_id: str) -> None:
         """Apply the event unless it already was; the claim and the effects commit together."""
