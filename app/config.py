@@ -7,6 +7,7 @@ the defaults below. Secrets are ``SecretStr`` and have no usable default outside
 
 from enum import StrEnum
 from functools import lru_cache
+from typing import Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,7 +27,7 @@ class Environment(StrEnum):
 class DatabaseSettings(BaseModel):
     url: str = Field(
         "sqlite+aiosqlite:///./bankfeeds-dev.sqlite3",
-        description="SQLAlchemy async URL: postgresql+asyncpg://… in production, sqlite+aiosqlite://… for dev.",
+        description="SQLAlchemy async URL: postgresql+asyncpg://… (production), sqlite+aiosqlite://… (dev).",
     )
     pool_size: int = Field(10, ge=1, description="Postgres connections kept per process.")
     max_overflow: int = Field(5, ge=0, description="Extra connections allowed under bursts.")
@@ -91,18 +92,36 @@ class WebhookSettings(BaseModel):
     reconcile_interval_seconds: int = Field(
         900,
         ge=0,
-        description="How often unsettled bank feeds are re-read from Codat in case a webhook was missed (0: never).",
+        description="How often unsettled bank feeds are re-read from Codat, for missed webhooks (0: never).",
     )
 
 
-class Settings(BaseSettings):
+class DatabaseOnlySettings(BaseSettings):
+    """What `migrate` needs, and all it needs: the environment and the database."""
+
     model_config = SettingsConfigDict(
         env_prefix="BANKFEEDS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
     )
 
     environment: Environment = Environment.prod
-    log_level: str = "INFO"
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
+    @model_validator(mode="after")
+    def _refuse_what_prod_cannot_run_with(self) -> Self:
+        problems = self.prod_problems() if self.environment is Environment.prod else []
+        if problems:
+            # One message naming every problem, by environment variable, never with its value.
+            raise ValueError("\n".join(problems))
+        return self
+
+    def prod_problems(self) -> list[str]:
+        if "url" not in self.database.model_fields_set:
+            return ["BANKFEEDS_DATABASE__URL is required in prod (the SQLite default is for dev)"]
+        return []
+
+
+class Settings(DatabaseOnlySettings):
+    log_level: str = "INFO"
     codat: CodatSettings = Field(default_factory=CodatSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
@@ -110,22 +129,25 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="SPA origins allowed by CORS.")
 
     @model_validator(mode="after")
-    def _fill_dev_secrets_and_refuse_them_in_prod(self) -> "Settings":
+    def _fill_dev_secrets(self) -> Self:
         if self.environment is not Environment.prod:
             self.auth.jwt_secret = self.auth.jwt_secret or SecretStr(DEV_JWT_SECRET)
             self.webhooks.signing_secret = self.webhooks.signing_secret or SecretStr(DEV_WEBHOOK_SECRET)
-            return self
-        if self.sandbox.enabled:
-            raise ValueError("the sandbox is a development tool: it cannot be enabled in prod")
-        if self.codat.api_key is None:
-            raise ValueError("codat.api_key is required in prod (BANKFEEDS_CODAT__API_KEY)")
-        if self.auth.jwt_secret is None and self.auth.jwks_url is None:
-            raise ValueError("auth needs jwt_secret or jwks_url in prod")
-        if self.auth.jwt_secret and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-            raise ValueError("auth.jwt_secret is the dev secret: set a real one in prod")
-        if self.webhooks.signing_secret is None:
-            raise ValueError("webhooks.signing_secret is required in prod")
         return self
+
+    def prod_problems(self) -> list[str]:
+        problems = super().prod_problems()
+        if self.sandbox.enabled:
+            problems.append("BANKFEEDS_SANDBOX__ENABLED: the sandbox is a development tool, not for prod")
+        if self.codat.api_key is None:
+            problems.append("BANKFEEDS_CODAT__API_KEY is required in prod")
+        if self.auth.jwt_secret is None and self.auth.jwks_url is None:
+            problems.append("BANKFEEDS_AUTH__JWT_SECRET (or BANKFEEDS_AUTH__JWKS_URL) is required in prod")
+        if self.auth.jwt_secret and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+            problems.append("BANKFEEDS_AUTH__JWT_SECRET is the dev secret: set a real one in prod")
+        if self.webhooks.signing_secret is None:
+            problems.append("BANKFEEDS_WEBHOOKS__SIGNING_SECRET is required in prod")
+        return problems
 
     @property
     def uses_sqlite(self) -> bool:
