@@ -6,6 +6,7 @@ import os
 import sys
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import uvicorn
@@ -39,6 +40,7 @@ def run_dev(args: argparse.Namespace) -> None:
 
     settings = dev_settings(args.host, args.port)
     configure_logging(settings.log_level)
+    print(_start_afresh(settings.database.url), flush=True)
     migrate.upgrade(settings.database.url)
     app = create_app(settings)
     asyncio.run(_register_demo_business(settings))
@@ -53,6 +55,25 @@ def run_dev(args: argparse.Namespace) -> None:
         flush=True,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def _start_afresh(database_url: str) -> str:
+    """The embedded sandbox (Codat, here) keeps its state in memory and loses it on restart, so dev's
+    database starts afresh with it: a stored company, connection or link would name what the sandbox lost."""
+    url = make_url(database_url)
+    if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+        kept = url.render_as_string(hide_password=True)
+        return (
+            f"Note: the embedded sandbox starts empty, but {kept} is kept: its stored connections and links"
+            " are unknown to the sandbox (use the default SQLite file)."
+        )
+    database = Path(url.database)
+    for path in (database, *(database.with_name(database.name + end) for end in ("-wal", "-shm"))):
+        path.unlink(missing_ok=True)
+    return (
+        f"Starting afresh: the embedded sandbox keeps its state in memory, so {database} was emptied too"
+        " (connect again in the demo)."
+    )
 
 
 async def _register_demo_business(settings: Settings) -> None:
