@@ -120,8 +120,15 @@ class DatabaseOnlySettings(BaseSettings):
         return []
 
 
+class ApiSettings(BaseModel):
+    docs_enabled: bool | None = Field(
+        None, description="Serve Swagger UI at /docs. Default: on in dev and test, off in prod."
+    )
+
+
 class Settings(DatabaseOnlySettings):
     log_level: str = "INFO"
+    api: ApiSettings = Field(default_factory=ApiSettings)
     codat: CodatSettings = Field(default_factory=CodatSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
@@ -148,6 +155,12 @@ class Settings(DatabaseOnlySettings):
         if self.webhooks.signing_secret is None:
             problems.append("BANKFEEDS_WEBHOOKS__SIGNING_SECRET is required in prod")
         return problems
+
+    @property
+    def docs_enabled(self) -> bool:
+        if self.api.docs_enabled is None:
+            return self.environment is not Environment.prod
+        return self.api.docs_enabled
 
     @property
     def uses_sqlite(self) -> bool:
