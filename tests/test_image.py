@@ -40,6 +40,6 @@ def test_the_build_context_leaves_out_the_virtualenv_and_node_modules() -> None:
 
 @pytest.mark.slow
 def test_the_image_steps_install_from_the_lock_then_migrate_serve_and_pass_the_health_check() -> None:
-    result = subprocess.run([str(REPO / ".ci" / "image-steps")], capture_output=True, text=True, timeout=900)
+    result = subprocess.run([str(REPO / ".ci" / "image-steps")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "healthcheck all passed" in result.stdout
