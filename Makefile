@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # npm ci writes this file; it is newer than package-lock.json while node_modules matches the lock.
 WEB_TOOLS := web/node_modules/.package-lock.json
 
-.PHONY: dev test openapi web web-check
+.PHONY: dev test lint types lock openapi web web-check
 
 $(BIN)/bankfeeds-bff: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,23 @@ $(BIN)/bankfeeds-bff: pyproject.toml
 dev: $(BIN)/bankfeeds-bff
 	$(BIN)/bankfeeds-bff dev
 
-test: $(BIN)/bankfeeds-bff web-check
+# Lint, types, the demo's checks, then the suite: each stops the run on its first finding.
+test: lint types web-check
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/bankfeeds-bff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy --strict on app/ (configured in pyproject.toml).
+types: $(BIN)/bankfeeds-bff
+	$(BIN)/mypy
+
+# The image's dependencies, with hashes: the runtime ones and the build backend (setuptools), nothing else.
+lock: $(BIN)/bankfeeds-bff
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --build-deps-for wheel \
+	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 openapi: $(BIN)/bankfeeds-bff
 	$(BIN)/python -m app.openapi

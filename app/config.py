@@ -7,6 +7,7 @@ the defaults below. Secrets are ``SecretStr`` and have no usable default outside
 
 from enum import StrEnum
 from functools import lru_cache
+from typing import Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,7 +30,7 @@ class Environment(StrEnum):
 class DatabaseSettings(BaseModel):
     url: str = Field(
         "sqlite+aiosqlite:///./bankfeeds-dev.sqlite3",
-        description="SQLAlchemy async URL: postgresql+asyncpg://… in production, sqlite+aiosqlite://… for dev.",
+        description="SQLAlchemy async URL: postgresql+asyncpg://… (production), sqlite+aiosqlite://… (dev).",
     )
     pool_size: int = Field(10, ge=1, description="Postgres connections kept per process.")
     max_overflow: int = Field(5, ge=0, description="Extra connections allowed under bursts.")
@@ -112,7 +113,7 @@ class WebhookSettings(BaseModel):
     reconcile_interval_seconds: int = Field(
         900,
         ge=0,
-        description="How often unsettled bank feeds are re-read from Codat in case a webhook was missed (0: never).",
+        description="How often unsettled bank feeds are re-read from Codat, for missed webhooks (0: never).",
     )
     apply_attempts: int = Field(
         5, ge=1, description="Tries to apply a stored event before it is parked as dead."
@@ -125,7 +126,7 @@ class WebhookSettings(BaseModel):
 class RateLimitSettings(BaseModel):
     storage_url: str = Field(
         "memory://",
-        description="Where the counters live: memory:// (one process) or redis://host:6379/0 (every replica).",
+        description="Where the counters live: memory:// (one process) or redis://host:6379/0 (all replicas).",
     )
     codat_calls_per_business: str = Field(
         "60/minute", description="Requests of one business to endpoints that call Codat (`limits` notation)."
@@ -191,14 +192,39 @@ class RetentionSettings(BaseModel):
     interval_seconds: float = Field(3600, ge=0, description="How often the worker prunes (0: never).")
 
 
-class Settings(BaseSettings):
+class DatabaseOnlySettings(BaseSettings):
+    """What `migrate` needs, and all it needs: the environment and the database."""
+
     model_config = SettingsConfigDict(
         env_prefix="BANKFEEDS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
     )
 
     environment: Environment = Environment.prod
-    log_level: str = "INFO"
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
+    @model_validator(mode="after")
+    def _refuse_what_prod_cannot_run_with(self) -> Self:
+        problems = self.prod_problems() if self.environment is Environment.prod else []
+        if problems:
+            # One message naming every problem, by environment variable, never with its value.
+            raise ValueError("\n".join(problems))
+        return self
+
+    def prod_problems(self) -> list[str]:
+        if "url" not in self.database.model_fields_set:
+            return ["BANKFEEDS_DATABASE__URL is required in prod (the SQLite default is for dev)"]
+        return []
+
+
+class ApiSettings(BaseModel):
+    docs_enabled: bool | None = Field(
+        None, description="Serve Swagger UI at /docs. Default: on in dev and test, off in prod."
+    )
+
+
+class Settings(DatabaseOnlySettings):
+    log_level: str = "INFO"
+    api: ApiSettings = Field(default_factory=ApiSettings)
     codat: CodatSettings = Field(default_factory=CodatSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
@@ -211,33 +237,45 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="SPA origins allowed by CORS.")
 
     @model_validator(mode="after")
-    def _fill_dev_secrets_and_refuse_them_in_prod(self) -> "Settings":
+    def _fill_dev_secrets(self) -> Self:
         if self.environment is not Environment.prod:
             self.auth.jwt_secret = self.auth.jwt_secret or SecretStr(DEV_JWT_SECRET)
             self.webhooks.signing_secret = self.webhooks.signing_secret or SecretStr(DEV_WEBHOOK_SECRET)
             self.database.encryption_key = self.database.encryption_key or SecretStr(DEV_ENCRYPTION_KEY)
             self.auth.issuer = self.auth.issuer or DEV_USER_ISSUER
             self.auth.service_issuer = self.auth.service_issuer or DEV_SERVICE_ISSUER
-            return self
+        return self
+
+    def prod_problems(self) -> list[str]:
+        problems = super().prod_problems()
         if self.sandbox.enabled:
-            raise ValueError("the sandbox is a development tool: it cannot be enabled in prod")
+            problems.append("BANKFEEDS_SANDBOX__ENABLED: the sandbox is a development tool, not for prod")
         if self.codat.api_key is None:
-            raise ValueError("codat.api_key is required in prod (BANKFEEDS_CODAT__API_KEY)")
+            problems.append("BANKFEEDS_CODAT__API_KEY is required in prod")
         if self.auth.jwt_secret is None and self.auth.jwks_url is None:
-            raise ValueError("auth needs jwt_secret or jwks_url in prod")
+            problems.append("BANKFEEDS_AUTH__JWT_SECRET (or BANKFEEDS_AUTH__JWKS_URL) is required in prod")
         if self.auth.jwt_secret and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-            raise ValueError("auth.jwt_secret is the dev secret: set a real one in prod")
+            problems.append("BANKFEEDS_AUTH__JWT_SECRET is the dev secret: set a real one in prod")
         if self.webhooks.signing_secret is None:
-            raise ValueError("webhooks.signing_secret is required in prod")
+            problems.append("BANKFEEDS_WEBHOOKS__SIGNING_SECRET is required in prod")
         auth = self.auth
         if not auth.issuer or not auth.service_issuer or auth.issuer == auth.service_issuer:
-            raise ValueError("auth.issuer and auth.service_issuer are required in prod, and must differ")
+            problems.append(
+                "BANKFEEDS_AUTH__ISSUER and BANKFEEDS_AUTH__SERVICE_ISSUER are required in prod, "
+                "and must differ"
+            )
         if auth.audience == auth.service_audience:
-            raise ValueError("auth.audience and auth.service_audience must differ")
+            problems.append("BANKFEEDS_AUTH__AUDIENCE and BANKFEEDS_AUTH__SERVICE_AUDIENCE must differ")
         key = self.database.encryption_key
         if key is None or DEV_ENCRYPTION_KEY in key.get_secret_value():
-            raise ValueError("database.encryption_key is required in prod, and not the dev key")
-        return self
+            problems.append("BANKFEEDS_DATABASE__ENCRYPTION_KEY is required in prod, and not the dev key")
+        return problems
+
+    @property
+    def docs_enabled(self) -> bool:
+        if self.api.docs_enabled is None:
+            return self.environment is not Environment.prod
+        return self.api.docs_enabled
 
     @property
     def uses_sqlite(self) -> bool:

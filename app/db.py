@@ -6,10 +6,10 @@ that session across the call: it uses ``sessionmaker.begin()`` for short transac
 """
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import Insert, MetaData, event
+from sqlalchemy import CursorResult, Insert, MetaData, Result, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -53,7 +53,7 @@ def create_engine(settings: Settings, application_name: str = "bankfeeds-bff") -
     )
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # the DB-API connection is untyped
     # WAL lets the dev server read while a write is in progress; foreign keys are off by default in SQLite.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -67,7 +67,8 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    return request.app.state.sessionmaker  # type: ignore[no-any-return]
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -82,12 +83,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 
 
 def insert_ignoring_conflicts(
     session: AsyncSession, model: type[Base], rows: list[dict[str, Any]], conflict_columns: list[str]
 ) -> Insert:
-    """``INSERT … ON CONFLICT DO NOTHING`` on Postgres and SQLite: concurrent writers of one row both succeed."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    """``INSERT … ON CONFLICT DO NOTHING`` on Postgres and SQLite: two writers of a row both succeed."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     return insert(model).values(rows).on_conflict_do_nothing(index_elements=conflict_columns)
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed: SQLAlchemy types its result as Result, not CursorResult."""
+    return cast(CursorResult[Any], result).rowcount

@@ -1,6 +1,7 @@
 """The demo business `dev` registers, so that a person can walk the whole flow at once."""
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -8,7 +9,7 @@ from app.onboarding.models import BankAccount
 from app.onboarding.repository import OnboardingRepository
 
 DEMO_BUSINESS_ID = "demo-business"
-DEMO_ACCOUNTS = [
+DEMO_ACCOUNTS: list[dict[str, Any]] = [
     {
         "id": "acc-checking",
         "name": "Operating checking",

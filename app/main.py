@@ -15,6 +15,7 @@ from app.clock import Clock, SystemClock
 from app.codat.client import CodatClient, build_http_client
 from app.config import Environment, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
+from app.docs import mount_docs
 from app.errors import install_error_handlers
 from app.http_guards import BodySizeLimit, OpsToken, SecurityHeaders
 from app.metrics import INBOUND_RATE_LIMITED
@@ -67,6 +68,8 @@ def create_app(
         version="1.0.0",
         summary="Connect small businesses' bank accounts to QuickBooks Online through Codat.",
         lifespan=lifespan,
+        docs_url=None,  # mount_docs serves it without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -77,6 +80,8 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(webhooks_operator_router)
     app.include_router(ops.router)
+    if settings.docs_enabled:
+        mount_docs(app)
     if sandbox_app is not None:
         app.mount("/sandbox", sandbox_app)
         mount_demo(app, settings.auth)

@@ -1,9 +1,12 @@
 """Run the Alembic migrations from code (the CLI and the tests), with an explicit database URL."""
 
+import asyncio
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.ext.asyncio import create_async_engine
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,3 +38,19 @@ def head_revisions() -> set[str]:
     from alembic.script import ScriptDirectory
 
     return set(ScriptDirectory.from_config(alembic_config("")).get_heads())
+
+
+def current_revision(database_url: str) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    return asyncio.run(_current_revision(database_url))
+
+
+async def _current_revision(database_url: str) -> str | None:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+    finally:
+        await engine.dispose()

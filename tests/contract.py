@@ -1,4 +1,4 @@
-"""Contract checks against Codat's own OpenAPI files (``shared/upstream/codat``).
+"""Contract checks against Codat's own OpenAPI files (``spec/codat/`` in this repository).
 
 Every JSON body answered on a Codat path must validate against the schema the spec declares for that
 operation and status: Codat-Bank-Feeds.json first, Codat-Platform.json for what it alone has (integrations,
@@ -52,13 +52,8 @@ class ContractViolation(AssertionError):
     pass
 
 
-def spec_dir() -> Path:
-    """``shared/upstream/codat`` beside the repository (or beside one of its parents, for worktrees)."""
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "upstream" / "codat"
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("shared/upstream/codat not found beside the repository")
+SPEC_DIR = Path(__file__).resolve().parent.parent / "spec" / "codat"
+"""Codat's OpenAPI files, committed unmodified (their source and checksums: ``spec/codat/SOURCE.txt``)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,7 @@ def _template_regex(template: str) -> tuple[re.Pattern[str], str, int]:
 def _specs() -> tuple[_Spec, ...]:
     specs = []
     for name in SPEC_FILES:
-        document = _as_json_schema(json.loads((spec_dir() / name).read_text(encoding="utf-8")))
+        document = _as_json_schema(json.loads((SPEC_DIR / name).read_text(encoding="utf-8")))
         templates = tuple(_template_regex(t) for t in document.get("paths", {}))
         specs.append(_Spec(f"urn:codat:{name}", document, templates))
     return tuple(specs)

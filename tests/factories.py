@@ -95,14 +95,15 @@ async def get_credentials_on_link_page(client: httpx.AsyncClient, link_url: str)
     assert shown.status_code == 200, shown.text
     username = re.search(r'id="credential-username">([^<]+)<', shown.text)
     password = re.search(r'id="credential-password">([^<]+)<', shown.text)
-    assert username and password, shown.text
+    assert username, shown.text
+    assert password, shown.text
     return html.unescape(username.group(1)), html.unescape(password.group(1))
 
 
 async def connect_in_quickbooks(
     client: httpx.AsyncClient, link_url: str, account_ids: list[str], feed_start: str = "2026-11-01"
 ) -> tuple[str, str]:
-    """The SMB's whole trip: Link page, Get credentials, QuickBooks stand-in, pick accounts and a start date."""
+    """The SMB's whole trip: Link page, Get credentials, QuickBooks stand-in, pick accounts, a start date."""
     username, password = await get_credentials_on_link_page(client, link_url)
     done = await client.post(
         "/sandbox/qbo/connect",

@@ -167,7 +167,7 @@ async def _shutdown_under_load(
 
         streams = [asyncio.create_task(stream()) for _ in range(20)]
         for _ in streams:
-            await asyncio.wait_for(opened.get(), timeout=30)  # a stream refused fails the test, never hangs it
+            await asyncio.wait_for(opened.get(), timeout=30)  # a refused stream fails the test, not hangs it
         requests = [asyncio.create_task(connect(i)) for i in range(5)]
         await asyncio.sleep(0.5)  # the connects are waiting on Codat
         process.send_signal(signal.SIGTERM)

@@ -38,7 +38,8 @@ class TokenVerifier:
 
     def remembered_end_user(self, token: str) -> EndUser | None:
         """The end user of `token` if it was verified already and has not expired; None otherwise."""
-        return self._remembered("user", token)  # type: ignore[return-value]
+        known = self._remembered("user", token)
+        return known if isinstance(known, EndUser) else None
 
     def _remembered(self, kind: str, token: str) -> EndUser | Service | None:
         # Tolerates being called from worker threads too: every step is one atomic dict operation.
@@ -102,8 +103,8 @@ class TokenVerifier:
         return claims
 
     def end_user(self, token: str) -> EndUser:
-        if (known := self._remembered("user", token)) is not None:
-            return known  # type: ignore[return-value]
+        if isinstance(known := self._remembered("user", token), EndUser):
+            return known
         claims = self._claims(token, "user")
         business_id = claims.get(self._settings.business_claim)
         if not isinstance(business_id, str) or not business_id:
@@ -113,8 +114,8 @@ class TokenVerifier:
         return user
 
     def service(self, token: str) -> Service:
-        if (known := self._remembered("service", token)) is not None:
-            return known  # type: ignore[return-value]
+        if isinstance(known := self._remembered("service", token), Service):
+            return known
         claims = self._claims(token, "service")
         scopes = claims.get("scope", "")
         if not isinstance(scopes, str):

@@ -6,8 +6,9 @@ runs again (our onboarding resumes, so running again is safe).
 """
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -49,7 +50,7 @@ def caller_of(request: Request) -> str | None:
 
 
 class IdempotentRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def idempotent_handler(request: Request) -> Response:

@@ -61,5 +61,7 @@ async def answer_from_cache(scope: Scope, receive: Receive, send: Send) -> bool:
 def _route() -> APIRoute:
     """The route this stands in for, as routing puts it in the scope (for the metrics and telemetry)."""
     return next(
-        r for r in routes.router.routes if isinstance(r, APIRoute) and r.path == PATH and "GET" in r.methods
+        r
+        for r in routes.router.routes
+        if isinstance(r, APIRoute) and r.path == PATH and "GET" in (r.methods or ())
     )

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import insert_ignoring_conflicts
+from app.db import insert_ignoring_conflicts, rows_changed
 from app.onboarding.exceptions import BusinessNotFound
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.onboarding.schemas import DEFAULT_TIME_ZONES
@@ -178,7 +178,7 @@ class OnboardingRepository:
             # SQLite's naive datetimes with aware ones.
             .execution_options(synchronize_session=False)
         )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return rows_changed(result) == 1
 
     async def store_link(
         self, connection_id: int, link_url: str, expires_at: datetime, now: datetime
@@ -274,11 +274,6 @@ class OnboardingRepository:
             .returning(FeedAccount.business_id, FeedAccount.status)
         )
         return _business_of(result.one_or_none())
-
-    async def confirm_connection(self, connection_id: int, now: datetime) -> None:
-        await self.session.execute(
-            update(FeedConnection).where(FeedConnection.id == connection_id).values(confirmed_at=now)
-        )
 
     async def unsettled_connections(self, confirmed_before: datetime, limit: int) -> Sequence[FeedConnection]:
         """Current connections whose state may still change and that nobody confirmed lately."""

@@ -1,6 +1,6 @@
 """End-user endpoints (the SPA and mobile apps) and internal-service endpoints of the onboarding domain."""
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
@@ -58,7 +58,7 @@ def link_out(link: Link) -> LinkOut:
         link_url=link.url,
         expires_at=link.expires_at,
         connection_id=link.connection.codat_connection_id or "",
-        connection_status=link.connection.status,  # type: ignore[arg-type]  # pydantic checks the enum
+        connection_status=link.connection.status,
     )
 
 
@@ -120,7 +120,7 @@ async def connect(
     service: ServiceDep,
     session: SessionDep,
     response: Response,
-    body: ConnectIn | None = Body(None),
+    body: Annotated[ConnectIn | None, Body()] = None,
 ) -> ConnectOut:
     """Start or resume onboarding for the chosen registered accounts (all of them by default)."""
     link = await service.connect(user.business_id, body.account_ids if body else None)
@@ -140,7 +140,7 @@ async def reconnect(
     service: ServiceDep,
     session: SessionDep,
     response: Response,
-    body: ReconnectIn | None = Body(None),
+    body: Annotated[ReconnectIn | None, Body()] = None,
 ) -> ConnectOut:
     """Mend a broken feed in one step: a link for the same accounts, on a new connection if Codat's is dead.
 
@@ -281,7 +281,7 @@ async def put_bank_account(
     return BankAccountOut(
         account_id=account.id,
         name=account.name,
-        account_type=account.account_type,  # type: ignore[arg-type]  # pydantic checks the enum
+        account_type=account.account_type,
         account_number_last4=account.account_number[-4:],
         currency=account.currency,
         balance=account.balance,

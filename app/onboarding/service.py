@@ -146,22 +146,20 @@ class OnboardingService:
 
     async def generate_credentials(self, business_id: str) -> Credentials:
         with codat_deadline(self.settings.request_deadline_seconds):
-            business, connection = await self._current(business_id)
+            company_id, connection_id = _codat_ids(*await self._current(business_id))
             with translate_codat_errors("generate credentials"):
                 return await self.codat.generate_credentials(
-                    business.codat_company_id,
-                    connection.codat_connection_id,
-                    idempotency_key=new_request_key(),
+                    company_id, connection_id, idempotency_key=new_request_key()
                 )
 
     async def revoke_credentials(self, business_id: str) -> None:
         with codat_deadline(self.settings.request_deadline_seconds):
-            business, connection = await self._current(business_id)
+            company_id, connection_id = _codat_ids(*await self._current(business_id))
             with translate_codat_errors("revoke credentials"):
-                await self.codat.revoke_credentials(business.codat_company_id, connection.codat_connection_id)
+                await self.codat.revoke_credentials(company_id, connection_id)
             # Codat: writes from the accounts linked with them stop, until linked again with new ones.
             async with self.sessions.begin() as session:
-                await set_write_hold(session, connection.codat_connection_id, None, CREDENTIALS_REVOKED)  # type: ignore[arg-type]
+                await set_write_hold(session, connection_id, None, CREDENTIALS_REVOKED)
                 await OnboardingRepository(session).bump_feed_version(business_id)
             self.changes.notify(business_id)
 
@@ -172,8 +170,7 @@ class OnboardingService:
             if connection is not None and feed_account is not None and feed_account.registered:
                 with translate_codat_errors("rename account"):
                     await self.codat.rename_source_account(
-                        business.codat_company_id,
-                        connection.codat_connection_id,
+                        *_codat_ids(business, connection),
                         account_id,
                         name,
                         idempotency_key=new_request_key(),
@@ -536,6 +533,7 @@ class OnboardingService:
 
     async def _read_connection(self, company_id: str, connection: FeedConnection) -> Connection:
         """Codat's view of the connection; a connection deleted at Codat is retired here as history."""
+        assert connection.codat_connection_id is not None
         with translate_codat_errors("read connection"):
             try:
                 return await self.codat.get_connection(company_id, connection.codat_connection_id)
@@ -554,7 +552,8 @@ class OnboardingService:
             )
 
     def _expiry_of(self, link_url: str, connection: FeedConnection, now: datetime) -> datetime:
-        # Codat does not say when an OTP lapses: a new OTP lives one lifetime from now, the same OTP keeps its expiry.
+        # Codat does not say when an OTP lapses: a new one lives a lifetime from now; the same one keeps its
+        # expiry.
         if link_url == connection.link_url and connection.link_expires_at is not None:
             return as_utc(connection.link_expires_at)
         return now + timedelta(seconds=self.settings.otp_lifetime_seconds)
@@ -589,3 +588,10 @@ class OnboardingService:
                 (f for f in await repo.feed_accounts(connection.id) if f.account_id == account_id), None
             )
             return business, connection, feed_account
+
+
+def _codat_ids(business: Business, connection: FeedConnection) -> tuple[str, str]:
+    """Codat's company and connection ids of a connection made at Codat (both are set once it is)."""
+    assert business.codat_company_id is not None
+    assert connection.codat_connection_id is not None
+    return business.codat_company_id, connection.codat_connection_id

@@ -13,7 +13,7 @@ class SingleFlight:
 
     async def do(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         if key in self._calls:
-            return await asyncio.shield(self._calls[key])  # type: ignore[no-any-return]
+            return await asyncio.shield(self._calls[key])
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._calls[key] = future
         try:

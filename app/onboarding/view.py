@@ -25,17 +25,17 @@ ACTION_MESSAGES: dict[FeedAction, str | None] = {
 def account_out(
     account: BankAccount, feed_account: FeedAccount | None, connection: FeedConnection | None = None
 ) -> FeedAccountOut:
-    registered = feed_account is not None and feed_account.registered
-    hold = hold_of(connection, feed_account) if registered else None
+    registered = feed_account if feed_account is not None and feed_account.registered else None
+    hold = hold_of(connection, registered) if registered else None
     return FeedAccountOut(
         account_id=account.id,
         account_name=account.name,
         account_type=account.account_type,
         currency=account.currency,
         account_number_last4=account.account_number[-4:],
-        status=(feed_account.status or "pending") if registered else "not_added",  # type: ignore[union-attr,arg-type]
-        feed_start_date=feed_account.feed_start_date if registered else None,  # type: ignore[union-attr]
-        status_confirmed_at=feed_account.status_changed_at if registered else None,  # type: ignore[union-attr]
+        status=(registered.status or "pending") if registered else "not_added",
+        feed_start_date=registered.feed_start_date if registered else None,
+        status_confirmed_at=registered.status_changed_at if registered else None,
         # Not yet connected is what `action` explains; a hold is about an account that was.
         writes_held=MESSAGES[hold] if hold and hold != "account_pending" else None,
     )

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from app.sandbox import admin, admin_books, api
 from app.sandbox.config import SandboxConfig
 from app.sandbox.errors import install_error_handlers
-from app.sandbox.pages import link, oauth, qbo, sage
+from app.sandbox.pages import index, link, oauth, qbo, sage
 from app.sandbox.redaction import redact_otps_in_access_log
 from app.sandbox.state import SandboxState
 
@@ -38,5 +38,6 @@ def create_sandbox_app(
     app.include_router(sage.router)
     app.include_router(admin.router)
     app.include_router(admin_books.router)
+    app.include_router(index.router)
     state.operation_ids = api.OPERATION_IDS
     return app

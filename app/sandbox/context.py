@@ -8,7 +8,8 @@ from app.sandbox.views import Presenter
 
 
 def sandbox_state(request: Request) -> SandboxState:
-    return request.app.state.sandbox
+    state: SandboxState = request.app.state.sandbox
+    return state
 
 
 def public_root(request: Request) -> str:

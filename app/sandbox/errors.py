@@ -4,6 +4,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -56,7 +57,7 @@ class CodatError(Exception):
         self.headers = headers or {}
         super().__init__(self.error)
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         validation = {"errors": [e.to_json() for e in self.errors], "warnings": []} if self.errors else None
         return {
             "statusCode": self.status_code,
@@ -94,7 +95,7 @@ def from_validation_error(exc: ValidationError, *, validator: str, status_code: 
     return CodatError(status_code, summary, errors=items)
 
 
-def _location(loc: tuple) -> str:
+def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 

@@ -100,7 +100,7 @@ class Connection:
     company_id: str
     created: datetime
     otp: Otp
-    # OTPs handed out before the current one stay valid until they lapse: a Link page already open keeps working.
+    # OTPs handed out before the current one stay valid until they lapse: an open Link page keeps working.
     earlier_otps: list[Otp] = field(default_factory=list)
     status: ConnectionStatus = ConnectionStatus.pending_auth
     accounts: dict[str, SourceAccount] = field(default_factory=dict)

@@ -115,7 +115,7 @@ class SandboxState:
         return connection.otp
 
     def mint_otp(self, connection: Connection) -> Otp:
-        """A new OTP for the connection, as Codat's Get connection hands out; earlier ones live out their hour."""
+        """A new OTP for the connection, as Codat's Get connection hands out; earlier ones live their hour."""
         now = self.clock.now()
         connection.earlier_otps = [o for o in [*connection.earlier_otps, connection.otp] if o.is_valid(now)]
         connection.otp = self.new_otp()

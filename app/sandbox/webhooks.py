@@ -79,7 +79,7 @@ class WebhookSender:
     def send(self, event: dict[str, Any], consumer: Consumer | None) -> Delivery:
         body = json.dumps(event, separators=(",", ":")).encode()
         return self._start(
-            Delivery(event["id"], event["eventType"], body, consumer and consumer.url), consumer
+            Delivery(event["id"], event["eventType"], body, consumer.url if consumer else None), consumer
         )
 
     def resend(self, event_id: str, consumer: Consumer | None) -> Delivery | None:
@@ -87,7 +87,8 @@ class WebhookSender:
         if first is None:
             return None
         return self._start(
-            Delivery(first.event_id, first.event_type, first.body, consumer and consumer.url), consumer
+            Delivery(first.event_id, first.event_type, first.body, consumer.url if consumer else None),
+            consumer,
         )
 
     async def wait_idle(self) -> None:

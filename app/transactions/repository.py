@@ -11,11 +11,12 @@ never wait on each other.
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Select, exists, func, or_, select, update
+from sqlalchemy import Exists, Select, Table, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import insert_ignoring_conflicts
+from app.db import insert_ignoring_conflicts, rows_changed
 from app.transactions.models import (
     OPEN_BATCH,
     UNFINISHED,
@@ -59,7 +60,7 @@ class TransactionRepository:
         return {tid: account for tid, account in (await self.session.execute(query)).all()}
 
     async def enqueue(self, rows: list[dict[str, object]]) -> None:
-        await self.session.execute(BankTransaction.__table__.insert(), rows)
+        await self.session.execute(cast(Table, BankTransaction.__table__).insert(), rows)
 
     # Reading
 
@@ -140,7 +141,7 @@ class TransactionRepository:
             .where(TransactionStream.id == stream_id, TransactionStream.lease_owner == owner)
             .values(lease_until=until)
         )
-        if renewed.rowcount != 1:  # type: ignore[attr-defined]
+        if rows_changed(renewed) != 1:
             raise LeaseLost()
 
     async def release(self, stream_id: int, owner: str, next_attempt_at: datetime, waits: int) -> None:
@@ -229,7 +230,7 @@ class TransactionRepository:
             .where(TransactionBatch.id == batch_id, TransactionBatch.status.in_(OPEN_BATCH))
             .values(status=status, error=error, completed_at=now)
         )
-        return closed.rowcount == 1  # type: ignore[attr-defined]
+        return rows_changed(closed) == 1
 
     async def settle(
         self,
@@ -246,7 +247,7 @@ class TransactionRepository:
         if only is not None:
             query = query.where(BankTransaction.transaction_id.in_(only))
         result = await self.session.execute(query.values(status=status, error=error, completed_at=now))
-        return result.rowcount  # type: ignore[attr-defined, no-any-return]
+        return rows_changed(result)
 
     async def settle_each(
         self, batch_id: int, status: TransactionStatus, errors: dict[str, str], now: datetime
@@ -264,7 +265,7 @@ class TransactionRepository:
         )
 
 
-def _has_unfinished_work():  # type: ignore[no-untyped-def]
+def _has_unfinished_work() -> Exists:
     return exists().where(
         BankTransaction.business_id == TransactionStream.business_id,
         BankTransaction.account_id == TransactionStream.account_id,
@@ -272,7 +273,7 @@ def _has_unfinished_work():  # type: ignore[no-untyped-def]
     )
 
 
-def _queued(business_id: str, account_id: str) -> Select[tuple[int]]:
+def _queued(business_id: str, account_id: str) -> Select[int]:
     return (
         select(BankTransaction.seq)
         .where(

@@ -303,7 +303,7 @@ class TransactionWorker:
     def _backoff(self, waits: int, exc: CodatUnavailable | None = None) -> float:
         if exc is not None and exc.retry_after_from_codat:
             return float(exc.retry_after_seconds)
-        return min(self.config.retry_base_seconds * 2**waits, self.config.retry_max_seconds)
+        return min(self.config.retry_base_seconds * 2.0**waits, self.config.retry_max_seconds)
 
 
 async def _codat_target(session: AsyncSession, business_id: str) -> tuple[str, str] | None:

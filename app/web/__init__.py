@@ -24,7 +24,7 @@ def mount_demo(app: FastAPI, auth: AuthSettings) -> None:
 
     @app.get("/demo/token", include_in_schema=False)
     async def demo_token() -> dict[str, str]:
-        """What the fintech's identity provider would give its SPA: an end-user token for the demo business."""
+        """What the fintech's identity provider would give its SPA: a user token for the demo business."""
         return {"token": mint_end_user_token(auth, DEMO_BUSINESS_ID)}
 
     app.mount("/demo", StaticFiles(directory=STATIC), name="demo")

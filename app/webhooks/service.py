@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from app.clock import Clock, SystemClock, as_utc
-from app.db import insert_ignoring_conflicts
+from app.db import insert_ignoring_conflicts, rows_changed
 from app.errors import InvalidInput, Unauthorized
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.repository import OnboardingRepository
@@ -153,7 +153,7 @@ class WebhookProcessor:
             "body": without_secrets(event),
         }
         result = await session.execute(insert_ignoring_conflicts(session, WebhookEvent, [row], ["id"]))
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return rows_changed(result) == 1
 
     async def process(self, webhook_id: str) -> None:
         """Apply the event unless it already was, or is waiting for its next try; the claim and the effects
@@ -331,7 +331,7 @@ def _stored_event(row: WebhookEvent) -> StoredEvent:
     return StoredEvent(
         id=row.id,
         eventType=row.event_type,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         receivedAt=as_utc(row.received_at),
         attempts=row.attempts,
         error=row.error,

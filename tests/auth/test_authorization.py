@@ -61,7 +61,8 @@ class TestEveryEndpoint:
     ):
         user = {"Authorization": f"Bearer {mint_end_user_token(auth_settings, 'biz-1')}"}
         service = {
-            "Authorization": f"Bearer {mint_service_token(auth_settings, 'svc', ['businesses:write', 'bank-feed:read'])}"
+            "Authorization": "Bearer "
+            + mint_service_token(auth_settings, "svc", ["businesses:write", "bank-feed:read"])
         }
 
         for method, path, template in protected_routes(app):
@@ -121,7 +122,8 @@ class TestBusinessIsolation:
 
         assert [a["accountId"] for a in view_b["accounts"]] == ["acc-b"]
         assert view_b["connection"] is None
-        assert link_b.status_code == 409 and connected_a["linkUrl"] not in link_b.text
+        assert link_b.status_code == 409
+        assert connected_a["linkUrl"] not in link_b.text
         assert rename_a_account_as_b.status_code == 404
         assert connect_a_account_as_b.status_code == 422
         assert credentials_b.status_code == 409

@@ -92,10 +92,13 @@ def test_prod_needs_two_different_issuers():
         "codat": {"api_key": "k"},
         "auth": {"jwt_secret": "a-real-secret-0123456789abcdef0123456789"},
         "webhooks": {"signing_secret": "whsec_cmVhbA=="},
-        "database": {"encryption_key": "cmVhbC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI="},
+        "database": {
+            "url": "postgresql+asyncpg://bff@db/bff",
+            "encryption_key": "cmVhbC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI=",
+        },
     }
-    with pytest.raises(ValueError, match="issuer"):
+    with pytest.raises(ValueError, match="AUTH__ISSUER"):
         Settings(**base)
-    with pytest.raises(ValueError, match="issuer"):
+    with pytest.raises(ValueError, match="AUTH__ISSUER"):
         Settings(**{**base, "auth": {**base["auth"], "issuer": "idp", "service_issuer": "idp"}})
     assert Settings(**{**base, "auth": {**base["auth"], "issuer": "idp", "service_issuer": "svc"}})

@@ -127,7 +127,7 @@ class TestResume:
 
 @pytest.fixture
 def production_logging(caplog):  # type: ignore[no-untyped-def]
-    """The service's own logging set-up, at DEBUG (what an operator chasing a problem runs), seen by caplog."""
+    """The service's own logging set-up, at DEBUG (what an operator chasing a problem runs), seen by caplog"""
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     configure_logging("DEBUG")

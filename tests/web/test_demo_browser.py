@@ -1,6 +1,6 @@
 """A person in headless Chromium: the demo, Connect, the Codat Link page, the QuickBooks stand-in, and back.
 
-Each step saves a screenshot under tests/artifacts/demo/ (gitignored); a step that fails shows the page's text.
+Each step saves a screenshot under tests/artifacts/demo/ (gitignored); a failing step shows the page's text.
 """
 
 from collections.abc import Iterator

@@ -182,7 +182,8 @@ class TestUnknownEvents:
         assert response.status_code == 204
         async with app.state.sessionmaker() as session:
             stored = await session.get(WebhookEvent, "msg-unknown")
-        assert stored is not None and stored.processed_at is not None
+        assert stored is not None
+        assert stored.processed_at is not None
         assert stored.event_type == "company.product.added"
 
 

@@ -7,7 +7,8 @@ Done in a route class rather than middleware because each step needs the operati
 import base64
 import binascii
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -18,13 +19,14 @@ from app.sandbox.errors import CodatError
 from app.sandbox.idempotency import run_idempotently
 from app.sandbox.state import SandboxState
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 class CodatRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
         operation_id = self.operation_id
+        assert operation_id is not None, "every Codat route names its operationId"
 
         async def guarded(request: Request) -> Response:
             return await _serve(request, operation_id, handler)

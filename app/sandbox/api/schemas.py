@@ -41,7 +41,7 @@ class _Body(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True)
 
 
-BodyT = TypeVar("BodyT", bound=_Body)
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 
 class CompanyRequest(_Body):

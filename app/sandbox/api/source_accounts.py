@@ -95,7 +95,7 @@ async def create_batch_source_account(request: Request, companyId: str, connecti
 
 def _create_batch_item(connection: Connection, item: Any) -> tuple[bool, dict[str, Any]]:
     """(created?, SourceAccountV2BatchCreateResponse or SourceAccountBatchErrorResponse)."""
-    given_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else ""
+    given_id = item["id"] if isinstance(item, dict) and isinstance(item.get("id"), str) else ""
     try:
         body = parse(SourceAccountV2Prototype, item, validator=VALIDATOR)
     except CodatError as exc:
