@@ -67,6 +67,11 @@ class AuthSettings(BaseModel):
     issuer: str | None = Field(None, description="Expected `iss`, if set.")
     business_claim: str = Field("business_id", description="Claim that names the user's business.")
     service_audience: str = Field("bankfeeds-bff-internal", description="`aud` of internal service tokens.")
+    remembered_tokens: int = Field(
+        20_000,
+        ge=1,
+        description="Verified tokens each process remembers (~0.5 KB each), least recent first out.",
+    )
 
 
 class SandboxSettings(BaseModel):
@@ -108,6 +113,9 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     cors_origins: list[str] = Field(default_factory=list, description="SPA origins allowed by CORS.")
+    view_cache_entries: int = Field(
+        20_000, ge=1, description="Bank-feed views each process keeps (~1.5 KB each), least recent dropped."
+    )
 
     @model_validator(mode="after")
     def _fill_dev_secrets_and_refuse_them_in_prod(self) -> "Settings":

@@ -16,6 +16,7 @@ from app.config import Environment, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.observability import RequestContextMiddleware, configure_logging
+from app.onboarding.cache import ViewCache
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.dependencies import onboarding_service
 from app.onboarding.reconcile import reconcile_forever
@@ -112,6 +113,7 @@ async def _open_resources(
     codat_http = await stack.enter_async_context(_codat_http_client(settings, sandbox_app))
     state = app.state
     state.sessionmaker = create_sessionmaker(engine)
+    ViewCache.of(engine, settings.view_cache_entries)  # made here to size it; found again by its engine
     state.codat = CodatClient(codat_http, settings.codat)
     state.token_verifier = TokenVerifier(settings.auth)
     state.single_flight = SingleFlight()

@@ -20,7 +20,6 @@ LEEWAY_SECONDS = 30
 # A verified token is remembered (per process) until it expires, but re-checked at least this often, so that a
 # key withdrawn from the identity provider's JWKS stops working soon even for tokens already seen.
 REMEMBER_SECONDS = 300
-REMEMBER_AT_MOST = 4096  # tokens; the least recently used is forgotten first
 
 
 class TokenVerifier:
@@ -57,7 +56,7 @@ class TokenVerifier:
         # The same instant jwt.decode would start refusing it (exp plus leeway), or sooner.
         until = min(claims["exp"] + LEEWAY_SECONDS, time.time() + REMEMBER_SECONDS)
         self._verified[(kind, token)] = (principal, until)
-        if len(self._verified) > REMEMBER_AT_MOST:
+        if len(self._verified) > self._settings.remembered_tokens:
             self._verified.popitem(last=False)
 
     @cached_property

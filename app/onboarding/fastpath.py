@@ -1,14 +1,14 @@
-"""`GET /v1/bank-feed` answered before routing, from the view cache, when certain to be the route's answer.
+"""`GET /v1/bank-feed` answered before routing, from the stored or cached view, when sure of the answer.
 
-Through FastAPI the read costs about four times what the cached answer does: routing, the dependency tree
+Through FastAPI the read costs about four times what the stored answer does: routing, the dependency tree
 (bearer, user, a database session opened and committed for nothing) and their exit stacks. So the request
-context middleware asks here first. This answers only a request whose bearer token was verified already
-(and has not expired) and whose business's view is in the cache with a current stamp (read from the
-database now, as the route reads it); it sends the very response the route would
+context middleware asks here first. This answers only a request whose bearer token verifies without waiting on
+the network (remembered, or HS256) and whose business's view is current in the cache or stored
+(app/onboarding/cache.py, the same look-up the route makes); it sends the very response the route would
 (`app.http.rendered_response`) and names the route for the metrics. At the first doubt it answers nothing,
-and the route takes the request (and fills the cache): a token seen for the first time, no view or an
-outdated one, a database error, an `Origin` header when CORS is on (CORSMiddleware decorates the route's
-answer).
+and the route takes the request (and renders and stores the view): a token refused or needing the identity
+provider's keys, no business, a view to render, a database error, an `Origin` header when CORS is on
+(CORSMiddleware decorates the route's answer).
 """
 
 from functools import cache
@@ -20,6 +20,7 @@ from fastapi.security.utils import (
 )  # as the route's HTTPBearer reads the header
 from starlette.types import Receive, Scope, Send
 
+from app.auth.tokens import TokenVerifier
 from app.http import rendered_response
 from app.onboarding import router as routes
 from app.onboarding.cache import ViewCache
@@ -38,19 +39,18 @@ async def answer_from_cache(scope: Scope, receive: Receive, send: Send) -> bool:
     if b"origin" in headers and app.state.settings.cors_origins:
         return False
     scheme, token = get_authorization_scheme_param(headers.get(b"authorization", b"").decode("latin-1"))
-    user = app.state.token_verifier.remembered_end_user(token) if scheme.lower() == "bearer" else None
-    if user is None:
+    verifier: TokenVerifier = app.state.token_verifier
+    if scheme.lower() != "bearer" or verifier.may_block(token):
         return False
-    cache = ViewCache.of(app.state.sessionmaker.kw["bind"])
     try:
-        stamp = await cache.stamp(user.business_id)
+        user = verifier.end_user(token)
+        rendered = await ViewCache.of(app.state.sessionmaker.kw["bind"]).served(user.business_id)
     except Exception:  # noqa: BLE001 - the route meets the same failure and answers it in our error shape
         return False
-    view = cache.get(user.business_id, stamp) if stamp is not None else None
-    if view is None:
+    if rendered is None:
         return False
     scope["route"] = _route()
-    await rendered_response(view.rendered, headers.get(b"if-none-match", b"").decode("latin-1"))(
+    await rendered_response(rendered, headers.get(b"if-none-match", b"").decode("latin-1"))(
         scope, receive, send
     )
     return True

@@ -78,9 +78,8 @@ def test_refused_tokens_are_not_remembered_and_kinds_do_not_mix(auth_settings, d
     assert len(decodes) == 2 + 3 * 2
 
 
-def test_at_most_so_many_tokens_are_remembered(auth_settings, monkeypatch):
-    monkeypatch.setattr(tokens, "REMEMBER_AT_MOST", 3)
-    verifier = TokenVerifier(auth_settings)
+def test_at_most_so_many_tokens_are_remembered_as_the_setting_says(auth_settings):
+    verifier = TokenVerifier(auth_settings.model_copy(update={"remembered_tokens": 3}))
 
     for n in range(10):
         verifier.end_user(mint_end_user_token(auth_settings, f"biz-{n}"))
