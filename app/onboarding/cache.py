@@ -38,11 +38,11 @@ import asyncpg
 from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.util import await_
 
 from app.http import Rendered
 from app.onboarding.exceptions import BusinessNotFound
 from app.onboarding.repository import OnboardingRepository
+from app.rawpool import RawPool
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ Stamp = Any  # Postgres: the text STAMP_SQL makes; SQLite: OnboardingRepository.
 Render = Callable[[], Awaitable[Rendered]]
 
 DEFAULT_ENTRIES = 20_000  # businesses per process; the least recently read is dropped first
-STAMP_CONNECTIONS = 4  # per process, on top of the engine's pool; each read holds one for one short query
-STAMP_TIMEOUT_SECONDS = 10.0
 LISTEN_RETRY_SECONDS = 1.0
 CHANNEL = "bank_feed_changed"  # migration 0005's triggers notify it
 # The stamp (OnboardingRepository.view_stamp's columns, as one text) and the stored view, in one round trip.
@@ -69,8 +67,6 @@ STORE_SQL = """
 INSERT INTO stored_bank_feed_view (business_id, stamp, body, etag) VALUES ($1, $2, $3, $4)
 ON CONFLICT (business_id) DO UPDATE SET stamp = excluded.stamp, body = excluded.body, etag = excluded.etag
 """
-# Keys of the URL's query that SQLAlchemy's asyncpg dialect consumes itself rather than passing to asyncpg.
-_SQLALCHEMY_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn")
 _WROTE = "bank_feed_cache_wrote"  # set in a pooled connection's info by a write, until it is checked in
 
 
@@ -99,13 +95,8 @@ class ViewCache:
         # The engine keys this cache: a strong reference would keep both forever.
         self._engine = weakref.ref(engine)
         self._postgres = engine.dialect.name == "postgresql"
-        self._connect_args = _asyncpg_connect_args(engine) if self._postgres else {}
-        self._pool: asyncpg.Pool | None = None
-        self._pool_lock = asyncio.Lock()
-        # First come, first served: asyncpg's pool lets a newcomer take a connection a waiter was woken for,
-        # and under load a few unlucky reads then wait for hundreds of milliseconds.
-        self._turns = asyncio.Semaphore(STAMP_CONNECTIONS)
-        self._listener = _Listener(self._connect_args, self._changed) if self._postgres else None
+        self._pool = RawPool.of(engine) if self._postgres else None
+        self._listener = _Listener(self._pool.connect_args, self._changed) if self._pool else None
         event.listen(engine.sync_engine, "engine_disposed", self._close)
         if self._listener is not None:
             event.listen(engine.sync_engine, "after_cursor_execute", _note_write)
@@ -180,43 +171,22 @@ class ViewCache:
             if stamp is None:
                 raise BusinessNotFound()
             return stamp, None
-        pool = self._pool or await self._open_pool()
-        async with self._turns:
-            row = await pool.fetchrow(STAMP_SQL, business_id, timeout=STAMP_TIMEOUT_SECONDS)
+        assert self._pool is not None
+        row = await self._pool.fetchrow(STAMP_SQL, business_id)
         if row is None:
             raise BusinessNotFound()
         stored = Rendered(row["body"], row["etag"]) if row["stored_stamp"] == row["stamp"] else None
         return row["stamp"], stored
 
     async def _store(self, business_id: str, stamp: Stamp, rendered: Rendered) -> None:
-        if not self._postgres:
-            return
-        pool = self._pool or await self._open_pool()
-        async with self._turns:
-            await pool.execute(
-                STORE_SQL, business_id, stamp, rendered.body, rendered.etag, timeout=STAMP_TIMEOUT_SECONDS
-            )
-
-    async def _open_pool(self) -> asyncpg.Pool:
-        async with self._pool_lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    min_size=1, max_size=STAMP_CONNECTIONS, reset=_nothing_to_reset, **self._connect_args
-                )
-            return self._pool
+        if self._pool is not None:
+            await self._pool.execute(STORE_SQL, business_id, stamp, rendered.body, rendered.etag)
 
     def _close(self, _engine: Engine) -> None:
-        """Closed with the engine's pool (``AsyncEngine.dispose()``, at shutdown); a later read opens one."""
+        """Emptied with the engine's disposal (at shutdown); its listener stops."""
         self._entries.clear()
         if self._listener is not None:
             self._listener.stop()
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        try:
-            await_(pool.close())  # dispose() runs this in SQLAlchemy's greenlet, where awaiting is allowed
-        except Exception:  # noqa: BLE001 - a sync dispose(), or a closed loop: close without the goodbyes
-            pool.terminate()
 
 
 class _Listener:
@@ -301,16 +271,3 @@ def _note_write(conn: Any, _cursor: Any, statement: str, _params: Any, context: 
     """Anything but a plain SELECT counts as a write (the ORM's DML, and any SQL text that may be one)."""
     if context.isinsert or context.isupdate or context.isdelete or statement.lstrip()[:6].upper() != "SELECT":
         conn.info[_WROTE] = True
-
-
-async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
-    """A stamp read changes no session state: skip asyncpg's reset query (a round trip) on each release."""
-
-
-def _asyncpg_connect_args(engine: AsyncEngine) -> dict[str, Any]:
-    """The engine's host, port, user, password, database and driver options, as asyncpg.connect takes them."""
-    _, kwargs = engine.dialect.create_connect_args(engine.url)
-    for key in _SQLALCHEMY_ONLY:
-        kwargs.pop(key, None)
-    kwargs.setdefault("server_settings", {"application_name": "bankfeeds-bff"})
-    return dict(kwargs)

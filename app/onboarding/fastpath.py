@@ -1,36 +1,81 @@
-"""`GET /v1/bank-feed` answered before routing, from the stored or cached view, when sure of the answer.
+"""The two reads every user's app polls, answered before routing when sure of the route's answer.
 
-Through FastAPI the read costs about four times what the stored answer does: routing, the dependency tree
-(bearer, user, a database session opened and committed for nothing) and their exit stacks. So the request
-context middleware asks here first. This answers only a request whose bearer token verifies without waiting on
-the network (remembered, or HS256) and whose business's view is current in the cache or stored
-(app/onboarding/cache.py, the same look-up the route makes); it sends the very response the route would
-(`app.http.rendered_response`) and names the route for the metrics. At the first doubt it answers nothing,
-and the route takes the request (and renders and stores the view): a token refused or needing the identity
-provider's keys, no business, a view to render, a database error, an `Origin` header when CORS is on
-(CORSMiddleware decorates the route's answer).
+`GET /v1/bank-feed` from the stored or cached view (app/onboarding/cache.py, the same look-up the route
+makes), and `GET /v1/bank-feed/link` while the stored link has more than the safety margin left (one indexed
+query over raw asyncpg, on Postgres). Through FastAPI each costs several times what the answer does: routing,
+the dependency tree (bearer, user, a database session) and their exit stacks.
+
+The request context middleware asks here first, so every answer gets the same correlation id, metrics and
+headers as the route's. This answers only a request whose bearer token verifies without waiting on the
+network (remembered, or HS256); it sends the very response the route would and names the route for the
+metrics. At the first doubt it answers nothing and the route takes the request: a token refused or needing
+the identity provider's keys, no business, a view to render, a link to refresh (the route's single flight
+makes that one upstream read), a database error, an `Origin` header when CORS is on (CORSMiddleware
+decorates the route's answer).
 """
 
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from functools import cache
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.routing import APIRoute
-from fastapi.security.utils import (
-    get_authorization_scheme_param,
-)  # as the route's HTTPBearer reads the header
+from fastapi.security.utils import get_authorization_scheme_param  # as the route's HTTPBearer reads it
 from starlette.types import Receive, Scope, Send
 
+from app.auth.principals import EndUser
 from app.auth.tokens import TokenVerifier
-from app.http import rendered_response
+from app.http import NO_STORE, rendered_response
 from app.onboarding import router as routes
 from app.onboarding.cache import ViewCache
+from app.onboarding.schemas import LinkOut
+from app.rawpool import RawPool
 
-PATH = "/v1/bank-feed"
+# What OnboardingService.link serves without calling Codat: the current connection's link, with more than
+# the safety margin ($2 = now + margin) left, of a business whose Codat company is known.
+VALID_LINK_SQL = """
+SELECT c.link_url, c.link_expires_at, c.codat_connection_id, c.status
+FROM feed_connection AS c JOIN business AS b ON b.id = c.business_id
+WHERE c.business_id = $1 AND c.is_current AND c.codat_connection_id IS NOT NULL
+  AND b.codat_company_id IS NOT NULL AND c.link_url IS NOT NULL AND c.link_expires_at > $2
+"""
+
+Answer = Callable[[FastAPI, EndUser, dict[bytes, bytes]], Awaitable[Response | None]]
+
+
+async def _view(app: FastAPI, user: EndUser, headers: dict[bytes, bytes]) -> Response | None:
+    rendered = await ViewCache.of(app.state.sessionmaker.kw["bind"]).served(user.business_id)
+    if rendered is None:
+        return None
+    return rendered_response(rendered, headers.get(b"if-none-match", b"").decode("latin-1"))
+
+
+async def _link(app: FastAPI, user: EndUser, _headers: dict[bytes, bytes]) -> Response | None:
+    engine = app.state.sessionmaker.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        return None
+    margin = timedelta(seconds=app.state.settings.codat.link_safety_margin_seconds)
+    row = await RawPool.of(engine).fetchrow(VALID_LINK_SQL, user.business_id, app.state.clock.now() + margin)
+    if row is None:
+        return None
+    out = LinkOut(
+        link_url=row["link_url"],
+        expires_at=row["link_expires_at"],
+        connection_id=row["codat_connection_id"],
+        connection_status=row["status"],
+    )
+    return Response(out.model_dump_json(by_alias=True), media_type="application/json", headers=NO_STORE)
+
+
+ANSWERS: dict[str, Answer] = {"/v1/bank-feed": _view, "/v1/bank-feed/link": _link}
 
 
 async def answer_from_cache(scope: Scope, receive: Receive, send: Send) -> bool:
-    """Answer `GET /v1/bank-feed` from the view cache if certain to be right; False when it did not."""
-    if scope["method"] != "GET" or scope["path"] != scope.get("root_path", "") + PATH:
+    """Answer one of the polled reads if certain to be right; False when it did not."""
+    root = scope.get("root_path", "")
+    path = scope["path"][len(root) :] if scope["path"].startswith(root) else ""
+    answer = ANSWERS.get(path) if scope["method"] == "GET" else None
+    if answer is None:
         return False
     app: FastAPI = scope["app"]
     headers: dict[bytes, bytes] = {}
@@ -43,22 +88,21 @@ async def answer_from_cache(scope: Scope, receive: Receive, send: Send) -> bool:
     if scheme.lower() != "bearer" or verifier.may_block(token):
         return False
     try:
-        user = verifier.end_user(token)
-        rendered = await ViewCache.of(app.state.sessionmaker.kw["bind"]).served(user.business_id)
+        response = await answer(app, verifier.end_user(token), headers)
     except Exception:  # noqa: BLE001 - the route meets the same failure and answers it in our error shape
         return False
-    if rendered is None:
+    if response is None:
         return False
-    scope["route"] = _route()
-    await rendered_response(rendered, headers.get(b"if-none-match", b"").decode("latin-1"))(
-        scope, receive, send
-    )
+    scope["route"] = _route(path)
+    await response(scope, receive, send)
     return True
 
 
 @cache
-def _route() -> APIRoute:
+def _route(path: str) -> APIRoute:
     """The route this stands in for, as routing puts it in the scope (for the metrics and telemetry)."""
     return next(
-        r for r in routes.router.routes if isinstance(r, APIRoute) and r.path == PATH and "GET" in r.methods
+        r
+        for r in routes.router.routes
+        if isinstance(r, APIRoute) and r.path == path and "GET" in (r.methods or ())
     )

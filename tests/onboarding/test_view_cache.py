@@ -14,6 +14,7 @@ from app.main import create_app
 from app.onboarding.cache import ViewCache
 from app.onboarding.models import BankAccount
 from app.onboarding.repository import OnboardingRepository
+from app.rawpool import RawPool
 from tests.contract import contract_checked
 from tests.factories import ACCOUNTS, register
 
@@ -247,4 +248,4 @@ class TestStamp:
             assert (await other.get("/v1/bank-feed", headers=user_headers(business))).status_code == 200
             engine = replica.state.sessionmaker.kw["bind"]
 
-        assert ViewCache.of(engine)._pool is None
+        assert not RawPool.of(engine).is_open

@@ -148,3 +148,36 @@ class TestWithCors:
         assert "access-control-allow-origin" not in same_origin.headers
         assert cross_origin.headers["access-control-allow-origin"] == "http://spa.test"
         assert routed == [business, business]
+
+
+class TestLink:
+    async def test_a_valid_link_is_answered_exactly_as_the_route_answers_it(
+        self, settings, client, user_headers, business, monkeypatch, answered
+    ):
+        headers = {**user_headers(business), "X-Request-ID": "same-correlation-id"}
+        connected = await client.post("/v1/bank-feed/connect", headers=headers)
+        answered.clear()
+
+        fast = await client.get("/v1/bank-feed/link", headers=headers)
+        slow = await without_fast_path(monkeypatch, lambda: client.get("/v1/bank-feed/link", headers=headers))
+
+        assert answered == [not settings.uses_sqlite]  # the stored link is read over raw asyncpg
+        assert comparable(fast) == comparable(slow)
+        assert fast.json()["linkUrl"] == connected.json()["linkUrl"]
+        assert fast.headers["cache-control"] == "no-store"
+
+    async def test_a_lapsed_link_and_a_business_without_one_go_to_the_route(
+        self, client, sandbox, user_headers, business, answered
+    ):
+        headers = user_headers(business)
+        not_connected = await client.get("/v1/bank-feed/link", headers=headers)
+        connected = await client.post("/v1/bank-feed/connect", headers=headers)
+        sandbox.clock.advance(3600)  # our clock too: the stored link has lapsed
+        answered.clear()
+
+        refreshed = await client.get("/v1/bank-feed/link", headers=headers)
+
+        assert not_connected.status_code == 409
+        assert answered == [False]
+        assert refreshed.status_code == 200
+        assert refreshed.json()["linkUrl"] != connected.json()["linkUrl"]

@@ -17,6 +17,7 @@ from app.http import Rendered
 from app.main import create_app
 from app.onboarding.cache import ViewCache
 from app.onboarding.models import StoredBankFeedView
+from app.rawpool import RawPool
 from tests.contract import contract_checked
 
 
@@ -252,4 +253,5 @@ async def test_the_listener_stops_with_the_engine(settings, sandbox_app, user_he
         cache = cache_of(replica)
 
     assert cache._listener is not None
-    assert (cache._listener.epoch, cache._listener._connection, cache._pool) == (None, None, None)
+    assert (cache._listener.epoch, cache._listener._connection) == (None, None)
+    assert not RawPool.of(replica.state.sessionmaker.kw["bind"]).is_open
