@@ -247,10 +247,16 @@ def machine_use(before: list[int], after: list[int]) -> tuple[float, float]:
 
 
 def wrk(
-    url: str, headers: dict[str, str], seconds: int, connections: int = 64, threads: int = 2
+    url: str,
+    headers: dict[str, str],
+    seconds: int,
+    connections: int = 64,
+    threads: int = 2,
+    script: Path | None = None,
 ) -> dict[str, Any]:
     """`wrk --latency` for a fixed time: req/s, p50 and p99 in ms, requests, errors, machine use."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command += ["-s", str(script)] if script else []
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     ticks = machine_ticks()
