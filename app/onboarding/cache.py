@@ -91,7 +91,8 @@ class ViewCache:
 
     def __init__(self, engine: AsyncEngine, entries: int = DEFAULT_ENTRIES) -> None:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._max_entries = entries
+        self.max_entries = entries
+        self._subscribers: list[Callable[[str], None]] = []
         # The engine keys this cache: a strong reference would keep both forever.
         self._engine = weakref.ref(engine)
         self._postgres = engine.dialect.name == "postgresql"
@@ -107,10 +108,10 @@ class ViewCache:
 
         Raises BusinessNotFound when there is no such business."""
         entry = self._entries.get(business_id)
-        if entry is not None and entry.trusted_in is not None and entry.trusted_in == self._trusted_epoch():
+        if entry is not None and entry.trusted_in is not None and entry.trusted_in == self.trusted_epoch():
             self._entries.move_to_end(business_id)
             return entry.rendered
-        watermark = self._watermark()
+        watermark = self.watermark()
         stamp, stored = await self._current(business_id)
         if entry is not None and entry.stamp == stamp:
             rendered = entry.rendered
@@ -121,7 +122,7 @@ class ViewCache:
         else:
             rendered = await render()
             await self._store(business_id, stamp, rendered)
-        trusted = watermark[0] if watermark[0] is not None and watermark == self._watermark() else None
+        trusted = watermark[0] if watermark[0] is not None and watermark == self.watermark() else None
         self._put(business_id, _Entry(stamp, rendered, trusted))
         return rendered
 
@@ -137,24 +138,31 @@ class ViewCache:
     def _put(self, business_id: str, entry: _Entry) -> None:
         self._entries[business_id] = entry
         self._entries.move_to_end(business_id)
-        if len(self._entries) > self._max_entries:
+        if len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    def subscribe(self, changed: Callable[[str], None]) -> None:
+        """Have `changed` called with each business the listener hears of (other caches trusted alike)."""
+        self._subscribers.append(changed)
 
     def _changed(self, business_id: str) -> None:
         self._entries.pop(business_id, None)
+        for changed in self._subscribers:
+            changed(business_id)
 
-    def _trusted_epoch(self) -> int | None:
+    def trusted_epoch(self) -> int | None:
         """The listener's epoch while entries may be served without a query; None while they may not."""
         if self._listener is None:
             return None
         self._listener.start()
         return self._listener.epoch if self._listener.unsynced == 0 else None
 
-    def _watermark(self) -> tuple[int | None, int, int]:
-        """Changes that, had any come while a view was read, make that view unfit to trust."""
+    def watermark(self) -> tuple[int | None, int, int]:
+        """Changes that, had any come while a view was read, make that view unfit to trust: trusted if the
+        watermark taken before reading it from the database is still the same, with an epoch, after."""
         if self._listener is None:
             return None, 0, 0
-        return self._trusted_epoch(), self._listener.notifications, self._listener.local_writes
+        return self.trusted_epoch(), self._listener.notifications, self._listener.local_writes
 
     def _checked_in(self, _dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         # After its commit (or rollback): a write of this process must reach the listener before entries

@@ -1,9 +1,11 @@
 """The two reads every user's app polls, answered before routing when sure of the route's answer.
 
 `GET /v1/bank-feed` from the stored or cached view (app/onboarding/cache.py, the same look-up the route
-makes), and `GET /v1/bank-feed/link` while the stored link has more than the safety margin left (one indexed
-query over raw asyncpg, on Postgres). Through FastAPI each costs several times what the answer does: routing,
-the dependency tree (bearer, user, a database session) and their exit stacks.
+makes), and `GET /v1/bank-feed/link` while the stored link has more than the safety margin left (on
+Postgres: one indexed query over raw asyncpg, or none while the view cache's listener vouches for the link
+this process read last; a new link is a write to `feed_connection`, which notifies). Through FastAPI each
+costs several times what the answer does: routing, the dependency tree (bearer, user, a database session)
+and their exit stacks.
 
 The request context middleware asks here first, so every answer gets the same correlation id, metrics and
 headers as the route's. This answers only a request whose bearer token verifies without waiting on the
@@ -14,13 +16,17 @@ makes that one upstream read), a database error, an `Origin` header when CORS is
 decorates the route's answer).
 """
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from fastapi import FastAPI, Response
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param  # as the route's HTTPBearer reads it
+from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Receive, Scope, Send
 
 from app.auth.principals import EndUser
@@ -50,21 +56,63 @@ async def _view(app: FastAPI, user: EndUser, headers: dict[bytes, bytes]) -> Res
     return rendered_response(rendered, headers.get(b"if-none-match", b"").decode("latin-1"))
 
 
+class LinkCache:
+    """Valid links by business, trusted exactly as the view cache trusts its views (same listener)."""
+
+    _by_engine: "weakref.WeakKeyDictionary[Engine, LinkCache]" = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, engine: AsyncEngine) -> "LinkCache":
+        links = cls._by_engine.get(engine.sync_engine)
+        if links is None:
+            links = cls._by_engine[engine.sync_engine] = cls(engine)
+        return links
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._views = ViewCache.of(engine)
+        self._pool = RawPool.of(engine)
+        self._entries: OrderedDict[str, tuple[bytes, datetime, int]] = OrderedDict()
+        self._views.subscribe(self._changed)
+
+    def _changed(self, business_id: str) -> None:
+        self._entries.pop(business_id, None)
+
+    async def valid(self, business_id: str, fresh_after: datetime) -> bytes | None:
+        """The link's JSON while it lasts past `fresh_after`; None when the route must make one."""
+        entry = self._entries.get(business_id)
+        if entry is not None and entry[2] == self._views.trusted_epoch() and entry[1] > fresh_after:
+            return entry[0]
+        watermark = self._views.watermark()
+        row = await self._pool.fetchrow(VALID_LINK_SQL, business_id, fresh_after)
+        if row is None:
+            return None
+        body = (
+            LinkOut(
+                link_url=row["link_url"],
+                expires_at=row["link_expires_at"],
+                connection_id=row["codat_connection_id"],
+                connection_status=row["status"],
+            )
+            .model_dump_json(by_alias=True)
+            .encode()
+        )
+        if watermark[0] is not None and watermark == self._views.watermark():
+            self._entries[business_id] = (body, row["link_expires_at"], watermark[0])
+            self._entries.move_to_end(business_id)
+            if len(self._entries) > self._views.max_entries:
+                self._entries.popitem(last=False)
+        return body
+
+
 async def _link(app: FastAPI, user: EndUser, _headers: dict[bytes, bytes]) -> Response | None:
     engine = app.state.sessionmaker.kw["bind"]
     if engine.dialect.name != "postgresql":
         return None
     margin = timedelta(seconds=app.state.settings.codat.link_safety_margin_seconds)
-    row = await RawPool.of(engine).fetchrow(VALID_LINK_SQL, user.business_id, app.state.clock.now() + margin)
-    if row is None:
+    body = await LinkCache.of(engine).valid(user.business_id, app.state.clock.now() + margin)
+    if body is None:
         return None
-    out = LinkOut(
-        link_url=row["link_url"],
-        expires_at=row["link_expires_at"],
-        connection_id=row["codat_connection_id"],
-        connection_status=row["status"],
-    )
-    return Response(out.model_dump_json(by_alias=True), media_type="application/json", headers=NO_STORE)
+    return Response(body, media_type="application/json", headers=NO_STORE)
 
 
 ANSWERS: dict[str, Answer] = {"/v1/bank-feed": _view, "/v1/bank-feed/link": _link}

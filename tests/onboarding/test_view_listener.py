@@ -16,6 +16,7 @@ import app.onboarding.view as view_module
 from app.http import Rendered
 from app.main import create_app
 from app.onboarding.cache import ViewCache
+from app.onboarding.fastpath import LinkCache
 from app.onboarding.models import StoredBankFeedView
 from app.rawpool import RawPool
 from tests.contract import contract_checked
@@ -68,7 +69,7 @@ async def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> Non
 
 async def listening(app) -> None:  # type: ignore[no-untyped-def]
     cache = cache_of(app)
-    await eventually(lambda: cache._trusted_epoch() is not None)
+    await eventually(lambda: cache.trusted_epoch() is not None)
 
 
 async def read(client, headers) -> httpx.Response:  # type: ignore[no-untyped-def]
@@ -255,3 +256,22 @@ async def test_the_listener_stops_with_the_engine(settings, sandbox_app, user_he
     assert cache._listener is not None
     assert (cache._listener.epoch, cache._listener._connection) == (None, None)
     assert not RawPool.of(replica.state.sessionmaker.kw["bind"]).is_open
+
+
+async def test_a_link_changed_elsewhere_is_served_as_changed(app, client, settings, user_headers, business):
+    headers = user_headers(business)
+    await client.post("/v1/bank-feed/connect", headers=headers)
+    await listening(app)
+    first = [(await client.get("/v1/bank-feed/link", headers=headers)).json()["linkUrl"] for _ in range(2)]
+    links = LinkCache.of(app.state.sessionmaker.kw["bind"])
+    assert business in links._entries
+
+    await sql(
+        settings.database.url,
+        "UPDATE feed_connection SET link_url = 'http://test/sandbox/link?otp=new' WHERE business_id = $1",
+        business,
+    )
+    await eventually(lambda: business not in links._entries)
+
+    assert first[0] == first[1] != "http://test/sandbox/link?otp=new"
+    assert (await client.get("/v1/bank-feed/link", headers=headers)).json()["linkUrl"].endswith("otp=new")
