@@ -51,6 +51,7 @@ Render = Callable[[], Awaitable[Rendered]]
 
 DEFAULT_ENTRIES = 20_000  # businesses per process; the least recently read is dropped first
 LISTEN_RETRY_SECONDS = 1.0
+HEARTBEAT_SECONDS = 2.0  # how long a listener's connection may be silently dead before reads stop trusting it
 CHANNEL = "bank_feed_changed"  # migration 0005's triggers notify it
 # The stamp (OnboardingRepository.view_stamp's columns, as one text) and the stored view, in one round trip.
 # Times as epoch seconds: their text form would depend on the session's TimeZone.
@@ -218,6 +219,7 @@ class _Listener:
         self._task: asyncio.Task[None] | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self._connection: asyncpg.Connection | None = None
+        self._round_trips = asyncio.Lock()
 
     def start(self) -> None:
         if self._task is None:
@@ -242,13 +244,24 @@ class _Listener:
             self._sync_task = asyncio.get_running_loop().create_task(self._sync())
 
     async def _sync(self) -> None:
-        while self.unsynced and self._connection is not None:
+        while self.unsynced:
             covered = self.unsynced
-            try:
-                await self._connection.execute("SELECT 1")
-            except Exception:  # noqa: BLE001 - the connection is lost: _listen_forever starts a new epoch
-                return
+            if not await self._round_trip():
+                return  # the connection is lost: _listen_forever starts a new epoch
             self.unsynced -= covered
+
+    async def _round_trip(self) -> bool:
+        """One query on the listening connection, answered in time; False (the connection ended) if not."""
+        connection = self._connection
+        if connection is None:
+            return False
+        async with self._round_trips:  # one query at a time on a connection
+            try:
+                await asyncio.wait_for(connection.execute("SELECT 1"), HEARTBEAT_SECONDS)
+                return True
+            except Exception:  # noqa: BLE001 - whatever the reason, it can no longer vouch for anything
+                connection.terminate()
+                return False
 
     async def _listen_forever(self) -> None:
         while True:
@@ -259,13 +272,26 @@ class _Listener:
                 await self._connection.add_listener(CHANNEL, self._notified)
             except Exception as exc:  # noqa: BLE001 - whatever it is, reads check the stamp meanwhile
                 log.warning("view_cache.listener_unavailable", extra={"error": type(exc).__name__})
+                if self._connection is not None:
+                    self._connection.terminate()
+                self._connection = None
                 await asyncio.sleep(LISTEN_RETRY_SECONDS)
                 continue
             self._epochs += 1
             self.epoch, self.unsynced = self._epochs, 0
-            await lost.wait()
+            await self._heartbeat(lost)
             self.epoch, self._connection = None, None
             log.warning("view_cache.listener_lost")
+
+    async def _heartbeat(self, lost: asyncio.Event) -> None:
+        """Until the connection is lost. One that silently stops answering (a dead peer, a dropped route)
+        counts as lost after at most two heartbeats, so no entry is trusted for longer than that."""
+        while not lost.is_set():
+            try:
+                await asyncio.wait_for(lost.wait(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                if not await self._round_trip():
+                    return
 
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(**self._connect_args)

@@ -243,6 +243,33 @@ async def test_while_the_listener_is_down_every_read_checks_the_stamp(
     assert queries == []
 
 
+async def test_a_listener_that_stops_answering_is_no_longer_trusted(
+    app, client, user_headers, business, monkeypatch
+):
+    headers = user_headers(business)
+    monkeypatch.setattr(cache_module, "HEARTBEAT_SECONDS", 0.05)
+    await read(client, headers)
+    await listening(app)
+    listener = cache_of(app)._listener
+    assert listener is not None
+    silent = listener._connection
+    first_epoch = listener.epoch
+
+    execute = asyncpg.Connection.execute
+
+    async def silent_peer(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self is silent:  # a peer gone without a word: no answer, no error
+            await asyncio.sleep(3600)
+        return await execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", silent_peer)
+    await eventually(lambda: listener.epoch != first_epoch)
+
+    assert silent.is_closed()
+    await listening(app)  # on a new connection
+    assert listener.epoch not in (None, first_epoch)
+
+
 async def test_the_listener_stops_with_the_engine(settings, sandbox_app, user_headers, business):
     replica = create_app(settings, sandbox_app=contract_checked(sandbox_app))
     async with (
