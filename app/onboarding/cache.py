@@ -28,6 +28,7 @@ stamp, read through a short session of its own.
 
 import asyncio
 import logging
+import re
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -69,6 +70,8 @@ INSERT INTO stored_bank_feed_view (business_id, stamp, body, etag) VALUES ($1, $
 ON CONFLICT (business_id) DO UPDATE SET stamp = excluded.stamp, body = excluded.body, etag = excluded.etag
 """
 _WROTE = "bank_feed_cache_wrote"  # set in a pooled connection's info by a write, until it is checked in
+_WRITE_TARGET = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", re.IGNORECASE)
+VIEW_TABLES = frozenset({"business", "bank_account", "feed_connection", "feed_account"})  # migration 0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +304,15 @@ class _Listener:
         self._changed(business_id)
 
 
-def _note_write(conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
-    """Anything but a plain SELECT counts as a write (the ORM's DML, and any SQL text that may be one)."""
-    if context.isinsert or context.isupdate or context.isdelete or statement.lstrip()[:6].upper() != "SELECT":
+def _note_write(conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool) -> None:
+    if writes_to_the_view(statement):
         conn.info[_WROTE] = True
+
+
+def writes_to_the_view(statement: str) -> bool:
+    """Whether a statement may change what a view shows: an INSERT, UPDATE or DELETE of one of its tables,
+    or any statement this cannot tell apart (neither a SELECT nor a plain write to another table)."""
+    if statement.lstrip()[:6].upper() == "SELECT":
+        return False
+    target = _WRITE_TARGET.match(statement)
+    return target is None or target.group(1).lower() in VIEW_TABLES

@@ -302,3 +302,20 @@ async def test_a_link_changed_elsewhere_is_served_as_changed(app, client, settin
 
     assert first[0] == first[1] != "http://test/sandbox/link?otp=new"
     assert (await client.get("/v1/bank-feed/link", headers=headers)).json()["linkUrl"].endswith("otp=new")
+
+
+@pytest.mark.parametrize(
+    ("statement", "may_change_a_view"),
+    [
+        ("SELECT business.id FROM business WHERE business.id = $1", False),
+        ("UPDATE business SET feed_version=(business.feed_version + $1) WHERE business.id = $2", True),
+        ("INSERT INTO feed_account (connection_id, account_id) VALUES ($1, $2)", True),
+        ('DELETE FROM "feed_connection" WHERE id = $1', True),
+        ("INSERT INTO bank_transaction (business_id, account_id) VALUES ($1, $2)", False),
+        ("UPDATE webhook_event SET processed_at=$1 WHERE id = $2", False),
+        ("WITH moved AS (UPDATE business SET name = $1 RETURNING id) SELECT * FROM moved", True),
+    ],
+)
+def test_which_writes_of_this_process_make_it_wait_for_its_listener(statement, may_change_a_view):
+    """Writes to other tables (transactions, webhooks, idempotency keys) leave the cached views trusted."""
+    assert cache_module.writes_to_the_view(statement) is may_change_a_view
