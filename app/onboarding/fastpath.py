@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.routing import APIRoute
@@ -34,6 +35,7 @@ from app.auth.tokens import TokenVerifier
 from app.http import NO_STORE, rendered_response
 from app.onboarding import router as routes
 from app.onboarding.cache import ViewCache
+from app.onboarding.models import FeedConnection
 from app.onboarding.schemas import LinkOut
 from app.rawpool import RawPool
 
@@ -73,6 +75,10 @@ class LinkCache:
         self._pool = RawPool.of(engine)
         self._entries: OrderedDict[str, tuple[bytes, datetime, int]] = OrderedDict()
         self._views.subscribe(self._changed)
+        # The column's own conversion of what Postgres holds (raw SQL skips the ORM's): whatever the model
+        # declares the stored link to be (plain text, or text encrypted at rest), it is read the same way.
+        column_type = FeedConnection.__table__.c.link_url.type
+        self._link_url: Callable[[Any], Any] = column_type.result_processor(engine.dialect, None) or str
 
     def _changed(self, business_id: str) -> None:
         self._entries.pop(business_id, None)
@@ -88,7 +94,7 @@ class LinkCache:
             return None
         body = (
             LinkOut(
-                link_url=row["link_url"],
+                link_url=self._link_url(row["link_url"]),
                 expires_at=row["link_expires_at"],
                 connection_id=row["codat_connection_id"],
                 connection_status=row["status"],

@@ -5,6 +5,7 @@ view is rendered once per change for every replica."""
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -13,11 +14,13 @@ from sqlalchemy import select
 
 import app.onboarding.cache as cache_module
 import app.onboarding.view as view_module
+from app.db import create_engine, create_sessionmaker
 from app.http import Rendered
 from app.main import create_app
 from app.onboarding.cache import ViewCache
 from app.onboarding.fastpath import LinkCache
 from app.onboarding.models import StoredBankFeedView
+from app.onboarding.repository import OnboardingRepository
 from app.rawpool import RawPool
 from tests.contract import contract_checked
 
@@ -85,6 +88,20 @@ async def sql(database_url: str, statement: str, *args: object) -> None:
         await connection.execute(statement, *args)
     finally:
         await connection.close()
+
+
+async def store_link_from_another_replica(settings, business_id: str, link_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Through the repository, as the replica refreshing it would store it, on an engine of its own."""
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            repo = OnboardingRepository(session)
+            connection = await repo.current_connection(business_id)
+            assert connection is not None
+            assert connection.link_expires_at is not None
+            await repo.store_link(connection.id, link_url, connection.link_expires_at, datetime.now(UTC))
+    finally:
+        await engine.dispose()
 
 
 async def test_the_stored_view_is_the_one_the_orm_renders(app, client, user_headers, business):
@@ -293,11 +310,7 @@ async def test_a_link_changed_elsewhere_is_served_as_changed(app, client, settin
     links = LinkCache.of(app.state.sessionmaker.kw["bind"])
     assert business in links._entries
 
-    await sql(
-        settings.database.url,
-        "UPDATE feed_connection SET link_url = 'http://test/sandbox/link?otp=new' WHERE business_id = $1",
-        business,
-    )
+    await store_link_from_another_replica(settings, business, "http://test/sandbox/link?otp=new")
     await eventually(lambda: business not in links._entries)
 
     assert first[0] == first[1] != "http://test/sandbox/link?otp=new"
