@@ -100,6 +100,42 @@ class WebhookSettings(BaseModel):
     )
 
 
+class OpsSettings(BaseModel):
+    codat_check_interval_seconds: float = Field(
+        60.0, ge=1, description="How often a process calls Codat to check it and one Portal switch (in turn)."
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, description="After SIGTERM, how long requests in flight get before the process exits."
+    )
+    worker_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="The worker's /metrics port (0: none)."
+    )
+    gauges_interval_seconds: float = Field(
+        15.0, gt=0, description="How often the worker samples the outbox and webhook backlog for its gauges."
+    )
+
+
+class TracingSettings(BaseModel):
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; unset: off."
+    )
+    service_name: str = Field("bankfeeds-bff", description="`service.name` of the spans.")
+
+
+class RetentionSettings(BaseModel):
+    webhook_event_days: float = Field(30, gt=0, description="Applied webhook events are kept this long.")
+    idempotency_record_days: float = Field(
+        1,
+        ge=0,
+        description="Idempotency records are kept this long after they expire (24 h after the request).",
+    )
+    delivered_transaction_days: float = Field(
+        90, gt=0, description="Delivered transactions are kept this long after delivery."
+    )
+    batch_size: int = Field(1000, ge=1, le=50_000, description="Rows deleted per transaction.")
+    interval_seconds: float = Field(3600, ge=0, description="How often the worker prunes (0: never).")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BANKFEEDS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -112,6 +148,9 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     cors_origins: list[str] = Field(default_factory=list, description="SPA origins allowed by CORS.")
     view_cache_entries: int = Field(
         20_000, ge=1, description="Bank-feed views each process keeps (~1.5 KB each), least recent dropped."

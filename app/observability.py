@@ -6,6 +6,7 @@ import re
 import time
 from typing import Any
 
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,6 +15,7 @@ from app.onboarding.fastpath import answer_from_cache
 
 REQUESTS = Counter("bff_http_requests_total", "HTTP requests served", ["method", "route", "status"])
 LATENCY = Histogram("bff_http_request_seconds", "HTTP request latency", ["method", "route"])
+access_log = logging.getLogger("app.access")
 
 # Defence in depth: code never logs these, and this filter scrubs them should one slip into a message.
 _SECRET_PATTERNS = [
@@ -54,6 +56,11 @@ def configure_logging(level: str) -> None:
     # These log full URLs or SQL parameters at INFO/DEBUG, and a stored linkUrl carries an OTP.
     for noisy in ("httpx", "httpcore", "aiosqlite", "sqlalchemy.engine", "asyncpg", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # uvicorn's own lines in the same JSON (through the root handler); its access log is replaced by ours.
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
 
 
 class RequestContextMiddleware:
@@ -73,6 +80,7 @@ class RequestContextMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         correlation_id = incoming if re.fullmatch(r"[A-Za-z0-9._-]{8,64}", incoming) else new_correlation_id()
         token = correlation_id_var.set(correlation_id)
+        trace.get_current_span().set_attribute("bff.request_id", correlation_id)  # a no-op when not traced
         started, status = time.perf_counter(), 500
 
         async def send_with_id(message: Message) -> None:
@@ -86,10 +94,30 @@ class RequestContextMiddleware:
             if not await answer_from_cache(scope, receive, send_with_id):
                 await self.app(scope, receive, send_with_id)
         finally:
-            counter, histogram = _metrics(scope["method"], _route_template(scope), status)
+            seconds = time.perf_counter() - started
+            route = _route_template(scope)
+            counter, histogram = _metrics(scope["method"], route, status)
             counter.inc()
-            histogram.observe(time.perf_counter() - started)
+            histogram.observe(seconds)
+            _log_access(scope, route, status, seconds)
             correlation_id_var.reset(token)
+
+
+def _log_access(scope: Scope, route: str, status: int, seconds: float) -> None:
+    """One line a request: the route template, never the path (an OTP or a token could be in a query)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    business_id = scope.get("state", {}).get("business_id") or scope.get("path_params", {}).get("businessId")
+    access_log.info(
+        "http.request",
+        extra={
+            "method": scope["method"],
+            "route": route,
+            "status": status,
+            "durationMs": round(seconds * 1000, 2),
+            "businessId": business_id,
+        },
+    )
 
 
 _children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

@@ -10,7 +10,16 @@ import sys
 
 from bench import harness as h
 
-SCRIPTS = ["read_view", "read_scale", "link_refresh", "onboarding", "memory", "steps", "profile_view"]
+SCRIPTS = [
+    "read_view",
+    "read_scale",
+    "link_refresh",
+    "onboarding",
+    "memory",
+    "steps",
+    "profile_view",
+    "retention",
+]
 RESULTS = h.ROOT / "bench" / "RESULTS.md"
 INTRO = """# Benchmark results
 

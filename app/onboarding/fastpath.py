@@ -142,12 +142,14 @@ async def answer_from_cache(scope: Scope, receive: Receive, send: Send) -> bool:
     if scheme.lower() != "bearer" or verifier.may_block(token):
         return False
     try:
-        response = await answer(app, verifier.end_user(token), headers)
+        user = verifier.end_user(token)
+        response = await answer(app, user, headers)
     except Exception:  # noqa: BLE001 - the route meets the same failure and answers it in our error shape
         return False
     if response is None:
         return False
     scope["route"] = _route(path)
+    scope.setdefault("state", {})["business_id"] = user.business_id  # for the access log line
     await response(scope, receive, send)
     return True
 

@@ -103,9 +103,11 @@ class WebhookProcessor:
             if row is None:
                 return
             repo = OnboardingRepository(session)
-            changed_business = await apply(repo, json.loads(row.body), row.generated_at)
+            event = json.loads(row.body)
+            changed_business = await apply(repo, event, row.generated_at)
             if changed_business is not None:
                 await repo.bump_feed_version(changed_business)  # last: see the repository's lock order
+        EVENTS.labels(event["eventType"], "applied").inc()
         if changed_business is not None:
             self.changes.notify(changed_business)
 

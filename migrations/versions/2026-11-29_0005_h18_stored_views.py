@@ -1,7 +1,7 @@
 """Each business's rendered bank-feed view, kept in Postgres, and a NOTIFY whenever what it shows changes.
 
 Revision ID: 0005_h18_stored_views
-Revises: 0004
+Revises: 0005_h14_retention_index
 Create Date: 2026-11-29
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_h18_stored_views"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005_h14_retention_index"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

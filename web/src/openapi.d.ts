@@ -4,26 +4,6 @@
  */
 
 export interface paths {
-    "/healthz": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Healthz
-         * @description The process is up.
-         */
-        get: operations["healthz_healthz_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/internal/v1/businesses/{business_id}": {
         parameters: {
             query?: never;
@@ -114,6 +94,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/livez": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Livez
+         * @description The process is up and its event loop answers (Kubernetes liveness).
+         */
+        get: operations["livez_livez_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/readyz": {
         parameters: {
             query?: never;
@@ -123,7 +123,8 @@ export interface paths {
         };
         /**
          * Readyz
-         * @description Ready to serve: the database answers, Codat answers, `hcws` and the bank data types are enabled.
+         * @description This replica can serve: the database answers, its schema is at head. Codat's last background check is
+         *     reported under `codat`, and does not decide readiness.
          */
         get: operations["readyz_readyz_get"];
         put?: never;
@@ -715,28 +716,6 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    healthz_healthz_get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        [key: string]: string;
-                    };
-                };
-            };
-        };
-    };
     put_business_internal_v1_businesses__business_id__put: {
         parameters: {
             query?: never;
@@ -1048,6 +1027,28 @@ export interface operations {
             };
         };
     };
+    livez_livez_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: string;
+                    };
+                };
+            };
+        };
+    };
     readyz_readyz_get: {
         parameters: {
             query?: never;
@@ -1066,7 +1067,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description A dependency is not ready; `checks` says which. */
+            /** @description This replica cannot serve; `checks` says why. */
             503: {
                 headers: {
                     [name: string]: unknown;
