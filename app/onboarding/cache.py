@@ -17,8 +17,9 @@ business's id at commit (migration 0005); each process LISTENs on one connection
 business's entry. An entry is served without a query only while that listener is connected, was connected
 before the entry was read (no notification can have been missed), and no write this process committed is
 still on its way to it (read-your-writes: the process's own write shows on its next read, even if the
-notification is slower than the caller). Whenever the listener is down, reads fall back to comparing the
-stamp (one query, always right), and after it reconnects every entry is checked once more. Why not only the
+notification is slower than the caller). Whenever the listener is down (or stops answering its heartbeat),
+reads fall back to comparing the stamp (one query, always right), and after it reconnects every entry is
+checked once more. Why not only the
 stamp, as before: the stamp's round trip was most of a cached read's cost. Why not only NOTIFY: a listener
 can be down, and nothing then would tell this process what it missed.
 
