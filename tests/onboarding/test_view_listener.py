@@ -332,3 +332,23 @@ async def test_a_link_changed_elsewhere_is_served_as_changed(app, client, settin
 def test_which_writes_of_this_process_make_it_wait_for_its_listener(statement, may_change_a_view):
     """Writes to other tables (transactions, webhooks, idempotency keys) leave the cached views trusted."""
     assert cache_module.writes_to_the_view(statement) is may_change_a_view
+
+
+async def test_the_raw_reads_survive_their_connections_being_cut(
+    app, client, settings, user_headers, business
+):
+    """A restarted server or an idle timeout ends the kept connections: the next read opens new ones."""
+    headers = user_headers(business)
+    first = await read(client, headers)
+    pool = RawPool.of(app.state.sessionmaker.kw["bind"])
+    pids = [c.get_server_pid() for c in pool._connections]
+    assert pids
+    for pid in pids:
+        await sql(settings.database.url, "SELECT pg_terminate_backend($1)", pid)
+    await asyncio.sleep(0.1)
+
+    stamps = [await pool.fetchrow("SELECT $1::text AS business", business) for _ in range(6)]
+
+    assert [row["business"] for row in stamps] == [business] * 6  # type: ignore[index]
+    assert (await read(client, headers)).content == first.content
+    assert not {c.get_server_pid() for c in pool._connections} & set(pids)
