@@ -13,6 +13,7 @@ from bench import harness as h
 SCRIPTS = [
     "read_view",
     "read_scale",
+    "read_cpu",
     "link_refresh",
     "onboarding",
     "memory",
