@@ -89,6 +89,11 @@ class AuthSettings(BaseModel):
     service_jwt_secret: SecretStr | None = Field(
         None, description="HS256 secret of service tokens, if not the users' one (recommended)."
     )
+    remembered_tokens: int = Field(
+        20_000,
+        ge=1,
+        description="Verified tokens each process remembers (~0.5 KB each), least recent first out.",
+    )
 
 
 class SandboxSettings(BaseModel):
@@ -235,6 +240,9 @@ class Settings(DatabaseOnlySettings):
     limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     cors_origins: list[str] = Field(default_factory=list, description="SPA origins allowed by CORS.")
+    view_cache_entries: int = Field(
+        20_000, ge=1, description="Bank-feed views each process keeps (~1.5 KB each), least recent dropped."
+    )
 
     @model_validator(mode="after")
     def _fill_dev_secrets(self) -> Self:

@@ -22,12 +22,9 @@ class Rendered:
         return cls(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
 
 
-def etag_response(request: Request, model: BaseModel) -> Response:
-    """JSON with a strong ETag; ``304`` when the caller already has this exact body.
-
-    A model that carries its ``rendered`` form (a cached view) is not serialised again.
-    """
-    rendered = getattr(model, "rendered", None) or Rendered.of(model)
+def etag_response(request: Request, model: BaseModel | Rendered) -> Response:
+    """JSON with a strong ETag; ``304`` when the caller already has this exact body."""
+    rendered = model if isinstance(model, Rendered) else Rendered.of(model)
     return rendered_response(rendered, request.headers.get("if-none-match", ""))
 
 

@@ -20,6 +20,7 @@ from app.errors import install_error_handlers
 from app.http_guards import BodySizeLimit, OpsToken, SecurityHeaders
 from app.metrics import INBOUND_RATE_LIMITED
 from app.observability import RequestContextMiddleware, configure_logging
+from app.onboarding.cache import ViewCache
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.dependencies import onboarding_service
 from app.onboarding.reconcile import reconcile_forever
@@ -149,6 +150,7 @@ async def _open_resources(
     state = app.state
     state.sessionmaker = create_sessionmaker(engine)
     state.clock = _clock(sandbox_app)
+    ViewCache.of(engine, settings.view_cache_entries)  # made here to size it; found again by its engine
     state.codat = CodatClient(codat_http, settings.codat, wall_clock=state.clock.now)
     state.token_verifier = TokenVerifier(settings.auth)
     state.single_flight = SingleFlight()

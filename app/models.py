@@ -2,7 +2,7 @@
 
 from app.db import Base
 from app.idempotency.models import IdempotencyRecord
-from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection, StoredBankFeedView
 from app.transactions.models import BankTransaction, TransactionBatch, TransactionStream
 from app.webhooks.models import WebhookEvent
 
@@ -13,6 +13,7 @@ __all__ = [
     "Business",
     "FeedAccount",
     "FeedConnection",
+    "StoredBankFeedView",
     "WebhookEvent",
     "BankTransaction",
     "TransactionBatch",

@@ -10,7 +10,17 @@ import sys
 
 from bench import harness as h
 
-SCRIPTS = ["read_view", "link_refresh", "onboarding", "memory", "steps", "profile_view", "retention"]
+SCRIPTS = [
+    "read_view",
+    "read_scale",
+    "read_cpu",
+    "link_refresh",
+    "onboarding",
+    "memory",
+    "steps",
+    "profile_view",
+    "retention",
+]
 RESULTS = h.ROOT / "bench" / "RESULTS.md"
 INTRO = """# Benchmark results
 

@@ -191,7 +191,7 @@ def bare() -> Iterator[tuple[str, subprocess.Popen]]:
 # Setting up state through the BFF's own API
 
 
-async def register(http: httpx.AsyncClient, business_id: str, accounts: int) -> None:
+async def register(http: httpx.AsyncClient, business_id: str, accounts: int, concurrently: int = 1) -> None:
     """A US business with `accounts` bank accounts, registered by an internal service."""
     response = await http.put(
         f"/internal/v1/businesses/{business_id}",
@@ -199,7 +199,9 @@ async def register(http: httpx.AsyncClient, business_id: str, accounts: int) -> 
         headers=SERVICE_HEADERS,
     )
     response.raise_for_status()
-    for n in range(accounts):
+    gate = asyncio.Semaphore(concurrently)
+
+    async def account(n: int) -> None:
         body = {
             "name": f"Account {n}",
             "accountType": "checking",
@@ -208,15 +210,20 @@ async def register(http: httpx.AsyncClient, business_id: str, accounts: int) -> 
             "currency": "USD",
             "balance": "1000.00",
         }
-        response = await http.put(
-            f"/internal/v1/businesses/{business_id}/accounts/acc-{n:03d}", json=body, headers=SERVICE_HEADERS
-        )
+        async with gate:
+            response = await http.put(
+                f"/internal/v1/businesses/{business_id}/accounts/acc-{n:03d}",
+                json=body,
+                headers=SERVICE_HEADERS,
+            )
         response.raise_for_status()
 
+    await asyncio.gather(*(account(n) for n in range(accounts)))
 
-async def register_with(base_url: object, business_id: str, accounts: int) -> None:
+
+async def register_with(base_url: object, business_id: str, accounts: int, concurrently: int = 1) -> None:
     async with httpx.AsyncClient(base_url=str(base_url), timeout=30) as http:
-        await register(http, business_id, accounts)
+        await register(http, business_id, accounts, concurrently)
 
 
 def run(coroutine: Any) -> Any:
@@ -247,10 +254,16 @@ def machine_use(before: list[int], after: list[int]) -> tuple[float, float]:
 
 
 def wrk(
-    url: str, headers: dict[str, str], seconds: int, connections: int = 64, threads: int = 2
+    url: str,
+    headers: dict[str, str],
+    seconds: int,
+    connections: int = 64,
+    threads: int = 2,
+    script: Path | None = None,
 ) -> dict[str, Any]:
     """`wrk --latency` for a fixed time: req/s, p50 and p99 in ms, requests, errors, machine use."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command += ["-s", str(script)] if script else []
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     ticks = machine_ticks()

@@ -1,42 +1,35 @@
-"""(5) A worker's memory: its RSS after 20,000 requests, and how much it grew over the second 10,000.
+"""(5) A worker's memory: its RSS after 100,000 requests over 20,000 businesses, and its growth after half.
 
-One uvicorn worker. 200 businesses (3 accounts each, half of them onboarded at the sandbox). The requests,
-32 at a time: GET /v1/bank-feed for a business drawn in turn, half of them with a token minted for that
-request (so the token memo fills up to its bound and stays there, and the route answers), half with the
-business's own token (answered from the view cache before routing); one in ten with If-None-Match (a 304),
-one in twenty for a business nobody registered (a 404), one in twenty the internal view (service token).
-RSS is read from /proc (psutil) after each 2,000 requests. Goal: under 5 MB of growth over the second 10,000.
+One uvicorn worker. The businesses of bench.read_scale (3 accounts each, connected, their views stored),
+set up the same way. The requests, 32 at a time, for the businesses in turn: GET /v1/bank-feed, half of
+them with a token minted for that request (so the token memo fills up to its bound and stays there), half
+with the business's own token; one in ten with If-None-Match (a 304), one in ten the link, one in twenty
+for a business nobody registered (a 404), one in twenty the internal view (service token). So every bounded
+structure (token memo, view and link caches, the metrics' children) is filled to its bound in the first half.
+RSS is read from /proc (psutil) after each 10,000 requests. Goal: under 5 MB of growth over the second half.
 """
 
 import argparse
 import asyncio
 
-import httpx
+import asyncpg
 import psutil
 
 from bench import harness as h
+from bench import read_scale
 
-BUSINESSES = 200
-STEP = 2000
+STEP = 10_000
 
 
-async def set_up(base_url: str) -> dict[str, str]:
-    """Register the businesses, onboard half of them; the ETag of each view."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
-        gate = asyncio.Semaphore(16)
-
-        async def one(n: int) -> tuple[str, str]:
-            business = f"mem-{n:03d}"
-            async with gate:
-                await h.register(http, business, accounts=3)
-                if n % 2:
-                    (
-                        await http.post("/v1/bank-feed/connect", headers=h.user_headers(business))
-                    ).raise_for_status()
-                view = await http.get("/v1/bank-feed", headers=h.user_headers(business))
-                return business, view.headers["etag"]
-
-        return dict(await asyncio.gather(*(one(n) for n in range(BUSINESSES))))
+async def etags_of(database: str, businesses: int) -> dict[str, str]:
+    """Each business's stored ETag (what a 304 needs), read once before the measurement."""
+    connection = await asyncpg.connect(read_scale.dsn(database))
+    try:
+        rows = await connection.fetch("SELECT business_id, etag FROM stored_bank_feed_view")
+    finally:
+        await connection.close()
+    etags = {row["business_id"]: row["etag"] for row in rows}
+    return {read_scale.business_id(n): etags[read_scale.business_id(n)] for n in range(businesses)}
 
 
 Headers = dict[str, str]
@@ -54,6 +47,8 @@ def requests(etags: dict[str, str], tokens: dict[str, Headers], start: int, coun
             batch.append(("GET", f"/internal/v1/businesses/{business}/bank-feed", h.SERVICE_HEADERS))
         elif n % 10 == 3:
             batch.append(("GET", "/v1/bank-feed", {**user, "If-None-Match": etags[business]}))
+        elif n % 10 == 5:
+            batch.append(("GET", "/v1/bank-feed/link", user))
         else:
             batch.append(("GET", "/v1/bank-feed", user))
     return batch
@@ -61,37 +56,52 @@ def requests(etags: dict[str, str], tokens: dict[str, Headers], start: int, coun
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--businesses", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
 
-    h.header(f"(5) RSS of one worker over {args.requests:,} requests")
+    h.header(f"(5) RSS of one worker over {args.requests:,} requests for {args.businesses:,} businesses")
     database = h.fresh_database("bench_memory")
+    asyncio.run(read_scale.insert_businesses(database, args.businesses))
     rows, rss = [], {}
-    with h.sandbox() as codat, h.bff(database, codat) as (url, proc):
-        worker = psutil.Process(proc.pid)
-        etags = asyncio.run(set_up(url))
-        tokens = {business: h.user_headers(business) for business in etags}
-        rss[0] = worker.memory_info().rss
-        rows.append([0, rss[0] / 2**20, "", ""])
-        for start in range(0, args.requests, STEP):
-            replies = asyncio.run(h.load(url, requests(etags, tokens, start, STEP), args.connections))
-            statuses = sorted({r.status for r in replies})
-            done = start + STEP
-            rss[done] = worker.memory_info().rss
-            rows.append(
-                [done, rss[done] / 2**20, (rss[done] - rss[start]) / 2**20, ", ".join(map(str, statuses))]
-            )
-    print(h.table(["requests", "RSS MiB", "growth over the last 2,000 MiB", "statuses"], rows))
-    half, end = args.requests // 2, args.requests
-    growth = (rss[end] - rss[half]) / 2**20
+    with h.sandbox() as codat:
+        with h.bff(database, codat) as (url, _):
+            asyncio.run(read_scale.store_views(database, url, args.businesses))
+        etags = asyncio.run(etags_of(database, args.businesses))
+        with h.bff(database, codat) as (url, proc):
+            worker = psutil.Process(proc.pid)
+            measure(url, worker, etags, args, rows, rss)
+    report(rows, rss, args.requests)
+
+
+def measure(
+    url: str, worker: psutil.Process, etags: dict[str, str], args: argparse.Namespace, rows: list, rss: dict
+) -> None:
+    tokens = {business: h.user_headers(business) for business in etags}
+    rss[0] = worker.memory_info().rss
+    rows.append([0, rss[0] / 2**20, "", ""])
+    for start in range(0, args.requests, STEP):
+        replies = asyncio.run(h.load(url, requests(etags, tokens, start, STEP), args.connections))
+        statuses = sorted({r.status for r in replies})
+        done = start + STEP
+        rss[done] = worker.memory_info().rss
+        rows.append(
+            [done, rss[done] / 2**20, (rss[done] - rss[start]) / 2**20, ", ".join(map(str, statuses))]
+        )
+
+
+def report(rows: list, rss: dict, requests: int) -> None:
+    print(h.table(["requests", "RSS MiB", f"growth over the last {STEP:,} MiB", "statuses"], rows))
+    half = requests // 2 // STEP * STEP
+    growth = (rss[requests] - rss[half]) / 2**20
     print()
     print(
         h.table(
             ["RSS after all", "growth over the second half", "goal", "met"],
             [
                 [
-                    f"{rss[end] / 2**20:.1f} MiB",
+                    f"{rss[requests] / 2**20:.1f} MiB",
                     f"{growth:.2f} MiB",
                     "< 5 MB",
                     "yes" if growth * 2**20 < 5e6 else "NO",

@@ -1,13 +1,13 @@
 """(3) and (4): onboarding when every Codat call takes L = 50 ms more, ours against Codat's SDK step by step.
 
-The sandbox, served on its own, adds L to every call (knob `latencyMs`). For 1, 10 and 50 accounts:
+The sandbox, served on its own, adds L to every call (knob `latencyMs`). For 1, 10, 50 and 500 accounts:
 - ours: `POST /v1/bank-feed/connect` for a business registered with that many accounts (one worker);
-  it creates the company, the connection, then the source accounts in one batch call (100 a batch);
-- the SDK: what a developer would write without us with Codat's `codat-bankfeeds` SDK, one call at a time:
-  create the company, create the connection (its linkUrl is the link), then add each account on its own.
+  it creates the company, the connection, then the source accounts in batches of 100, sent at once;
+- the SDK (up to 50 accounts): what a developer would write without us with Codat's `codat-bankfeeds` SDK,
+  one call at a time: create the company, the connection (its linkUrl is the link), then each account.
 Each is timed by the wall clock of the caller, the median of a few runs, each on a new business.
-Goals: for 50 accounts ours ≤ 4 L + 50 ms (the cost grows with batches, not with accounts), and at least
-5 times faster than the SDK done step by step.
+Goals: the 3-round-trip floor (company, connection, one wave of batches): for 50 accounts ours ≤ 3 L + 30 ms,
+for 500 ≤ 4 L; and for 50 at least 5 times faster than the SDK done step by step.
 """
 
 import argparse
@@ -24,12 +24,13 @@ from codat_bankfeeds.utils import RetryConfig
 from app.config import DEV_SANDBOX_API_KEY
 from bench import harness as h
 
-ACCOUNT_COUNTS = (1, 10, 50)
+ACCOUNT_COUNTS = (1, 10, 50, 500)
+SDK_AT_MOST = 50  # accounts: the SDK one call at a time would take 500 × L for 500
 
 
 def ours(http: httpx.Client, accounts: int) -> float:
     business = f"onboard-{accounts}-{uuid.uuid4().hex[:8]}"
-    h.run(h.register_with(http.base_url, business, accounts))
+    h.run(h.register_with(http.base_url, business, accounts, concurrently=16))
     started = time.perf_counter()
     response = http.post(
         "/v1/bank-feed/connect", headers={**h.user_headers(business), "Idempotency-Key": str(uuid.uuid4())}
@@ -91,23 +92,36 @@ def main() -> None:
             ours(http, 1), with_the_sdk(codat, 1)  # warm-up, not recorded
             for accounts in ACCOUNT_COUNTS:
                 mine = statistics.median(ours(http, accounts) for _ in range(args.runs))
+                if accounts > SDK_AT_MOST:
+                    rows.append([accounts, 1000 * mine, mine / latency, "not run", "", ""])
+                    continue
                 sdk = statistics.median(with_the_sdk(codat, accounts) for _ in range(args.runs))
                 rows.append([accounts, 1000 * mine, mine / latency, 1000 * sdk, sdk / latency, sdk / mine])
         counters = httpx.get(f"{codat_url}/_sandbox/counters").json()
 
     print(h.table(["accounts", "ours ms", "ours / L", "SDK step by step ms", "SDK / L", "SDK / ours"], rows))
-    fifty = rows[-1]
+    by_count = {row[0]: row for row in rows}
+    fifty, five_hundred = by_count[50], by_count[500]
     print()
     print(
         h.table(
-            ["goal (50 accounts)", "figure", "met"],
+            ["goal", "figure", "met"],
             [
                 [
-                    "(3) ours ≤ 4 L + 50 ms",
-                    f"{fifty[1]:.0f} ms ≤ {4 * args.latency_ms + 50} ms",
-                    "yes" if fifty[1] <= 4 * args.latency_ms + 50 else "NO",
+                    "(3) 50 accounts: ours ≤ 3 L + 30 ms",
+                    f"{fifty[1]:.0f} ms ≤ {3 * args.latency_ms + 30} ms",
+                    "yes" if fifty[1] <= 3 * args.latency_ms + 30 else "NO",
                 ],
-                ["(4) ours ≥ 5 × faster than the SDK", f"× {fifty[5]:.1f}", "yes" if fifty[5] >= 5 else "NO"],
+                [
+                    "(3) 500 accounts: ours ≤ 4 L",
+                    f"{five_hundred[1]:.0f} ms ≤ {4 * args.latency_ms} ms",
+                    "yes" if five_hundred[1] <= 4 * args.latency_ms else "NO",
+                ],
+                [
+                    "(4) 50 accounts: ours ≥ 5 × faster than the SDK",
+                    f"× {fifty[5]:.1f}",
+                    "yes" if fifty[5] >= 5 else "NO",
+                ],
             ],
         )
     )

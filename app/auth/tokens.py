@@ -4,6 +4,7 @@ End-user tokens come from the fintech's identity provider: HS256 with a shared s
 against its JWKS. Service tokens are JWTs for a second audience, with a space-separated ``scope`` claim.
 """
 
+import base64
 import time
 from collections import OrderedDict
 from functools import cached_property
@@ -21,7 +22,6 @@ LEEWAY_SECONDS = 30
 # A verified token is remembered (per process) until it expires, but re-checked at least this often, so that a
 # key withdrawn from the identity provider's JWKS stops working soon even for tokens already seen.
 REMEMBER_SECONDS = 300
-REMEMBER_AT_MOST = 4096  # tokens; the least recently used is forgotten first
 
 
 class TokenVerifier:
@@ -59,7 +59,7 @@ class TokenVerifier:
         # The same instant jwt.decode would start refusing it (exp plus leeway), or sooner.
         until = min(claims["exp"] + LEEWAY_SECONDS, time.time() + REMEMBER_SECONDS)
         self._verified[(kind, token)] = (principal, until)
-        if len(self._verified) > REMEMBER_AT_MOST:
+        if len(self._verified) > self._settings.remembered_tokens:
             self._verified.popitem(last=False)
 
     @cached_property
@@ -72,8 +72,15 @@ class TokenVerifier:
             return self._settings.service_jwt_secret.get_secret_value()
         if self._jwks is not None:
             return self._jwks.get_signing_key_from_jwt(token).key
+        return self._secret
+
+    @cached_property
+    def _secret(self) -> jwt.PyJWK:
+        # Checked and prepared once: given the bare secret, jwt.decode re-checks that it is no PEM, SSH or DER
+        # key on every call, a fifth of the cost of verifying a token.
         assert self._settings.jwt_secret is not None
-        return self._settings.jwt_secret.get_secret_value()
+        secret = self._settings.jwt_secret.get_secret_value().encode()
+        return jwt.PyJWK({"kty": "oct", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode()}, "HS256")
 
     def _claims(self, token: str, surface: str) -> dict[str, Any]:
         """The claims of a token for one surface ("user" or "service"): its own audience and issuer, and not

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -121,3 +122,18 @@ class FeedAccount(Base):
     write_hold: Mapped[str | None] = mapped_column(String(32))
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class StoredBankFeedView(Base):
+    """A business's bank-feed view as served (JSON and ETag), with the stamp it was rendered at.
+
+    Written and read over raw asyncpg by app/onboarding/cache.py; any replica serves it while the stamp is
+    current, so a business's view is rendered once per change, not once per replica or per cache miss.
+    """
+
+    __tablename__ = "stored_bank_feed_view"
+
+    business_id: Mapped[str] = mapped_column(ForeignKey("business.id", ondelete="CASCADE"), primary_key=True)
+    stamp: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    etag: Mapped[str] = mapped_column(String(40))

@@ -32,7 +32,7 @@ from app.onboarding.schemas import (
     RenameAccountIn,
 )
 from app.onboarding.service import Link
-from app.onboarding.view import bank_feed_view
+from app.onboarding.view import render_bank_feed_view, served_bank_feed_view
 from app.ratelimit import CodatCallsLimit, CredentialsLimit, RateLimited, ServiceLimit, limiter
 
 UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamRejected)
@@ -67,14 +67,14 @@ def credentials_out(credentials: Credentials) -> CredentialsOut:
 
 
 async def connect_out(session: SessionDep, business_id: str, link: Link) -> ConnectOut:
-    view = await bank_feed_view(session, business_id)
+    view = await render_bank_feed_view(session, business_id)
     return ConnectOut(**link_out(link).model_dump(), accounts=view.accounts)
 
 
 @router.get("", response_model=BankFeedOut, responses={**error_responses(BusinessNotFound), **NOT_MODIFIED})
 async def get_bank_feed(user: CurrentUser, session: SessionDep, request: Request) -> Response:
     """The business's bank feed; send `If-None-Match` with the last `ETag` to get a cheap `304`."""
-    return etag_response(request, await bank_feed_view(session, user.business_id))
+    return etag_response(request, await served_bank_feed_view(session, user.business_id))
 
 
 @router.post(
@@ -88,7 +88,7 @@ async def refresh_bank_feed(
 ) -> Response:
     """Re-read the statuses from Codat now (webhooks normally keep them current), then the view."""
     await service.refresh(user.business_id)
-    return etag_response(request, await bank_feed_view(session, user.business_id))
+    return etag_response(request, await served_bank_feed_view(session, user.business_id))
 
 
 @router.get(
@@ -232,7 +232,7 @@ async def rename_account(
 ) -> FeedAccountOut:
     """Rename an account (`accountName` only), here and at Codat."""
     await service.rename_account(user.business_id, account_id, body.account_name)
-    view = await bank_feed_view(session, user.business_id)
+    view = await render_bank_feed_view(session, user.business_id)
     return next(a for a in view.accounts if a.account_id == account_id)
 
 
@@ -297,4 +297,4 @@ async def get_business_bank_feed(
     business_id: IdPath, _: BankFeedReader, session: SessionDep, request: Request
 ) -> Response:
     """The same bank-feed view the business's users see."""
-    return etag_response(request, await bank_feed_view(session, business_id))
+    return etag_response(request, await served_bank_feed_view(session, business_id))

@@ -7,7 +7,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.http import Rendered
 from app.onboarding.cache import ViewCache
-from app.onboarding.exceptions import BusinessNotFound
 from app.onboarding.holds import BROKEN_CONNECTION, MESSAGES, hold_of
 from app.onboarding.models import BankAccount, FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository
@@ -66,23 +65,22 @@ class RenderedBankFeed(BankFeedOut):
         return Rendered.of(self)
 
 
-async def bank_feed_view(session: AsyncSession, business_id: str) -> BankFeedOut:
-    """The business's view: this process's cached one while its stamp is current (app/onboarding/cache.py)."""
+async def served_bank_feed_view(session: AsyncSession, business_id: str) -> Rendered:
+    """The business's view as served: stored or cached while current (app/onboarding/cache.py)."""
     if session.in_transaction():
-        return await render_bank_feed_view(session, business_id)  # it may hold writes the stamp cannot see
-    cache: ViewCache[RenderedBankFeed] = ViewCache.of(session.bind)  # type: ignore[arg-type]
-    stamp = await cache.stamp(business_id)
-    if stamp is None:
-        raise BusinessNotFound()
-    view = cache.get(business_id, stamp)
-    if view is None:
-        view = await render_bank_feed_view(session, business_id)
-        view.rendered  # noqa: B018 - made now, once, rather than by each request that shares it
-        cache.put(business_id, stamp, view)
-    return view
+        return (await render_bank_feed_view(session, business_id)).rendered  # may hold uncommitted writes
+    cache = ViewCache.of(session.bind)  # type: ignore[arg-type]
+
+    async def render() -> Rendered:
+        return (await render_bank_feed_view(session, business_id)).rendered
+
+    rendered = await cache.served(business_id, render)
+    assert rendered is not None  # given `render`, there always is one
+    return rendered
 
 
 async def render_bank_feed_view(session: AsyncSession, business_id: str) -> RenderedBankFeed:
+    """The view rendered from the database now, through the ORM (what the stored and cached ones equal)."""
     repo = OnboardingRepository(session)
     business = await repo.require_business(business_id)
     connection = await repo.current_connection(business_id)

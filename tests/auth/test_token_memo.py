@@ -84,9 +84,8 @@ def test_refused_tokens_are_not_remembered_and_kinds_do_not_mix(auth_settings, d
     assert len(decodes) == 2 + 3 * 2
 
 
-def test_at_most_so_many_tokens_are_remembered(auth_settings, monkeypatch):
-    monkeypatch.setattr(tokens, "REMEMBER_AT_MOST", 3)
-    verifier = TokenVerifier(auth_settings)
+def test_at_most_so_many_tokens_are_remembered_as_the_setting_says(auth_settings):
+    verifier = TokenVerifier(auth_settings.model_copy(update={"remembered_tokens": 3}))
 
     for n in range(10):
         verifier.end_user(mint_end_user_token(auth_settings, f"biz-{n}"))
@@ -96,3 +95,17 @@ def test_at_most_so_many_tokens_are_remembered(auth_settings, monkeypatch):
         "biz-8",
         "biz-9",
     ]
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "signed_with"), [("HS256", "another secret"), ("HS512", "our secret"), ("none", None)]
+)
+def test_the_prepared_secret_accepts_only_hs256_signed_with_it(auth_settings, algorithm, signed_with):
+    secret = auth_settings.jwt_secret.get_secret_value()
+    key = {"another secret": "another-secret-0123456789abcdef0123456789abcdef", "our secret": secret}
+    claims = {"sub": "u", "aud": auth_settings.audience, "business_id": "biz-1", "exp": int(time.time()) + 60}
+    verifier = TokenVerifier(auth_settings)
+
+    with pytest.raises(Unauthorized):
+        verifier.end_user(jwt.encode(claims, key.get(signed_with), algorithm=algorithm))  # type: ignore[arg-type]
+    assert verifier.end_user(jwt.encode(claims, secret, algorithm="HS256")).business_id == "biz-1"

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tests.factories import codat_accounts, otp_of
+from tests.factories import ACCOUNTS, codat_accounts, otp_of
 
 
 def creates(sandbox) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -248,3 +248,75 @@ class TestBankFeedView:
         assert changed.status_code == 200
         assert changed.json()["connection"]["status"] == "PendingAuth"
         assert changed.json()["action"] == "finish_in_quickbooks"
+
+
+class TestManyAccounts:
+    """More accounts than one batch holds: the batches go to Codat at once, and a failed one loses nothing."""
+
+    @pytest.fixture
+    async def five(self, client, service_headers, business):  # type: ignore[no-untyped-def]
+        for account in ("acc-4", "acc-5"):
+            body = {**ACCOUNTS["acc-1"], "name": f"Account {account}"}
+            added = await client.put(
+                f"/internal/v1/businesses/{business}/accounts/{account}", json=body, headers=service_headers()
+            )
+            assert added.status_code == 201
+        return business
+
+    @pytest.fixture
+    def calls(self, app, monkeypatch):  # type: ignore[no-untyped-def]
+        """Batches of 2; the most account-creating calls in flight at once; the accounts whose call fails."""
+        import app.onboarding.service as service_module
+        from app.codat.exceptions import CodatUnavailable, UnavailableReason
+
+        monkeypatch.setattr(service_module, "BATCH_SIZE", 2)
+        codat = app.state.codat
+        seen: dict = {"in_flight": 0, "most": 0, "fail": set()}
+
+        def spy(create):  # type: ignore[no-untyped-def]
+            async def spied(company_id, connection_id, accounts, **kwargs):  # type: ignore[no-untyped-def]
+                ids = {a.id for a in accounts} if isinstance(accounts, list) else {accounts.id}
+                seen["in_flight"] += 1
+                seen["most"] = max(seen["most"], seen["in_flight"])
+                try:
+                    await asyncio.sleep(0.05)  # long enough for the others to start, were they sent at once
+                    if ids & seen["fail"]:
+                        raise CodatUnavailable(UnavailableReason.SERVER_ERROR, status_code=503)
+                    return await create(company_id, connection_id, accounts, **kwargs)
+                finally:
+                    seen["in_flight"] -= 1
+
+            return spied
+
+        monkeypatch.setattr(codat, "create_source_accounts", spy(codat.create_source_accounts))
+        monkeypatch.setattr(codat, "create_source_account", spy(codat.create_source_account))
+        return seen
+
+    async def test_the_batches_are_sent_at_once(self, client, user_headers, five, calls, sandbox):
+        response = await client.post("/v1/bank-feed/connect", headers=user_headers(five))
+
+        assert response.status_code == 200
+        assert [a["status"] for a in response.json()["accounts"]] == ["pending"] * 5
+        assert creates(sandbox)["create-batch-source-account"] == 2
+        assert calls["most"] == 3
+
+    async def test_a_failed_batch_keeps_the_others_and_a_retry_sends_only_it(
+        self, client, user_headers, five, calls, sandbox
+    ):
+        calls["fail"] = {"acc-3"}
+        failed = await client.post("/v1/bank-feed/connect", headers=user_headers(five))
+        view = (await client.get("/v1/bank-feed", headers=user_headers(five))).json()
+        calls["fail"] = set()
+        retried = await client.post("/v1/bank-feed/connect", headers=user_headers(five))
+
+        assert failed.status_code == 503
+        assert {a["accountId"]: a["status"] for a in view["accounts"]} == {
+            "acc-1": "pending",
+            "acc-2": "pending",
+            "acc-3": "not_added",
+            "acc-4": "not_added",
+            "acc-5": "pending",
+        }
+        assert retried.status_code == 200
+        assert [a["status"] for a in retried.json()["accounts"]] == ["pending"] * 5
+        assert creates(sandbox)["create-batch-source-account"] == 2  # acc-3 and acc-4 once, after the failure

@@ -2,6 +2,9 @@
 the business's stamp is unchanged, so every change shows on the next read, on every replica, and a business
 only ever gets its own view."""
 
+import json
+from datetime import datetime
+
 import httpx
 import pytest
 from sqlalchemy import update
@@ -11,6 +14,7 @@ from app.main import create_app
 from app.onboarding.cache import ViewCache
 from app.onboarding.models import BankAccount
 from app.onboarding.repository import OnboardingRepository
+from app.rawpool import RawPool
 from tests.contract import contract_checked
 from tests.factories import ACCOUNTS, register
 
@@ -35,6 +39,21 @@ async def fresh_render(app, business_id: str) -> dict:  # type: ignore[no-untype
         return (await view_module.render_bank_feed_view(session, business_id)).model_dump(
             mode="json", by_alias=True
         )
+
+
+def comparable(stamp: object) -> list[str]:
+    """A stamp as text fields: Postgres's is one text, times as epoch seconds; SQLite's is the ORM's tuple."""
+    if isinstance(stamp, str):
+        return [_exact_decimal(field) for field in stamp.split("|")]
+    return [
+        f"{int(v.timestamp())}.{v.microsecond:06d}" if isinstance(v, datetime) else str(v or "")
+        for v in stamp  # type: ignore[attr-defined]
+    ]
+
+
+def _exact_decimal(field: str) -> str:
+    whole, dot, fraction = field.partition(".")
+    return f"{whole}.{fraction.ljust(6, '0')}" if dot else field
 
 
 async def read(client, headers) -> dict:  # type: ignore[no-untyped-def]
@@ -173,10 +192,10 @@ class TestEveryChangeShowsOnTheNextRead:
             )
             await OnboardingRepository(session).bump_feed_version(business)
 
-            seen_inside = await view_module.bank_feed_view(session, business)
+            seen_inside = json.loads((await view_module.served_bank_feed_view(session, business)).body)
             await session.rollback()
 
-        assert seen_inside.accounts[0].account_name == "Draft"
+        assert seen_inside["accounts"][0]["accountName"] == "Draft"
         assert await read(client, headers) == before
 
 
@@ -214,9 +233,9 @@ class TestStamp:
         async with app.state.sessionmaker() as session:
             from_repository = await OnboardingRepository(session).view_stamp(business)
 
-        assert from_cache == from_repository
-        assert from_cache is not None
-        assert from_cache[3] is not None  # the connection is part of it
+        assert from_repository is not None
+        assert from_repository[3] is not None  # the connection is part of it
+        assert comparable(from_cache) == comparable(from_repository)
 
     async def test_the_stamp_connections_close_with_the_engine(
         self, settings, sandbox_app, user_headers, business
@@ -229,4 +248,4 @@ class TestStamp:
             assert (await other.get("/v1/bank-feed", headers=user_headers(business))).status_code == 200
             engine = replica.state.sessionmaker.kw["bind"]
 
-        assert ViewCache.of(engine)._pool is None
+        assert not RawPool.of(engine).is_open

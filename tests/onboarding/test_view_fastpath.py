@@ -15,13 +15,13 @@ from app.onboarding.cache import ViewCache
 def routed(monkeypatch):  # type: ignore[no-untyped-def]
     """How many reads the route answered (the others were answered from the cache before routing)."""
     calls: list[str] = []
-    view = router_module.bank_feed_view
+    view = router_module.served_bank_feed_view
 
     async def counted(session, business_id):  # type: ignore[no-untyped-def]
         calls.append(business_id)
         return await view(session, business_id)
 
-    monkeypatch.setattr(router_module, "bank_feed_view", counted)
+    monkeypatch.setattr(router_module, "served_bank_feed_view", counted)
     return calls
 
 
@@ -113,16 +113,17 @@ async def test_a_database_error_leaves_the_request_to_the_route(
 ):
     headers = user_headers(business)
     first = await client.get("/v1/bank-feed", headers=headers)
-    stamp = ViewCache.stamp
+    current = ViewCache._current
     failures = []
 
     async def fails_once(self, business_id):  # type: ignore[no-untyped-def]
         if not failures:
             failures.append(business_id)
             raise OSError("connection lost")
-        return await stamp(self, business_id)
+        return await current(self, business_id)
 
-    monkeypatch.setattr(ViewCache, "stamp", fails_once)
+    monkeypatch.setattr(ViewCache, "_current", fails_once)
+    monkeypatch.setattr(ViewCache, "trusted_epoch", lambda self: None)  # as while the listener is down
     second = await client.get("/v1/bank-feed", headers=headers)
 
     assert (second.status_code, second.content) == (200, first.content)
@@ -147,3 +148,38 @@ class TestWithCors:
         assert "access-control-allow-origin" not in same_origin.headers
         assert cross_origin.headers["access-control-allow-origin"] == "http://spa.test"
         assert routed == [business, business]
+
+
+class TestLink:
+    async def test_a_valid_link_is_answered_exactly_as_the_route_answers_it(
+        self, settings, client, user_headers, business, monkeypatch, answered
+    ):
+        headers = {**user_headers(business), "X-Request-ID": "same-correlation-id"}
+        connected = await client.post("/v1/bank-feed/connect", headers=headers)
+        answered.clear()
+
+        fast = await client.get("/v1/bank-feed/link", headers=headers)
+        slow = await without_fast_path(monkeypatch, lambda: client.get("/v1/bank-feed/link", headers=headers))
+
+        assert answered == [not settings.uses_sqlite]  # the stored link is read over raw asyncpg
+        assert comparable(fast) == comparable(slow)
+        assert fast.json()["linkUrl"] == connected.json()["linkUrl"]
+        assert fast.headers["cache-control"] == "no-store"
+
+    async def test_a_lapsed_link_and_a_business_without_one_go_to_the_route(
+        self, client, sandbox, user_headers, business, answered
+    ):
+        headers = user_headers(business)
+        not_connected = await client.get("/v1/bank-feed/link", headers=headers)
+        connected = await client.post("/v1/bank-feed/connect", headers=headers)
+        for _ in range(2):  # kept by this process's link cache, on Postgres
+            assert (await client.get("/v1/bank-feed/link", headers=headers)).status_code == 200
+        sandbox.clock.advance(3600)  # our clock too: the stored link has lapsed
+        answered.clear()
+
+        refreshed = await client.get("/v1/bank-feed/link", headers=headers)
+
+        assert not_connected.status_code == 409
+        assert answered == [False]
+        assert refreshed.status_code == 200
+        assert refreshed.json()["linkUrl"] != connected.json()["linkUrl"]
