@@ -103,7 +103,13 @@ def test_at_most_so_many_tokens_are_remembered_as_the_setting_says(auth_settings
 def test_the_prepared_secret_accepts_only_hs256_signed_with_it(auth_settings, algorithm, signed_with):
     secret = auth_settings.jwt_secret.get_secret_value()
     key = {"another secret": "another-secret-0123456789abcdef0123456789abcdef", "our secret": secret}
-    claims = {"sub": "u", "aud": auth_settings.audience, "business_id": "biz-1", "exp": int(time.time()) + 60}
+    claims = {
+        "sub": "u",
+        "aud": auth_settings.audience,
+        "iss": auth_settings.issuer,
+        "business_id": "biz-1",
+        "exp": int(time.time()) + 60,
+    }
     verifier = TokenVerifier(auth_settings)
 
     with pytest.raises(Unauthorized):
