@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -11,6 +12,9 @@ from app import migrate
 from app.auth.tokens import mint_end_user_token, mint_service_token
 from app.config import Environment, Settings, get_settings
 from app.observability import configure_logging
+
+if TYPE_CHECKING:
+    from app.transactions.worker import WorkerConfig
 
 DEV_SERVICE_SCOPES = ["businesses:write", "bank-feed:read", "transactions:write", "transactions:read"]
 
@@ -89,15 +93,27 @@ def run_serve(args: argparse.Namespace) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> None:
-    from app.transactions.worker import WorkerConfig, run_standalone
+    from app.transactions.worker import WorkerConfig
 
     settings = get_settings()
     if settings.sandbox.enabled:
         sys.exit("worker: with the embedded sandbox (dev), the server delivers transactions in-process")
     configure_logging(settings.log_level)
-    asyncio.run(
-        run_standalone(settings, WorkerConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds))
-    )
+    config = WorkerConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds)
+    asyncio.run(_run_workers(settings, config))
+
+
+async def _run_workers(settings: Settings, config: "WorkerConfig") -> None:
+    """Transactions to Codat and events to the fintech's services, side by side until stopped."""
+    from app.events.worker import run_standalone as run_events
+    from app.transactions.worker import run_standalone as run_transactions
+
+    events = asyncio.create_task(run_events(settings))
+    try:
+        await run_transactions(settings, config)
+    finally:
+        events.cancel()
+        await asyncio.gather(events, return_exceptions=True)
 
 
 def run_migrate(args: argparse.Namespace) -> None:

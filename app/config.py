@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 DEV_SANDBOX_API_KEY = "sandbox-dev-api-key"
 DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtMDEyMzQ1Njc="
+DEV_EVENTS_KEY = "ZGV2LW9ubHktZXZlbnRzLWtleS0wMTIzNDU2Nzg5YWI="  # a Fernet key (32 bytes, urlsafe base64)
 
 
 class Environment(StrEnum):
@@ -95,6 +96,34 @@ class WebhookSettings(BaseModel):
     )
 
 
+class EventsSettings(BaseModel):
+    """Outbound events to the fintech's own services (app/events)."""
+
+    secret_key: SecretStr | None = Field(
+        None, description="Fernet key that encrypts subscriptions' signing secrets at rest. Required in prod."
+    )
+    allow_private_targets: bool | None = Field(
+        None,
+        description="Allow subscriptions to loopback/private addresses (default: only outside prod).",
+    )
+    retry_for_seconds: int = Field(
+        24 * 3600,
+        gt=0,
+        description="How long a delivery is retried (with backoff) before it is parked failed.",
+    )
+    disable_after_seconds: int = Field(
+        3 * 24 * 3600, gt=0, description="A subscription failing without a success this long is disabled."
+    )
+    stalled_after_seconds: int = Field(
+        24 * 3600, gt=0, description="An onboarding pending longer than this emits `onboarding.stalled`."
+    )
+    request_timeout_seconds: float = Field(10.0, gt=0, description="Per delivery attempt.")
+
+
+class AuditSettings(BaseModel):
+    retention_days: int = Field(400, gt=0, description="Audit entries older than this are deleted.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BANKFEEDS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -108,12 +137,15 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     cors_origins: list[str] = Field(default_factory=list, description="SPA origins allowed by CORS.")
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _fill_dev_secrets_and_refuse_them_in_prod(self) -> "Settings":
         if self.environment is not Environment.prod:
             self.auth.jwt_secret = self.auth.jwt_secret or SecretStr(DEV_JWT_SECRET)
             self.webhooks.signing_secret = self.webhooks.signing_secret or SecretStr(DEV_WEBHOOK_SECRET)
+            self.events.secret_key = self.events.secret_key or SecretStr(DEV_EVENTS_KEY)
             return self
         if self.sandbox.enabled:
             raise ValueError("the sandbox is a development tool: it cannot be enabled in prod")
@@ -125,7 +157,16 @@ class Settings(BaseSettings):
             raise ValueError("auth.jwt_secret is the dev secret: set a real one in prod")
         if self.webhooks.signing_secret is None:
             raise ValueError("webhooks.signing_secret is required in prod")
+        if self.events.secret_key and self.events.secret_key.get_secret_value() == DEV_EVENTS_KEY:
+            raise ValueError("events.secret_key is the dev key: set a real one in prod")
         return self
+
+    @property
+    def private_targets_allowed(self) -> bool:
+        """Whether outbound events may go to loopback/private addresses: never in prod unless allowed."""
+        if self.events.allow_private_targets is not None:
+            return self.events.allow_private_targets
+        return self.environment is not Environment.prod
 
     @property
     def uses_sqlite(self) -> bool:

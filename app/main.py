@@ -15,6 +15,8 @@ from app.codat.client import CodatClient, build_http_client
 from app.config import Environment, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
+from app.events.router import router as events_router
+from app.events.worker import in_process as events_worker
 from app.observability import RequestContextMiddleware, configure_logging
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.dependencies import onboarding_service
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
             _start_reconciler(app, settings, stack)
             if settings.environment is Environment.dev:
                 await stack.enter_async_context(transactions_worker(app))
+                await stack.enter_async_context(events_worker(app))
             yield
 
     app = FastAPI(
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
     app.include_router(internal_router)
     app.include_router(transactions_router)
     app.include_router(webhooks_router)
+    app.include_router(events_router)
     app.include_router(ops.router)
     if sandbox_app is not None:
         app.mount("/sandbox", sandbox_app)

@@ -1,0 +1,142 @@
+"""Subscriptions: make one (with its own secret), list them, enable or disable, replay and resend events."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.trail import Audit, record
+from app.errors import FieldError, InvalidInput, NotFound
+from app.events.delivery import disable
+from app.events.models import EventDelivery, EventSubscription, OutboundEvent
+from app.events.outbox import new_delivery, wants
+from app.events.schemas import SubscriptionIn, SubscriptionOut
+from app.events.secrets import SecretBox, new_signing_secret
+from app.events.ssrf import TargetRefused, check_target
+
+
+class SubscriptionNotFound(NotFound):
+    code = "subscription_not_found"
+
+
+class EventNotFound(NotFound):
+    code = "event_not_found"
+
+
+def subscription_out(subscription: EventSubscription) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=subscription.id,
+        url=subscription.url,
+        event_types=subscription.event_types.split(),  # type: ignore[arg-type]
+        business_id=subscription.business_id,
+        enabled=subscription.enabled,
+        disabled_reason=subscription.disabled_reason,
+        failing_since=subscription.failing_since,
+        created_by=subscription.created_by,
+        created_at=subscription.created_at,
+    )
+
+
+async def create(
+    session: AsyncSession,
+    body: SubscriptionIn,
+    box: SecretBox,
+    *,
+    allow_private: bool,
+    actor: str,
+    now: datetime,
+) -> tuple[EventSubscription, str]:
+    """The new subscription and its signing secret (in clear only in this answer)."""
+    try:
+        await check_target(body.url, allow_private=allow_private)
+    except TargetRefused as exc:
+        raise InvalidInput(
+            "The subscription's URL is not allowed.", fields=[FieldError(field="url", reason=str(exc))]
+        ) from None
+    secret = new_signing_secret()
+    subscription = EventSubscription(
+        id=f"sub_{uuid.uuid4().hex}",
+        url=body.url,
+        event_types=" ".join(sorted(set(body.event_types))),
+        business_id=body.business_id,
+        secret_encrypted=box.seal(secret),
+        enabled=True,
+        created_by=actor,
+        created_at=now,
+    )
+    session.add(subscription)
+    detail = f"subscription {subscription.id} to {body.url} for {subscription.event_types}"
+    record(session, Audit(body.business_id, actor, "subscription.created", "ok", detail), now)
+    return subscription, secret
+
+
+async def list_all(session: AsyncSession) -> Sequence[EventSubscription]:
+    return (await session.scalars(select(EventSubscription).order_by(EventSubscription.created_at))).all()
+
+
+async def require(session: AsyncSession, subscription_id: str) -> EventSubscription:
+    subscription = await session.get(EventSubscription, subscription_id, with_for_update=True)
+    if subscription is None:
+        raise SubscriptionNotFound("No such subscription.")
+    return subscription
+
+
+async def set_enabled(
+    session: AsyncSession, subscription_id: str, enabled: bool, *, actor: str, now: datetime
+) -> EventSubscription:
+    subscription = await require(session, subscription_id)
+    if enabled:
+        subscription.enabled, subscription.disabled_reason, subscription.failing_since = True, None, None
+        detail = f"subscription {subscription.id} enabled"
+        record(session, Audit(subscription.business_id, actor, "subscription.enabled", "ok", detail), now)
+    elif subscription.enabled:
+        disable(session, subscription, f"disabled by {actor}", now)
+    return subscription
+
+
+async def replay(
+    session: AsyncSession, subscription_id: str, since: datetime, *, actor: str, now: datetime
+) -> int:
+    """Queue again every event for the subscription since `since` (same `webhook-id`s); how many."""
+    subscription = await require(session, subscription_id)
+    events = (
+        await session.scalars(
+            select(OutboundEvent).where(OutboundEvent.created_at >= since).order_by(OutboundEvent.seq)
+        )
+    ).all()
+    chosen = [e for e in events if wants(subscription, e.business_id, e.event_type)]
+    for event in chosen:
+        session.add(new_delivery(event, subscription.id, now))
+    detail = f"{len(chosen)} events since {since.isoformat()} queued again for subscription {subscription.id}"
+    record(session, Audit(subscription.business_id, actor, "subscription.replayed", "ok", detail), now)
+    return len(chosen)
+
+
+async def resend(
+    session: AsyncSession, event_id: str, subscription_id: str, *, actor: str, now: datetime
+) -> EventDelivery:
+    """Queue one event again for one subscription, under the same `webhook-id`."""
+    event = await session.scalar(select(OutboundEvent).where(OutboundEvent.id == event_id))
+    if event is None:
+        raise EventNotFound("No such event.")
+    subscription = await require(session, subscription_id)
+    delivery = new_delivery(event, subscription.id, now)
+    session.add(delivery)
+    detail = f"event {event.id} ({event.event_type}) queued again for subscription {subscription.id}"
+    record(session, Audit(event.business_id, actor, "event.resent", "ok", detail), now)
+    return delivery
+
+
+async def deliveries_of(
+    session: AsyncSession, business_id: str, limit: int = 50
+) -> Sequence[tuple[EventDelivery, OutboundEvent]]:
+    query = (
+        select(EventDelivery, OutboundEvent)
+        .join(OutboundEvent, OutboundEvent.seq == EventDelivery.event_seq)
+        .where(EventDelivery.business_id == business_id)
+        .order_by(EventDelivery.id.desc())
+        .limit(limit)
+    )
+    return [(d, e) for d, e in (await session.execute(query)).all()]
