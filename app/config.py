@@ -94,6 +94,12 @@ class WebhookSettings(BaseModel):
         ge=0,
         description="How often unsettled bank feeds are re-read from Codat in case a webhook was missed (0: never).",
     )
+    apply_attempts: int = Field(
+        5, ge=1, description="Tries to apply a stored event before it is parked as dead."
+    )
+    apply_backoff_seconds: float = Field(
+        30.0, gt=0, description="Wait before the second try; doubled before each further one."
+    )
 
 
 class EventsSettings(BaseModel):

@@ -27,8 +27,9 @@ from app.onboarding.singleflight import SingleFlight
 from app.transactions.router import router as transactions_router
 from app.transactions.worker import in_process as transactions_worker
 from app.web import mount_demo
+from app.webhooks.router import operator_router as webhooks_operator_router
 from app.webhooks.router import router as webhooks_router
-from app.webhooks.service import WebhookProcessor
+from app.webhooks.router import webhook_processor
 
 
 def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None = None) -> FastAPI:
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
     app.include_router(internal_router)
     app.include_router(transactions_router)
     app.include_router(webhooks_router)
+    app.include_router(webhooks_operator_router)
     app.include_router(events_router)
     app.include_router(ops.router)
     if sandbox_app is not None:
@@ -127,11 +129,8 @@ def _start_reconciler(app: FastAPI, settings: Settings, stack: AsyncExitStack) -
     interval = settings.webhooks.reconcile_interval_seconds
     if interval == 0:
         return
-    state = app.state
     service = onboarding_service(app)
-    task = asyncio.create_task(
-        reconcile_forever(service, WebhookProcessor(state.sessionmaker, state.changes), interval)
-    )
+    task = asyncio.create_task(reconcile_forever(service, webhook_processor(app.state), interval))
     stack.callback(task.cancel)
 
 

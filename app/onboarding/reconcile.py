@@ -18,7 +18,10 @@ async def reconcile_once(
     service: OnboardingService, webhooks: WebhookProcessor, stale_after: timedelta
 ) -> int:
     """Finish stored-but-unapplied webhooks, then refresh connections not confirmed for `stale_after`."""
-    await webhooks.process_backlog()
+    try:
+        await webhooks.process_backlog()
+    except Exception:  # noqa: BLE001 - a backlog that cannot be read (database trouble) must not stop the refresh
+        log.exception("reconcile.backlog_failed")
     async with service.sessions() as session:
         repo = OnboardingRepository(session)
         stale = await repo.unsettled_connections(service.clock.now() - stale_after, CONNECTIONS_PER_ROUND)

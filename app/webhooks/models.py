@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Text
+from sqlalchemy import DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -19,3 +19,10 @@ class WebhookEvent(Base):
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     # The event as received, less the connection's linkUrl (its one-time password is a secret).
     body: Mapped[str] = mapped_column(Text)
+    # received (waiting to be applied, or to be retried at next_attempt_at), applied, rejected (did not parse;
+    # never applied) or dead (failed every attempt; an operator may re-apply it). Only `received` is backlog.
+    status: Mapped[str] = mapped_column(String(16), default="received", server_default="received", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why it was rejected, or the last apply failure (scrubbed of secrets).
+    error: Mapped[str | None] = mapped_column(Text)

@@ -7,43 +7,56 @@ redelivery (same `webhook-id`) or the sweeper finishes it.
 
 import json
 import logging
-from datetime import UTC, datetime
-from typing import Any
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from pydantic import BaseModel
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook, WebhookVerificationError
 
-from app.clock import as_utc
+from app.clock import Clock, SystemClock, as_utc
 from app.db import insert_ignoring_conflicts
 from app.errors import InvalidInput, Unauthorized
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.repository import OnboardingRepository
+from app.redaction import scrub, scrub_text
 from app.transactions.service import apply_push_event
 from app.webhooks.models import WebhookEvent
+from app.webhooks.payloads import RejectedEvent, parse_event
 
 log = logging.getLogger(__name__)
+APPLIED_STATUS, REJECTED_STATUS, DEAD_STATUS = "applied", "rejected", "dead"
+ERROR_LENGTH = 1000
+WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,100}")
 EVENTS = Counter("bff_codat_webhooks_total", "Codat webhook events received", ["event_type", "outcome"])
+REJECTED = Counter("bff_webhooks_rejected_total", "Signed webhook events refused: they did not parse")
+DEAD = Counter("bff_webhooks_dead_total", "Webhook events parked as dead after failing every attempt")
 RATE_LIMIT_EVENTS = Counter(
     "bff_codat_rate_limit_events_total", "Codat client.rateLimit.* events", ["event_type"]
 )
 
 
-def verify(secret: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
-    """The event, if Codat signed it recently; 401 otherwise (bad signature, missing headers, stale time)."""
+def verify(secret: str, body: bytes, headers: dict[str, str]) -> object:
+    """The event, if Codat signed it recently; 401 otherwise (bad signature, malformed or missing headers,
+    stale time), 422 for a signed body that is not JSON. Never an exception of ours for junk."""
     try:
         Webhook(secret).verify(body, headers)
-    except WebhookVerificationError as exc:
+    # svix raises ValueError (a signature without a comma, `v1,a,b`, bad base64) or UnicodeDecodeError (a
+    # non-UTF-8 body) for some malformed input instead of its own error: all of them are refusals.
+    except (WebhookVerificationError, ValueError, TypeError) as exc:
         EVENTS.labels("unverified", "refused").inc()
-        raise Unauthorized(f"Webhook signature refused: {exc}.") from exc
+        reason = str(exc) if isinstance(exc, WebhookVerificationError) else "malformed signature or body"
+        raise Unauthorized(f"Webhook signature refused: {reason}.") from exc
     try:
-        event = json.loads(body)
+        return json.loads(body)
     except ValueError as exc:
-        raise InvalidInput("The webhook body is not JSON.") from exc
-    if not isinstance(event, dict) or not isinstance(event.get("eventType"), str):
-        raise InvalidInput("The webhook body has no eventType.")
-    return event
+        REJECTED.inc()
+        log.warning("webhook.rejected", extra={"field": "body", "reason": "not JSON"})
+        raise InvalidInput.for_field("body", "not JSON") from exc
 
 
 def parse_time(value: object) -> datetime | None:
@@ -66,16 +79,67 @@ def without_secrets(event: dict[str, Any]) -> str:
     return json.dumps(event)
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a stored event that fails to apply is tried, and how long to wait between tries."""
+
+    max_attempts: int = 5
+    backoff_seconds: float = 30.0
+
+    def delay(self, attempts: int) -> timedelta:
+        return timedelta(seconds=self.backoff_seconds * 2 ** (attempts - 1))
+
+
 class WebhookProcessor:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], changes: ChangeFeed) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        changes: ChangeFeed,
+        *,
+        clock: Clock | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.sessions = sessions
         self.changes = changes
+        self.clock = clock or SystemClock()
+        self.retry = retry or RetryPolicy()
 
-    async def receive(self, webhook_id: str, event: dict[str, Any], received_at: datetime) -> None:
+    async def receive(self, webhook_id: str, event: object, received_at: datetime) -> None:
+        """Store the event, then apply it; a signed event that does not parse is stored as rejected (and
+        InvalidInput raised), and one that fails to apply stays stored, to be retried by the backlog."""
+        if not WEBHOOK_ID.fullmatch(webhook_id):
+            REJECTED.inc()
+            raise InvalidInput.for_field("webhook-id", "at most 100 printable characters")
+        try:
+            envelope = parse_event(event, self.clock.now())
+        except RejectedEvent as exc:
+            await self._store_rejected(webhook_id, event, received_at, exc)
+            raise InvalidInput.for_field(exc.field, exc.reason) from exc
+        assert isinstance(event, dict)  # parse_event has checked it
         async with self.sessions.begin() as session:
             new = await self._store(session, webhook_id, event, received_at)
-        EVENTS.labels(event["eventType"], "stored" if new else "duplicate").inc()
+        EVENTS.labels(envelope.eventType, "stored" if new else "duplicate").inc()
         await self.process(webhook_id)
+
+    async def _store_rejected(
+        self, webhook_id: str, event: object, received_at: datetime, exc: RejectedEvent
+    ) -> None:
+        event_type = event.get("eventType") if isinstance(event, dict) else None
+        row = {
+            "id": webhook_id,
+            "event_type": event_type[:100] if isinstance(event_type, str) else "",
+            "received_at": received_at,
+            "processed_at": received_at,
+            "body": json.dumps(scrub(event)),  # kept for the operator; it may hold a secret anywhere
+            "status": REJECTED_STATUS,
+            "error": str(exc)[:ERROR_LENGTH],
+        }
+        async with self.sessions.begin() as session:
+            await session.execute(insert_ignoring_conflicts(session, WebhookEvent, [row], ["id"]))
+        REJECTED.inc()
+        log.warning(
+            "webhook.rejected", extra={"webhook_id": webhook_id, "field": exc.field, "reason": exc.reason}
+        )
 
     async def _store(
         self, session: AsyncSession, webhook_id: str, event: dict[str, Any], received_at: datetime
@@ -88,34 +152,70 @@ class WebhookProcessor:
             "body": without_secrets(event),
         }
         result = await session.execute(insert_ignoring_conflicts(session, WebhookEvent, [row], ["id"]))
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def process(self, webhook_id: str) -> None:
-        """Apply the event unless it already was; the claim and the effects commit together."""
+        """Apply the event unless it already was, or is waiting for its next try; the claim and the effects
+        commit together. A failure is recorded (retry later, or dead) and never raised: one poison event must
+        not stop the rest of the backlog."""
+        now = self.clock.now()
+        try:
+            changed_business = await self._apply_claimed(webhook_id, now)
+        except Exception as exc:  # noqa: BLE001 - whatever the cause, the event is retried, then parked
+            await self._record_failure(webhook_id, exc, now)
+            return
+        if changed_business is not None:
+            self.changes.notify(changed_business)
+
+    async def _apply_claimed(self, webhook_id: str, now: datetime) -> str | None:
         async with self.sessions.begin() as session:
             claimed = await session.execute(
                 update(WebhookEvent)
                 .where(WebhookEvent.id == webhook_id, WebhookEvent.processed_at.is_(None))
-                .values(processed_at=datetime.now(UTC))
+                .where(or_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.next_attempt_at <= now))
+                .values(processed_at=now, status=APPLIED_STATUS, next_attempt_at=None)
                 .returning(WebhookEvent.body, WebhookEvent.generated_at)
             )
             row = claimed.one_or_none()
             if row is None:
-                return
+                return None
             repo = OnboardingRepository(session)
             changed_business = await apply(repo, json.loads(row.body), row.generated_at)
             if changed_business is not None:
                 await repo.bump_feed_version(changed_business)  # last: see the repository's lock order
-        if changed_business is not None:
-            self.changes.notify(changed_business)
+        return changed_business
+
+    async def _record_failure(self, webhook_id: str, exc: Exception, now: datetime) -> None:
+        error = scrub_text(f"{type(exc).__name__}: {exc}")[:ERROR_LENGTH]
+        async with self.sessions.begin() as session:
+            event = await session.get(WebhookEvent, webhook_id, with_for_update=True)
+            if event is None or event.processed_at is not None:
+                return
+            event.attempts += 1
+            event.error = error
+            if event.attempts >= self.retry.max_attempts:
+                event.status, event.processed_at, event.next_attempt_at = DEAD_STATUS, now, None
+            else:
+                event.next_attempt_at = now + self.retry.delay(event.attempts)
+            attempts, dead = event.attempts, event.status == DEAD_STATUS
+        if dead:
+            DEAD.inc()
+            log.error("webhook.dead", extra={"webhook_id": webhook_id, "attempts": attempts, "error": error})
+        else:
+            log.warning(
+                "webhook.apply_failed", extra={"webhook_id": webhook_id, "attempts": attempts, "error": error}
+            )
 
     async def process_backlog(self, limit: int = 100) -> int:
-        """Process events stored but not applied (a crash between the two); returns how many were found."""
+        """Process events stored but not applied (a crash between the two, or a failure waiting for its next
+        try); returns how many were due."""
+        now = self.clock.now()
         async with self.sessions() as session:
             ids = (
                 await session.scalars(
                     select(WebhookEvent.id)
                     .where(WebhookEvent.processed_at.is_(None))
+                    .where(or_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.next_attempt_at <= now))
                     .order_by(WebhookEvent.received_at)
                     .limit(limit)
                 )
@@ -165,4 +265,59 @@ async def _apply_source_account(
         status,
         feed_start.date() if feed_start else None,
         at,
+    )
+
+
+class StoredEvent(BaseModel):
+    """A stored event as an operator sees it (its body is not shown: it is Codat's, less secrets)."""
+
+    id: str
+    eventType: str  # noqa: N815 - wire name
+    status: Literal["received", "applied", "rejected", "dead"]
+    receivedAt: datetime  # noqa: N815
+    attempts: int
+    error: str | None
+
+
+async def list_events(
+    sessions: async_sessionmaker[AsyncSession], status: str = DEAD_STATUS, limit: int = 100
+) -> list[StoredEvent]:
+    """Stored events in one status (dead by default), most recent first."""
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(WebhookEvent)
+            .where(WebhookEvent.status == status)
+            .order_by(WebhookEvent.received_at.desc())
+            .limit(limit)
+        )
+        return [_stored_event(row) for row in rows]
+
+
+async def reapply_dead_event(processor: WebhookProcessor, webhook_id: str) -> StoredEvent | None:
+    """Put a dead event back in the backlog with its attempts reset and apply it now; None if there is no
+    dead event with that id. The answer says how it went (applied, or received/dead with the new error)."""
+    async with processor.sessions.begin() as session:
+        revived = await session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == webhook_id, WebhookEvent.status == DEAD_STATUS)
+            .values(status="received", processed_at=None, attempts=0, next_attempt_at=None)
+        )
+        if revived.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+    log.info("webhook.reapplied", extra={"webhook_id": webhook_id})
+    await processor.process(webhook_id)
+    async with processor.sessions() as session:
+        event = await session.get(WebhookEvent, webhook_id)
+        assert event is not None
+        return _stored_event(event)
+
+
+def _stored_event(row: WebhookEvent) -> StoredEvent:
+    return StoredEvent(
+        id=row.id,
+        eventType=row.event_type,
+        status=row.status,  # type: ignore[arg-type]
+        receivedAt=as_utc(row.received_at),
+        attempts=row.attempts,
+        error=row.error,
     )

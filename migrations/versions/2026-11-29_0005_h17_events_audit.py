@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_h17_events_audit"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005_h13_webhook_failures"  # the lead re-chains at merge
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

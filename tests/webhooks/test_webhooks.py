@@ -199,8 +199,9 @@ class TestConcurrentWriters:
         def event(n: int) -> dict:
             account = f"acc-{n % 3 + 1}"
             return {
+                "id": f"race-{n}",
                 "eventType": "bankFeeds.sourceAccount.connected",
-                "generatedDate": f"2030-01-01T00:00:{n:02d}Z",
+                "generatedDate": (datetime.now(UTC) + timedelta(seconds=n)).isoformat(),
                 "payload": {
                     "connectionId": connected["connectionId"],
                     "sourceAccount": {"id": account, "status": "connected"},
