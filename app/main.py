@@ -14,6 +14,8 @@ from app.clock import Clock, SystemClock
 from app.codat.client import CodatClient, build_http_client
 from app.config import Environment, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
+from app.console.pages import router as console_pages
+from app.console.router import router as console_router
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.events.worker import in_process as events_worker
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
     app.include_router(webhooks_router)
     app.include_router(webhooks_operator_router)
     app.include_router(events_router)
+    app.include_router(console_router)
+    app.include_router(console_pages)
     app.include_router(ops.router)
     if sandbox_app is not None:
         app.mount("/sandbox", sandbox_app)

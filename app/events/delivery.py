@@ -153,14 +153,16 @@ class Deliverer:
         return min(self.policy.retry_base_seconds * 2.0 ** (attempts - 1), self.policy.retry_max_seconds)
 
 
-def disable(session: AsyncSession, subscription: EventSubscription, reason: str, now: datetime) -> None:
+def disable(
+    session: AsyncSession, subscription: EventSubscription, reason: str, now: datetime, actor: str = SYSTEM
+) -> None:
     """Stop delivering to a failing endpoint, and tell the operator: a metric, an error log, the console."""
     subscription.enabled = False
     subscription.disabled_reason = reason
     DISABLED.inc()
     log.error("events.subscription_disabled", extra={"subscription": subscription.id, "reason": reason})
     detail = f"subscription {subscription.id} disabled: {reason}"
-    record(session, Audit(subscription.business_id, SYSTEM, "subscription.disabled", "disabled", detail), now)
+    record(session, Audit(subscription.business_id, actor, "subscription.disabled", "disabled", detail), now)
 
 
 def _about(attempt: Attempt, subscription: EventSubscription) -> str:

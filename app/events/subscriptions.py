@@ -92,7 +92,7 @@ async def set_enabled(
         detail = f"subscription {subscription.id} enabled"
         record(session, Audit(subscription.business_id, actor, "subscription.enabled", "ok", detail), now)
     elif subscription.enabled:
-        disable(session, subscription, f"disabled by {actor}", now)
+        disable(session, subscription, f"disabled by {actor}", now, actor=actor)
     return subscription
 
 
@@ -115,11 +115,17 @@ async def replay(
 
 
 async def resend(
-    session: AsyncSession, event_id: str, subscription_id: str, *, actor: str, now: datetime
+    session: AsyncSession,
+    event_id: str,
+    subscription_id: str,
+    *,
+    actor: str,
+    now: datetime,
+    business_id: str | None = None,
 ) -> EventDelivery:
-    """Queue one event again for one subscription, under the same `webhook-id`."""
+    """Queue one event (of `business_id`, if given) again for one subscription, same `webhook-id`."""
     event = await session.scalar(select(OutboundEvent).where(OutboundEvent.id == event_id))
-    if event is None:
+    if event is None or business_id not in (None, event.business_id):
         raise EventNotFound("No such event.")
     subscription = await require(session, subscription_id)
     delivery = new_delivery(event, subscription.id, now)
