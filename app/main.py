@@ -9,13 +9,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import ops
+from app.audit.sink import AuditSink, running
 from app.auth.tokens import TokenVerifier
 from app.clock import Clock, SystemClock
 from app.codat.client import CodatClient, build_http_client
 from app.config import Environment, Settings, get_settings
-from app.db import create_engine, create_sessionmaker
 from app.console.pages import router as console_pages
 from app.console.router import router as console_router
+from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.events.worker import in_process as events_worker
@@ -122,7 +123,8 @@ async def _open_resources(
     codat_http = await stack.enter_async_context(_codat_http_client(settings, sandbox_app))
     state = app.state
     state.sessionmaker = create_sessionmaker(engine)
-    state.codat = CodatClient(codat_http, settings.codat)
+    audit = await stack.enter_async_context(running(AuditSink(state.sessionmaker, _clock(sandbox_app))))
+    state.codat = CodatClient(codat_http, settings.codat, on_call=audit.codat_call)
     state.token_verifier = TokenVerifier(settings.auth)
     state.single_flight = SingleFlight()
     state.clock = _clock(sandbox_app)
