@@ -40,7 +40,7 @@ class AuditSink:
 
     async def flush(self) -> int:
         """Write what is queued; how many entries."""
-        batch = []
+        batch: list[tuple[CallOutcome, datetime]] = []
         while not self.queue.empty() and len(batch) < BATCH:
             batch.append(self.queue.get_nowait())
         if not batch:

@@ -515,7 +515,7 @@ class CodatClient:
             return response
         except CodatError as exc:
             outcome = "unavailable" if isinstance(exc, CodatUnavailable) else "rejected"
-            correlation_id = exc.correlation_id
+            correlation_id = getattr(exc, "correlation_id", None)  # both subclasses carry it
             raise
         finally:
             metrics.observe(call.operation, outcome, self._clock() - started)

@@ -9,18 +9,24 @@ origin. Each value shown is escaped (`e`).
 
 import html
 from collections.abc import Awaitable, Callable
+from functools import cache
+from pathlib import Path
+from string import Template
 from typing import Annotated
 from urllib.parse import parse_qs, quote, urlencode
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.principals import Service
 from app.console import queries
 from app.console.actions import ConsoleActions
-from app.console.schemas import BusinessPage, FeedPage, Health
+from app.console.schemas import BusinessPage, FeedPage, Health, OutboundRow
 from app.errors import AppError
+from app.events.schemas import SubscriptionOut
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 COOKIE = "bff_console"
 HEALTH: list[tuple[Health, str]] = [
     ("needs_action", "Needs action"),
@@ -31,7 +37,7 @@ HEALTH: list[tuple[Health, str]] = [
     ("dead_webhooks", "Dead webhooks"),
     ("all", "All"),
 ]
-PageId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+PageId = Annotated[str, PathParam(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -40,24 +46,31 @@ def e(value: object) -> str:
     return html.escape("" if value is None else str(value))
 
 
+@cache
+def _template(name: str) -> Template:
+    return Template((TEMPLATES / name).read_text(encoding="utf-8"))
+
+
+def fill(name: str, **html_values: str) -> str:
+    """A template with its placeholders replaced by HTML the caller made (and escaped) itself."""
+    return _template(name).substitute(html_values)
+
+
+def row(*cells: str, **attributes: str) -> str:
+    """A table row of HTML cells (escape values with `e` first)."""
+    attrs = "".join(f' {name}="{e(value)}"' for name, value in attributes.items())
+    return f"<tr{attrs}>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
 def page(title: str, body: str, operator: Service | None = None, status_code: int = 200) -> HTMLResponse:
     who = (
-        f'<form method="post" action="/console/logout" class="who">Signed in as <b id="operator">'
-        f"{e(operator.name)}</b> <button>Sign out</button></form>"
+        '<form method="post" action="/console/logout" class="who">Signed in as '
+        f'<b id="operator">{e(operator.name)}</b> <button>Sign out</button></form>'
         if operator
         else ""
     )
-    document = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)} · console</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
-<body><header><a href="/console">bankfeeds console</a>{who}</header><main><h1>{e(title)}</h1>{body}</main></body></html>"""
+    document = fill("layout.html", title=e(title), who=who, body=body)
     return HTMLResponse(document, status_code=status_code, headers={"Cache-Control": "no-store"})
-
-
-STYLE = """body{font:14px system-ui,sans-serif;margin:0;color:#222}header{background:#1f3a5f;color:#fff;padding:8px 16px;
-display:flex;justify-content:space-between}header a{color:#fff;font-weight:bold;text-decoration:none}main{padding:16px}
-table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
-nav a{margin-right:12px}nav a.on{font-weight:bold}.said{background:#eef6e8;padding:8px}.error{background:#fde8e8;padding:8px}
-form.inline{display:inline}.who{display:inline;margin:0}"""
 
 
 def operator_of(request: Request, scope: str = "console:read") -> Service | None:
@@ -82,10 +95,7 @@ async def form_of(request: Request) -> dict[str, str]:
 @router.get("/login")
 async def login_page(request: Request, error: str | None = None) -> HTMLResponse:
     said = f'<p class="error">{e(error)}</p>' if error else ""
-    body = f"""{said}<form method="post" action="/console/login"><p><label for="token">Console token
-(from your identity provider, scope <code>console:read</code>, <code>console:write</code> to act)</label></p>
-<textarea id="token" name="token" rows="4" cols="80" autocomplete="off"></textarea><p><button>Sign in</button></p></form>"""
-    return page("Sign in", body)
+    return page("Sign in", fill("login.html", said=said))
 
 
 @router.post("/login")
@@ -124,32 +134,35 @@ async def feeds_page(
 
 
 def _feeds_body(found: FeedPage, health: Health, q: str | None) -> str:
-    tabs = " ".join(
-        f'<a href="/console?{urlencode({"health": key, "q": q or ""})}" class="{"on" if key == health else ""}">'
-        f"{e(label)}</a>"
-        for key, label in HEALTH
+    def link(label: str, **params: str) -> str:
+        on = ' class="on"' if params.get("health") == health and "after" not in params else ""
+        return f'<a href="/console?{e(urlencode({"q": q or "", **params}))}"{on}>{e(label)}</a>'
+
+    tabs = " ".join(link(label, health=key) for key, label in HEALTH)
+    search = (
+        f'<form method="get" action="/console"><input type="hidden" name="health" value="{e(health)}">'
+        f'<input name="q" value="{e(q)}" placeholder="business id or name" aria-label="Search businesses">'
+        "<button>Search</button></form>"
     )
-    search = f"""<form method="get" action="/console"><input type="hidden" name="health" value="{e(health)}">
-<input name="q" value="{e(q)}" placeholder="business id or name" aria-label="Search businesses">
-<button>Search</button></form>"""
     rows = "".join(
-        f'<tr id="feed-{e(f.business_id)}"><td><a href="/console/businesses/{quote(f.business_id)}">'
-        f"{e(f.business_id)}</a></td><td>{e(f.business_name)}</td><td>{e(f.action)}</td>"
-        f"<td>{e(f.connection_status)}</td><td>{'broken' if f.broken else ''}{' stalled' if f.stalled else ''}</td>"
-        f"<td>{f.held_count}</td><td>{f.failed_count}</td></tr>"
+        row(
+            f'<a href="/console/businesses/{quote(f.business_id)}">{e(f.business_id)}</a>',
+            e(f.business_name),
+            e(f.action),
+            e(f.connection_status),
+            " ".join(word for word, on in (("broken", f.broken), ("stalled", f.stalled)) if on),
+            str(f.held_count),
+            str(f.failed_count),
+            id=f"feed-{f.business_id}",
+        )
         for f in found.feeds
     )
-    more = (
-        f'<a id="next" href="/console?{urlencode({"health": health, "q": q or "", "after": found.next_cursor})}">Next page</a>'
-        if found.next_cursor
-        else ""
+    heads = "".join(
+        f"<th>{h}</th>"
+        for h in ("Business", "Name", "Action", "Connection", "State", "Unfinished txns", "Failed txns")
     )
-    table = (
-        "<table><tr><th>Business</th><th>Name</th><th>Action</th><th>Connection</th><th>State</th>"
-        f"<th>Unfinished transactions</th><th>Failed transactions</th></tr>{rows}</table>"
-        if found.feeds
-        else "<p>None.</p>"
-    )
+    table = f"<table><tr>{heads}</tr>{rows}</table>" if found.feeds else "<p>None.</p>"
+    more = link("Next page", health=health, after=found.next_cursor) if found.next_cursor else ""
     return f"<nav>{tabs}</nav>{search}{table}{more}"
 
 
@@ -163,8 +176,7 @@ async def business_page(request: Request, business_id: PageId, said: str | None 
             found = await queries.business_page(session, business_id)
     except AppError as exc:
         return page("Not found", f'<p class="error">{e(exc.detail)}</p>', operator, exc.status_code)
-    notice = f'<p class="said" id="said">{e(said)}</p>' if said else ""
-    return page(f"{found.feed.business_name} ({business_id})", notice + _business_body(found), operator)
+    return page(f"{found.feed.business_name} ({business_id})", _business_body(found, said), operator)
 
 
 def _button(action: str, label: str, hidden: dict[str, str] | None = None) -> str:
@@ -174,61 +186,91 @@ def _button(action: str, label: str, hidden: dict[str, str] | None = None) -> st
     )
 
 
-def _business_body(found: BusinessPage) -> str:
+def _business_body(found: BusinessPage, said: str | None) -> str:
     feed, base = found.feed, f"/console/businesses/{quote(found.feed.business_id)}"
-    connection = feed.connection
-    accounts = "".join(
-        f'<tr id="account-{e(a.account_id)}"><td>{e(a.account_id)}</td><td>{e(a.account_name)}</td>'
-        f'<td class="status">{e(a.status)}</td></tr>'
-        for a in feed.accounts
+    retryable = any(t.retryable for t in found.transactions)
+    return fill(
+        "business.html",
+        said=f'<p class="said" id="said">{e(said)}</p>' if said else "",
+        action=e(feed.action),
+        connection_status=e(feed.connection.status if feed.connection else "none"),
+        confirmed=e(feed.state_confirmed_at or "never"),
+        refresh=_button(f"{base}/refresh", "Refresh from Codat"),
+        accounts="".join(
+            row(
+                e(a.account_id),
+                e(a.account_name),
+                f'<span class="status">{e(a.status)}</span>',
+                id=f"account-{a.account_id}",
+            )
+            for a in feed.accounts
+        ),
+        counts=", ".join(f"{e(k)}: {v}" for k, v in found.transaction_counts.items()),
+        retry=_button(f"{base}/transactions/retry", "Retry transactions Codat refused") if retryable else "",
+        transactions="".join(
+            row(e(t.account_id), e(t.transaction_id), e(t.status), e(t.error), "yes" if t.retryable else "")
+            for t in found.transactions
+        ),
+        dead=_dead_table(found, base),
+        events="".join(_event_row(found, base, o) for o in found.events),
+        subscriptions="".join(_subscription_row(feed.business_id, s) for s in found.subscriptions),
+        timeline="".join(
+            f'<tr class="entry"><td>{e(t.at.isoformat(timespec="seconds"))}</td>'
+            f'<td class="actor">{e(t.actor)}</td><td class="action">{e(t.action)}</td>'
+            f"<td>{e(t.outcome)}</td><td>{e(t.detail)}</td></tr>"
+            for t in found.timeline
+        ),
     )
-    counts = ", ".join(f"{e(k)}: {v}" for k, v in found.transaction_counts.items())
-    transactions = "".join(
-        f"<tr><td>{e(t.account_id)}</td><td>{e(t.transaction_id)}</td><td>{e(t.status)}</td><td>{e(t.error)}</td>"
-        f"<td>{'yes' if t.retryable else ''}</td></tr>"
-        for t in found.transactions
-    )
-    retry = (
-        _button(f"{base}/transactions/retry", "Retry transactions Codat refused")
-        if any(t.retryable for t in found.transactions)
-        else ""
-    )
-    dead = "".join(
-        f'<tr id="dead-{e(w.id)}"><td>{e(w.id)}</td><td>{e(w.event_type)}</td><td>{e(w.received_at)}</td>'
-        f"<td>{w.attempts}</td><td>{e(w.error)}</td><td>{_button(f'{base}/webhooks/{quote(w.id)}/reapply', 'Re-apply')}</td></tr>"
+
+
+def _dead_table(found: BusinessPage, base: str) -> str:
+    if not found.dead_webhooks:
+        return "<p>None.</p>"
+    rows = "".join(
+        row(
+            e(w.id),
+            e(w.event_type),
+            e(w.received_at),
+            str(w.attempts),
+            e(w.error),
+            _button(f"{base}/webhooks/{quote(w.id)}/reapply", "Re-apply"),
+            id=f"dead-{w.id}",
+        )
         for w in found.dead_webhooks
     )
+    heads = "<tr><th>Id</th><th>Type</th><th>Received</th><th>Tries</th><th>Error</th><th></th></tr>"
+    return f"<table>{heads}{rows}</table>"
+
+
+def _event_row(found: BusinessPage, base: str, sent: OutboundRow) -> str:
     options = "".join(
         f'<option value="{e(s.id)}">{e(s.id)} → {e(s.url)}</option>' for s in found.subscriptions
     )
-    events = "".join(
-        f"<tr><td>{e(o.event_id)}</td><td>{e(o.event_type)}</td><td>{e(o.subscription_id)}</td><td>{e(o.status)}</td>"
-        f"<td>{o.attempts}</td><td>{e(o.last_error)}</td><td>"
-        f'<form method="post" action="{base}/events/{quote(o.event_id)}/resend" class="inline">'
-        f'<select name="subscription" aria-label="Subscription">{options}</select><button>Resend</button></form></td></tr>'
-        for o in found.events
+    resend = (
+        f'<form method="post" action="{base}/events/{quote(sent.event_id)}/resend" class="inline">'
+        f'<select name="subscription" aria-label="Subscription">{options}</select>'
+        "<button>Resend</button></form>"
     )
-    subscriptions = "".join(
-        f"<tr><td>{e(s.id)}</td><td>{e(s.url)}</td><td>{'enabled' if s.enabled else 'disabled: ' + e(s.disabled_reason)}</td>"
-        f"<td>{_button(f'/console/subscriptions/{quote(s.id)}/' + ('disable' if s.enabled else 'enable'), 'Disable' if s.enabled else 'Enable', {'business': feed.business_id})}</td></tr>"
-        for s in found.subscriptions
+    cells = (
+        sent.event_id,
+        sent.event_type,
+        sent.subscription_id,
+        sent.status,
+        sent.attempts,
+        sent.last_error,
     )
-    timeline = "".join(
-        f'<tr class="entry"><td>{e(t.at.isoformat(timespec="seconds"))}</td><td class="actor">{e(t.actor)}</td>'
-        f'<td class="action">{e(t.action)}</td><td>{e(t.outcome)}</td><td>{e(t.detail)}</td></tr>'
-        for t in found.timeline
+    return row(*(e(c) for c in cells), resend)
+
+
+def _subscription_row(business_id: str, subscription: SubscriptionOut) -> str:
+    state = "enabled" if subscription.enabled else f"disabled: {subscription.disabled_reason}"
+    verb = "disable" if subscription.enabled else "enable"
+    button = _button(
+        f"/console/subscriptions/{quote(subscription.id)}/{verb}",
+        verb.capitalize(),
+        {"business": business_id},
     )
-    return f"""<section id="feed"><h2>Feed</h2><p>Action: <b id="action">{e(feed.action)}</b> · connection
-<b id="connection-status">{e(connection.status if connection else "none")}</b> · confirmed by Codat {e(feed.state_confirmed_at)}
-{_button(f"{base}/refresh", "Refresh from Codat")}</p>
-<table><tr><th>Account</th><th>Name</th><th>Status</th></tr>{accounts}</table></section>
-<section id="transactions"><h2>Transactions</h2><p>{counts} {retry}</p>
-<table><tr><th>Account</th><th>Id</th><th>Status</th><th>Error</th><th>Retryable</th></tr>{transactions}</table></section>
-<section id="dead-webhooks"><h2>Dead webhooks</h2>{"<table><tr><th>Id</th><th>Type</th><th>Received</th><th>Tries</th><th>Error</th><th></th></tr>" + dead + "</table>" if dead else "<p>None.</p>"}</section>
-<section id="events"><h2>Outbound events</h2><table><tr><th>Event</th><th>Type</th><th>Subscription</th><th>Status</th>
-<th>Tries</th><th>Last error</th><th></th></tr>{events}</table>
-<h3>Subscriptions</h3><table>{subscriptions}</table></section>
-<section id="timeline"><h2>Timeline</h2><table><tr><th>When</th><th>Who</th><th>What</th><th>Outcome</th><th>Detail</th></tr>{timeline}</table></section>"""
+    return row(e(subscription.id), e(subscription.url), e(state), button)
 
 
 Act = Callable[[ConsoleActions, dict[str, str]], Awaitable[object]]
