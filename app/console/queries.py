@@ -43,7 +43,7 @@ async def list_feeds(
 ) -> FeedPage:
     """Businesses in one state of health, by id, `limit` at a time after the id `after`."""
     select_rows = (
-        select(FeedState, Business.name)
+        select(*LISTED, Business.name)
         .join(Business, Business.id == FeedState.business_id)
         .order_by(FeedState.business_id)
         .limit(limit)
@@ -63,10 +63,21 @@ async def list_feeds(
         )
     if after:
         select_rows = select_rows.where(FeedState.business_id > after)
-    rows = [_feed_row(state, name) for state, name in (await session.execute(select_rows)).all()]
+    rows = [FeedRow.model_validate(row._mapping) for row in (await session.execute(select_rows)).all()]
     return FeedPage(feeds=rows, next_cursor=rows[-1].business_id if len(rows) == limit else None)
 
 
+# The columns a list shows (not the snapshot), named as FeedRow's fields.
+LISTED = [
+    FeedState.business_id,
+    FeedState.action,
+    FeedState.connection_status,
+    FeedState.broken,
+    FeedState.stalled,
+    FeedState.held_count,
+    FeedState.failed_count,
+    FeedState.updated_at,
+]
 _HEALTH = {
     # The bare boolean columns, as the partial indexes' predicates are written, so Postgres uses them.
     "needs_action": FeedState.needs_action,
@@ -75,20 +86,6 @@ _HEALTH = {
     "held": FeedState.broken & (FeedState.held_count > 0),
     "failed": FeedState.failed_count > 0,
 }
-
-
-def _feed_row(state: FeedState, name: str) -> FeedRow:
-    return FeedRow(
-        business_id=state.business_id,
-        business_name=name,
-        action=state.action,
-        connection_status=state.connection_status,
-        broken=state.broken,
-        stalled=state.stalled,
-        held_count=state.held_count,
-        failed_count=state.failed_count,
-        updated_at=state.updated_at,
-    )
 
 
 async def business_page(session: AsyncSession, business_id: str, before: int | None = None) -> BusinessPage:

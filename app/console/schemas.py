@@ -3,6 +3,8 @@
 from datetime import datetime
 from typing import Literal
 
+from pydantic import ConfigDict, Field
+
 from app.events.schemas import SubscriptionOut
 from app.onboarding.schemas import ApiModel, BankFeedOut
 
@@ -10,8 +12,10 @@ Health = Literal["needs_action", "broken", "stalled", "held", "failed", "dead_we
 
 
 class FeedRow(ApiModel):
+    model_config = ConfigDict(from_attributes=True)
+
     business_id: str
-    business_name: str
+    business_name: str = Field(validation_alias="name", serialization_alias="businessName")
     action: str
     connection_status: str | None
     broken: bool
