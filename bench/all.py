@@ -10,7 +10,7 @@ import sys
 
 from bench import harness as h
 
-SCRIPTS = ["read_view", "link_refresh", "onboarding", "memory", "steps", "profile_view"]
+SCRIPTS = ["read_view", "link_refresh", "onboarding", "memory", "steps", "profile_view", "console"]
 RESULTS = h.ROOT / "bench" / "RESULTS.md"
 INTRO = """# Benchmark results
 
