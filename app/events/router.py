@@ -7,10 +7,10 @@ from fastapi import APIRouter, Depends, Request, status
 from app.auth.dependencies import require_scopes
 from app.auth.principals import Service
 from app.db import SessionDep
-from app.errors import Forbidden, InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
+from app.errors import Forbidden, InvalidInput, Unauthorized, error_responses
 from app.events import subscriptions
 from app.events.schemas import ReplayIn, ReplayOut, SubscriptionCreated, SubscriptionIn, SubscriptionOut
-from app.events.secrets import SecretBox
+from app.events.secrets import EventsNotConfigured, SecretBox
 from app.events.subscriptions import SubscriptionNotFound, subscription_out
 
 EventsAdmin = Annotated[Service, Depends(require_scopes("events:admin"))]
@@ -30,7 +30,7 @@ def service_actor(service: Service) -> str:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=SubscriptionCreated,
-    responses=error_responses(UpstreamUnavailable),
+    responses=error_responses(EventsNotConfigured),
 )
 async def create_subscription(
     body: SubscriptionIn, service: EventsAdmin, session: SessionDep, request: Request

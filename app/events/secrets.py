@@ -7,7 +7,12 @@ import secrets
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from app.errors import UpstreamUnavailable
+from app.errors import AppError
+
+
+class EventsNotConfigured(AppError):
+    status_code = 503
+    code = "events_not_configured"
 
 
 def new_signing_secret() -> str:
@@ -21,7 +26,7 @@ class SecretBox:
 
     def _box(self) -> Fernet:
         if self._fernet is None:
-            raise UpstreamUnavailable("Outbound events are not configured: set BANKFEEDS_EVENTS__SECRET_KEY.")
+            raise EventsNotConfigured("Outbound events are not configured: set BANKFEEDS_EVENTS__SECRET_KEY.")
         return self._fernet
 
     def seal(self, secret: str) -> str:

@@ -2,6 +2,7 @@
 order per business, through a receiver that fails 30% of the time and is down for a minute."""
 
 from collections import defaultdict
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -30,8 +31,7 @@ async def outbox_order(app) -> dict[str, list[str]]:  # type: ignore[no-untyped-
 async def test_every_event_type_reaches_a_flaky_subscriber_once_in_order(
     app, client, service_headers, user_headers, tx_headers, connected, sandbox, worker, receiver, events
 ):
-    app.state.settings.events.stalled_after_seconds = 3600
-    events.projector.stalled_after = __import__("datetime").timedelta(hours=1)
+    events.projector.stalled_after = timedelta(hours=1)  # onboarding.stalled after an hour pending
     subscription = await subscribe(client, service_headers("events:admin"), receiver.url, ALL_TYPES)
     receiver.secret = subscription["secret"]
     receiver.failure_rate = 0.3

@@ -97,3 +97,17 @@ async def test_the_secret_is_shown_once_and_stored_encrypted(app, client, servic
         row = await session.get(EventSubscription, created["id"])
     assert row is not None
     assert created["secret"] not in row.secret_encrypted
+
+
+async def test_without_an_encryption_key_no_subscription_is_made(app, client, service_headers):
+    app.state.settings.events.secret_key = None  # prod without BANKFEEDS_EVENTS__SECRET_KEY
+    response = await client.post(
+        "/internal/v1/event-subscriptions",
+        json={"url": "http://127.0.0.1:9/hook", "eventTypes": ["feed.connected"]},
+        headers=service_headers("events:admin"),
+    )
+    assert response.status_code == 503
+    assert response.json()["error"] == "events_not_configured"
+    assert "BANKFEEDS_EVENTS__SECRET_KEY" in response.json()["detail"]
+    async with app.state.sessionmaker() as session:
+        assert (await session.scalars(select(EventSubscription))).all() == []

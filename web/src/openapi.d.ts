@@ -2056,7 +2056,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `upstream_unavailable` */
+            /** @description `events_not_configured` */
             503: {
                 headers: {
                     [name: string]: unknown;
