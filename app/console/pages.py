@@ -167,13 +167,15 @@ def _feeds_body(found: FeedPage, health: Health, q: str | None) -> str:
 
 
 @router.get("/businesses/{business_id}")
-async def business_page(request: Request, business_id: PageId, said: str | None = None) -> Response:
+async def business_page(
+    request: Request, business_id: PageId, said: str | None = None, before: int | None = None
+) -> Response:
     operator = operator_of(request)
     if operator is None:
         return to_login()
     try:
         async with request.app.state.sessionmaker() as session:
-            found = await queries.business_page(session, business_id)
+            found = await queries.business_page(session, business_id, before)
     except AppError as exc:
         return page("Not found", f'<p class="error">{e(exc.detail)}</p>', operator, exc.status_code)
     return page(f"{found.feed.business_name} ({business_id})", _business_body(found, said), operator)
@@ -219,6 +221,11 @@ def _business_body(found: BusinessPage, said: str | None) -> str:
             f'<td class="actor">{e(t.actor)}</td><td class="action">{e(t.action)}</td>'
             f"<td>{e(t.outcome)}</td><td>{e(t.detail)}</td></tr>"
             for t in found.timeline
+        ),
+        older=(
+            f'<a id="older" href="{base}?before={found.timeline[-1].id}#timeline">Older entries</a>'
+            if len(found.timeline) == queries.RECENT
+            else ""
         ),
     )
 

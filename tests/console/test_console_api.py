@@ -3,6 +3,8 @@
 from sqlalchemy import select, update
 
 from app.audit.models import AuditEntry
+from app.audit.trail import SYSTEM, Audit, record
+from app.auth.tokens import mint_service_token
 from app.events.models import DeliveryStatus, EventDelivery
 from app.transactions.models import BankTransaction, TransactionStatus, TransactionStream
 from app.transactions.service import TIMED_OUT
@@ -175,3 +177,22 @@ async def test_codat_calls_reach_the_business_timeline_without_links_or_credenti
     text = str(entries)
     assert "otp" not in text.lower()
     assert "http" not in text
+
+
+async def test_the_page_pages_the_timeline_back_in_time(app, client, auth_settings, business):
+    async with app.state.sessionmaker.begin() as session:
+        for n in range(60):
+            record(session, Audit(business, SYSTEM, f"step-{n:02d}", "ok", ""), app.state.clock.now())
+    client.cookies.set(
+        "bff_console", mint_service_token(auth_settings, "bob", ["console:read"]), path="/console"
+    )
+
+    first = await client.get(f"/console/businesses/{business}")
+    assert first.status_code == 200
+    assert "step-59" in first.text
+    assert "step-09" not in first.text
+    older = first.text.split('id="older" href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    second = await client.get(older)
+    assert "step-09" in second.text
+    assert "step-59" not in second.text
+    assert 'id="older"' not in second.text
