@@ -1,21 +1,28 @@
-"""`bankfeeds-bff dev | serve | worker | migrate | sandbox | dev-token`."""
+"""`bankfeeds-bff dev | serve | worker | prune | migrate | sandbox | dev-token`."""
 
 import argparse
 import asyncio
+import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
+from prometheus_client import start_http_server
 
-from app import migrate
+from app import metrics, migrate
 from app.auth.tokens import mint_end_user_token, mint_service_token
 from app.config import Environment, Settings, get_settings
+from app.metrics import MULTIPROC_ENV
 from app.observability import configure_logging
+from app.serving import uvicorn_options
 
 if TYPE_CHECKING:
     from app.transactions.worker import WorkerConfig
 
+WORKER_STARTUP_SECONDS = 60
 DEV_SERVICE_SCOPES = ["businesses:write", "bank-feed:read", "transactions:write", "transactions:read"]
 
 
@@ -49,7 +56,7 @@ def run_dev(args: argparse.Namespace) -> None:
         ),
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **uvicorn_options(settings))
 
 
 async def _register_demo_business(settings: Settings) -> None:
@@ -81,6 +88,10 @@ bankfeeds-bff dev is running at {base}  (database: {database}; Codat: the embedd
 
 
 def run_serve(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if args.workers > 1:
+        use_fresh_metrics_directory()
     uvicorn.run(
         "app.main:create_served_app",
         factory=True,
@@ -88,8 +99,23 @@ def run_serve(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         proxy_headers=True,
-        access_log=False,
+        access_log=False,  # RequestContextMiddleware writes one JSON line a request
+        # A worker answers the supervisor's pings only once it has imported the app, which on a busy 2-core
+        # machine took more than uvicorn's 5 s: the supervisor then killed and restarted it, forever.
+        timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
+        **uvicorn_options(settings),
     )
+
+
+def use_fresh_metrics_directory() -> None:
+    """prometheus-client's multiprocess mode for the workers uvicorn is about to start (new interpreters that
+    read the variable as they import prometheus_client): each writes its samples there, and any worker's
+    /metrics adds all of them up (app/metrics.py). Emptied first: an earlier run's samples would count too."""
+    directory = Path(os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="bankfeeds-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(directory)
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -99,6 +125,8 @@ def run_worker(args: argparse.Namespace) -> None:
     if settings.sandbox.enabled:
         sys.exit("worker: with the embedded sandbox (dev), the server delivers transactions in-process")
     configure_logging(settings.log_level)
+    if settings.ops.worker_metrics_port:
+        start_http_server(settings.ops.worker_metrics_port, registry=metrics.registry())
     config = WorkerConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds)
     asyncio.run(_run_workers(settings, config))
 
@@ -114,6 +142,25 @@ async def _run_workers(settings: Settings, config: "WorkerConfig") -> None:
     finally:
         events.cancel()
         await asyncio.gather(events, return_exceptions=True)
+
+
+def run_prune(args: argparse.Namespace) -> None:
+    """For cron: delete what retention allows, in batches, then print how many rows went from each table."""
+    from app.clock import SystemClock
+    from app.db import create_engine, create_sessionmaker
+    from app.retention import prune
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+
+    async def once() -> dict[str, int]:
+        engine = create_engine(settings, application_name="bankfeeds-bff-prune")
+        try:
+            return await prune(create_sessionmaker(engine), settings.retention, SystemClock())
+        finally:
+            await engine.dispose()
+
+    print(json.dumps(asyncio.run(once())))
 
 
 def run_migrate(args: argparse.Namespace) -> None:
@@ -155,6 +202,9 @@ def parser() -> argparse.ArgumentParser:
         "--lease-seconds", type=float, default=30.0, help="how long a dead worker's accounts wait"
     )
     worker.set_defaults(handler=run_worker)
+    commands.add_parser("prune", help="delete rows past their retention, in batches (for cron)").set_defaults(
+        handler=run_prune
+    )
     migrate_cmd = commands.add_parser("migrate", help="apply the database migrations (Alembic)")
     migrate_cmd.add_argument("revision", nargs="?", default="head")
     migrate_cmd.set_defaults(handler=run_migrate)

@@ -15,7 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 DEV_SANDBOX_API_KEY = "sandbox-dev-api-key"
 DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtMDEyMzQ1Njc="
-DEV_EVENTS_KEY = "ZGV2LW9ubHktZXZlbnRzLWtleS0wMTIzNDU2Nzg5YWI="  # a Fernet key (32 bytes, urlsafe base64)
+DEV_USER_ISSUER = "bankfeeds-dev-identity"
+DEV_SERVICE_ISSUER = "bankfeeds-dev-services"
+DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMDEyMzQ1Njc="  # a Fernet key (32 bytes, base64)
 
 
 class Environment(StrEnum):
@@ -32,6 +34,12 @@ class DatabaseSettings(BaseModel):
     pool_size: int = Field(10, ge=1, description="Postgres connections kept per process.")
     max_overflow: int = Field(5, ge=0, description="Extra connections allowed under bursts.")
     command_timeout_seconds: float = Field(10.0, gt=0, description="asyncpg per-statement timeout.")
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s) for secrets at rest (stored links, replayable credentials), "
+        "comma-separated, newest first. Required in prod; `python -c 'from cryptography.fernet import "
+        "Fernet; print(Fernet.generate_key().decode())'` makes one.",
+    )
 
 
 class CodatSettings(BaseModel):
@@ -65,9 +73,15 @@ class AuthSettings(BaseModel):
     jwt_secret: SecretStr | None = Field(None, description="HS256 secret for end-user and service tokens.")
     jwks_url: str | None = Field(None, description="JWKS endpoint of the identity provider (RS256).")
     audience: str = Field("bankfeeds-bff", description="`aud` of end-user tokens.")
-    issuer: str | None = Field(None, description="Expected `iss`, if set.")
+    issuer: str | None = Field(None, description="Required `iss` of end-user tokens (required in prod).")
     business_claim: str = Field("business_id", description="Claim that names the user's business.")
     service_audience: str = Field("bankfeeds-bff-internal", description="`aud` of internal service tokens.")
+    service_issuer: str | None = Field(
+        None, description="Required `iss` of service tokens (required in prod, unlike the users' issuer)."
+    )
+    service_jwt_secret: SecretStr | None = Field(
+        None, description="HS256 secret of service tokens, if not the users' one (recommended)."
+    )
 
 
 class SandboxSettings(BaseModel):
@@ -102,12 +116,78 @@ class WebhookSettings(BaseModel):
     )
 
 
+class RateLimitSettings(BaseModel):
+    storage_url: str = Field(
+        "memory://",
+        description="Where the counters live: memory:// (one process) or redis://host:6379/0 (every replica).",
+    )
+    codat_calls_per_business: str = Field(
+        "60/minute", description="Requests of one business to endpoints that call Codat (`limits` notation)."
+    )
+    credentials_per_business: str = Field(
+        "5/minute", description="One-time credential sets one business mints."
+    )
+    per_service: str = Field("1200/minute", description="Requests of one internal service.")
+    event_streams_per_business: int = Field(
+        5, ge=1, description="Open event streams per business, per process."
+    )
+
+
+class HttpSettings(BaseModel):
+    max_body_bytes: int = Field(2_000_000, ge=1024, description="Larger request bodies are refused (413).")
+    ops_token: SecretStr | None = Field(
+        None,
+        description="If set, /docs, /redoc, /openapi.json and /metrics need `Authorization: Bearer <it>`.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="`serve`: a connection that has not sent a request's headers by then is closed.",
+    )
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, description="`serve`: idle keep-alive connections are closed."
+    )
+
+
+class OpsSettings(BaseModel):
+    codat_check_interval_seconds: float = Field(
+        60.0, ge=1, description="How often a process calls Codat to check it and one Portal switch (in turn)."
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, description="After SIGTERM, how long requests in flight get before the process exits."
+    )
+    worker_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="The worker's /metrics port (0: none)."
+    )
+    gauges_interval_seconds: float = Field(
+        15.0, gt=0, description="How often the worker samples the outbox and webhook backlog for its gauges."
+    )
+
+
+class TracingSettings(BaseModel):
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; unset: off."
+    )
+    service_name: str = Field("bankfeeds-bff", description="`service.name` of the spans.")
+
+
+class RetentionSettings(BaseModel):
+    webhook_event_days: float = Field(30, gt=0, description="Applied webhook events are kept this long.")
+    idempotency_record_days: float = Field(
+        1,
+        ge=0,
+        description="Idempotency records are kept this long after they expire (24 h after the request).",
+    )
+    delivered_transaction_days: float = Field(
+        90, gt=0, description="Delivered transactions are kept this long after delivery."
+    )
+    batch_size: int = Field(1000, ge=1, le=50_000, description="Rows deleted per transaction.")
+    interval_seconds: float = Field(3600, ge=0, description="How often the worker prunes (0: never).")
+
+
 class EventsSettings(BaseModel):
     """Outbound events to the fintech's own services (app/events)."""
 
-    secret_key: SecretStr | None = Field(
-        None, description="Fernet key that encrypts subscriptions' signing secrets at rest. Required in prod."
-    )
     allow_private_targets: bool | None = Field(
         None,
         description="Allow subscriptions to loopback/private addresses (default: only outside prod).",
@@ -142,6 +222,11 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     cors_origins: list[str] = Field(default_factory=list, description="SPA origins allowed by CORS.")
     events: EventsSettings = Field(default_factory=EventsSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
@@ -151,7 +236,9 @@ class Settings(BaseSettings):
         if self.environment is not Environment.prod:
             self.auth.jwt_secret = self.auth.jwt_secret or SecretStr(DEV_JWT_SECRET)
             self.webhooks.signing_secret = self.webhooks.signing_secret or SecretStr(DEV_WEBHOOK_SECRET)
-            self.events.secret_key = self.events.secret_key or SecretStr(DEV_EVENTS_KEY)
+            self.database.encryption_key = self.database.encryption_key or SecretStr(DEV_ENCRYPTION_KEY)
+            self.auth.issuer = self.auth.issuer or DEV_USER_ISSUER
+            self.auth.service_issuer = self.auth.service_issuer or DEV_SERVICE_ISSUER
             return self
         if self.sandbox.enabled:
             raise ValueError("the sandbox is a development tool: it cannot be enabled in prod")
@@ -163,8 +250,14 @@ class Settings(BaseSettings):
             raise ValueError("auth.jwt_secret is the dev secret: set a real one in prod")
         if self.webhooks.signing_secret is None:
             raise ValueError("webhooks.signing_secret is required in prod")
-        if self.events.secret_key and self.events.secret_key.get_secret_value() == DEV_EVENTS_KEY:
-            raise ValueError("events.secret_key is the dev key: set a real one in prod")
+        auth = self.auth
+        if not auth.issuer or not auth.service_issuer or auth.issuer == auth.service_issuer:
+            raise ValueError("auth.issuer and auth.service_issuer are required in prod, and must differ")
+        if auth.audience == auth.service_audience:
+            raise ValueError("auth.audience and auth.service_audience must differ")
+        key = self.database.encryption_key
+        if key is None or DEV_ENCRYPTION_KEY in key.get_secret_value():
+            raise ValueError("database.encryption_key is required in prod, and not the dev key")
         return self
 
     @property

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
 from app.config import Settings
+from app.crypto import use_keys
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -30,9 +31,11 @@ class Base(DeclarativeBase):
 
 
 def create_engine(settings: Settings, application_name: str = "bankfeeds-bff") -> AsyncEngine:
+    if settings.database.encryption_key is not None:
+        use_keys(settings.database.encryption_key.get_secret_value())  # for the encrypted columns
     url = settings.database.url
     if settings.uses_sqlite:
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
@@ -41,6 +44,8 @@ def create_engine(settings: Settings, application_name: str = "bankfeeds-bff") -
         max_overflow=settings.database.max_overflow,
         pool_pre_ping=True,
         pool_recycle=600,
+        # A failed statement's error text would otherwise carry its parameters, e.g. one-time credentials.
+        hide_parameters=True,
         connect_args={
             "server_settings": {"application_name": application_name},
             "command_timeout": settings.database.command_timeout_seconds,

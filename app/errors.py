@@ -9,6 +9,7 @@ import logging
 import uuid
 from typing import Any, ClassVar
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -127,8 +128,39 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(500, AppError.code, "Something went wrong on our side; it has been logged.")
+        # Requests' own errors are answered by the request-context middleware; this is for the rest.
+        return unexpected_error_response(exc)
+
+
+# What a database that is down, restarting or failing over raises (asyncpg's own errors arrive wrapped).
+_DATABASE_UNAVAILABLE = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # no pool connection in time
+    ConnectionError,
+)
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _DATABASE_UNAVAILABLE)
+
+
+def unexpected_error_response(exc: Exception) -> JSONResponse:
+    """A 503 with Retry-After when the database is unavailable (a retry will do), else a 500; logged either
+    way (the log formatter scrubs the exception's text)."""
+    if database_unavailable(exc):
+        log.warning("database unavailable", exc_info=exc)
+        return error_response(
+            503,
+            "database_unavailable",
+            "The service's database is unavailable; retry shortly.",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, AppError.code, "Something went wrong on our side; it has been logged.")
 
 
 def new_correlation_id() -> str:

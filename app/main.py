@@ -7,8 +7,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from opentelemetry.sdk.trace import TracerProvider
 
-from app import ops
+from app import ops, tracing
 from app.audit.sink import AuditSink, running
 from app.auth.tokens import TokenVerifier
 from app.clock import Clock, SystemClock
@@ -20,6 +21,8 @@ from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.events.worker import in_process as events_worker
+from app.http_guards import BodySizeLimit, OpsToken, SecurityHeaders
+from app.metrics import INBOUND_RATE_LIMITED
 from app.observability import RequestContextMiddleware, configure_logging
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.dependencies import onboarding_service
@@ -27,6 +30,10 @@ from app.onboarding.reconcile import reconcile_forever
 from app.onboarding.router import internal_router
 from app.onboarding.router import router as onboarding_router
 from app.onboarding.singleflight import SingleFlight
+from app.openapi_statuses import install as declare_common_statuses
+from app.ops import CodatHealth
+from app.ratelimit import Limiter
+from app.shutdown import on_shutdown_signal
 from app.transactions.router import router as transactions_router
 from app.transactions.worker import in_process as transactions_worker
 from app.web import mount_demo
@@ -35,9 +42,16 @@ from app.webhooks.router import router as webhooks_router
 from app.webhooks.router import webhook_processor
 
 
-def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None = None) -> FastAPI:
-    """Build the BFF. With the sandbox enabled, it is mounted at /sandbox and called in-process as Codat."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sandbox_app: FastAPI | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """Build the BFF. With the sandbox enabled, it is mounted at /sandbox and called in-process as Codat.
+    Traced with `tracer_provider`, or to `tracing.otlp_endpoint` when set."""
     settings = settings or get_settings()
+    tracer_provider = tracer_provider or tracing.otlp_provider(settings.tracing)
     if settings.sandbox.enabled and sandbox_app is None:
         sandbox_app = build_sandbox(settings)
 
@@ -46,8 +60,9 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
         async with AsyncExitStack() as stack:
             if sandbox_app is not None:
                 await stack.enter_async_context(sandbox_app.router.lifespan_context(sandbox_app))
-            await _open_resources(app, settings, sandbox_app, stack)
+            await _open_resources(app, settings, sandbox_app, stack, tracer_provider)
             _start_reconciler(app, settings, stack)
+            stack.enter_context(on_shutdown_signal(app.state.changes.close))
             if settings.environment is Environment.dev:
                 await stack.enter_async_context(transactions_worker(app))
                 await stack.enter_async_context(events_worker(app))
@@ -61,6 +76,7 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
     )
     app.state.settings = settings
     install_error_handlers(app)
+    declare_common_statuses(app)
     app.include_router(onboarding_router)
     app.include_router(internal_router)
     app.include_router(transactions_router)
@@ -87,7 +103,13 @@ def create_app(settings: Settings | None = None, *, sandbox_app: FastAPI | None 
             ],
             expose_headers=["ETag", "Retry-After", "X-Request-ID"],
         )
+    if settings.http.ops_token is not None:
+        app.add_middleware(OpsToken, token=settings.http.ops_token.get_secret_value())
+    app.add_middleware(BodySizeLimit, max_bytes=settings.http.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
+    if tracer_provider is not None:
+        tracing.instrument_app(app, tracer_provider)
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, the request-context's own 500s included
     return app
 
 
@@ -116,11 +138,18 @@ def build_sandbox(settings: Settings) -> FastAPI:
 
 
 async def _open_resources(
-    app: FastAPI, settings: Settings, sandbox_app: FastAPI | None, stack: AsyncExitStack
+    app: FastAPI,
+    settings: Settings,
+    sandbox_app: FastAPI | None,
+    stack: AsyncExitStack,
+    tracer_provider: TracerProvider | None,
 ) -> None:
     engine = create_engine(settings)
     stack.push_async_callback(engine.dispose)
     codat_http = await stack.enter_async_context(_codat_http_client(settings, sandbox_app))
+    codat_http.event_hooks["response"].append(_count_rate_limited)
+    if tracer_provider is not None:
+        stack.callback(tracing.instrument_resources(tracer_provider, engine, codat_http))
     state = app.state
     state.sessionmaker = create_sessionmaker(engine)
     audit = await stack.enter_async_context(running(AuditSink(state.sessionmaker, _clock(sandbox_app))))
@@ -129,6 +158,16 @@ async def _open_resources(
     state.single_flight = SingleFlight()
     state.clock = _clock(sandbox_app)
     state.changes = ChangeFeed()
+    state.limiter = Limiter(settings.limits)
+    state.codat_health = CodatHealth(
+        state.codat, settings.codat.platform_key, settings.ops.codat_check_interval_seconds, state.clock
+    )
+    stack.push_async_callback(state.codat_health.wait)
+
+
+async def _count_rate_limited(response: httpx.Response) -> None:
+    if response.status_code == 429:
+        INBOUND_RATE_LIMITED.inc()
 
 
 def _start_reconciler(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:

@@ -28,3 +28,10 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def head_revisions() -> set[str]:
+    """The revisions `upgrade head` ends at, from the migration scripts this code ships with."""
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(alembic_config("")).get_heads())

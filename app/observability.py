@@ -6,31 +6,26 @@ import re
 import time
 from typing import Any
 
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import correlation_id_var, new_correlation_id
+from app.errors import correlation_id_var, new_correlation_id, unexpected_error_response
 from app.onboarding.fastpath import answer_from_cache
+from app.redaction import scrub
 
+log = logging.getLogger(__name__)
 REQUESTS = Counter("bff_http_requests_total", "HTTP requests served", ["method", "route", "status"])
 LATENCY = Histogram("bff_http_request_seconds", "HTTP request latency", ["method", "route"])
+access_log = logging.getLogger("app.access")
 
-# Defence in depth: code never logs these, and this filter scrubs them should one slip into a message.
-_SECRET_PATTERNS = [
-    (re.compile(r"(otp=)[^&\s\"']+", re.I), r"\1[redacted]"),
-    (re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._-]{8,}", re.I), r"\1 [redacted]"),
-    (re.compile(r"(\"?password\"?\s*[:=]\s*\"?)[^\"',\s}]+", re.I), r"\1[redacted]"),
-]
-_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-def scrub(text: str) -> str:
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. Defence in depth: code never logs secrets, and should one slip into a field, a
+    message or an exception's text, it is redacted here, on the values before they are encoded."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "level": record.levelname.lower(),
@@ -41,7 +36,37 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(entry, default=str))
+        return json.dumps(scrub(_plain(entry)), default=str)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready values, so that scrub() sees every string (an exception, a URL object) before encoding."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+# uvicorn's own loggers ("Exception in ASGI application", access lines) through the same formatter; uvicorn
+# applies this at start-up, so `serve` and `dev` pass it as `log_config`.
+def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "loggers": {
+            **{
+                name: {"handlers": ["json"], "level": level, "propagate": False}
+                for name in ("uvicorn", "uvicorn.error")
+            },
+            # RequestContextMiddleware writes one JSON access line a request; uvicorn's own would be a second.
+            "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+        },
+    }
 
 
 def configure_logging(level: str) -> None:
@@ -54,6 +79,11 @@ def configure_logging(level: str) -> None:
     # These log full URLs or SQL parameters at INFO/DEBUG, and a stored linkUrl carries an OTP.
     for noisy in ("httpx", "httpcore", "aiosqlite", "sqlalchemy.engine", "asyncpg", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # uvicorn's own lines in the same JSON (through the root handler); its access log is replaced by ours.
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
 
 
 class RequestContextMiddleware:
@@ -73,23 +103,51 @@ class RequestContextMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         correlation_id = incoming if re.fullmatch(r"[A-Za-z0-9._-]{8,64}", incoming) else new_correlation_id()
         token = correlation_id_var.set(correlation_id)
-        started, status = time.perf_counter(), 500
+        trace.get_current_span().set_attribute("bff.request_id", correlation_id)  # a no-op when not traced
+        started, status, started_response = time.perf_counter(), 500, False
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
+            nonlocal started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", correlation_id.encode())]
             await send(message)
 
         try:
             if not await answer_from_cache(scope, receive, send_with_id):
                 await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # noqa: BLE001 - answered here, with the request's id, and logged scrubbed
+            # Not re-raised: uvicorn would log it again, as a plain-text traceback with no correlation id.
+            if started_response:
+                log.exception("unhandled error after the response started", exc_info=exc)
+                return
+            await unexpected_error_response(exc)(scope, receive, send_with_id)
         finally:
-            counter, histogram = _metrics(scope["method"], _route_template(scope), status)
+            seconds = time.perf_counter() - started
+            route = _route_template(scope)
+            counter, histogram = _metrics(scope["method"], route, status)
             counter.inc()
-            histogram.observe(time.perf_counter() - started)
+            histogram.observe(seconds)
+            _log_access(scope, route, status, seconds)
             correlation_id_var.reset(token)
+
+
+def _log_access(scope: Scope, route: str, status: int, seconds: float) -> None:
+    """One line a request: the route template, never the path (an OTP or a token could be in a query)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    business_id = scope.get("state", {}).get("business_id") or scope.get("path_params", {}).get("businessId")
+    access_log.info(
+        "http.request",
+        extra={
+            "method": scope["method"],
+            "route": route,
+            "status": status,
+            "durationMs": round(seconds * 1000, 2),
+            "businessId": business_id,
+        },
+    )
 
 
 _children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

@@ -10,7 +10,7 @@ import sys
 
 from bench import harness as h
 
-SCRIPTS = ["read_view", "link_refresh", "onboarding", "memory", "steps", "profile_view", "console"]
+SCRIPTS = ["read_view", "link_refresh", "onboarding", "memory", "steps", "profile_view", "retention", "console"]
 RESULTS = h.ROOT / "bench" / "RESULTS.md"
 INTRO = """# Benchmark results
 

@@ -37,7 +37,9 @@ async def current_end_user(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> EndUser:
     verifier = _verifier(request)
-    return await _verify(verifier, verifier.end_user, _token(credentials))
+    user = await _verify(verifier, verifier.end_user, _token(credentials))
+    request.state.business_id = user.business_id  # for the access log line
+    return user
 
 
 def require_scopes(*scopes: str) -> Callable[..., Service]:

@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import Any
 
 import jwt
+from pydantic import SecretStr
 
 from app.auth.principals import EndUser, Service
 from app.config import AuthSettings
@@ -65,30 +66,45 @@ class TokenVerifier:
         # PyJWKClient caches the provider's keys; it is only built when a JWKS URL is configured.
         return jwt.PyJWKClient(self._settings.jwks_url) if self._settings.jwks_url else None
 
-    def _key(self, token: str) -> Any:
+    def _key(self, token: str, surface: str) -> Any:
+        if surface == "service" and self._settings.service_jwt_secret is not None:
+            return self._settings.service_jwt_secret.get_secret_value()
         if self._jwks is not None:
             return self._jwks.get_signing_key_from_jwt(token).key
         assert self._settings.jwt_secret is not None
         return self._settings.jwt_secret.get_secret_value()
 
-    def _claims(self, token: str, audience: str) -> dict[str, Any]:
+    def _claims(self, token: str, surface: str) -> dict[str, Any]:
+        """The claims of a token for one surface ("user" or "service"): its own audience and issuer, and not
+        the other surface's audience (a token carrying both would otherwise pass on both)."""
+        settings = self._settings
+        audience, issuer, other = (
+            (settings.audience, settings.issuer, settings.service_audience)
+            if surface == "user"
+            else (settings.service_audience, settings.service_issuer, settings.audience)
+        )
+        separate_key = surface == "service" and settings.service_jwt_secret is not None
         try:
-            return jwt.decode(  # type: ignore[no-any-return]
+            claims: dict[str, Any] = jwt.decode(
                 token,
-                self._key(token),
-                algorithms=[self._settings.jwt_algorithm],
+                self._key(token, surface),
+                algorithms=["HS256"] if separate_key else [settings.jwt_algorithm],
                 audience=audience,
-                issuer=self._settings.issuer,
-                options={"require": ["exp", "sub", "aud"]},
+                issuer=issuer,
+                options={"require": ["exp", "sub", "aud", *(["iss"] if issuer else [])]},
                 leeway=LEEWAY_SECONDS,
             )
         except (jwt.PyJWTError, ValueError) as exc:
             raise Unauthorized("The bearer token is missing, expired or not valid for this API.") from exc
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if other in audiences:
+            raise Unauthorized("The bearer token is not valid for this API: it names more than one audience.")
+        return claims
 
     def end_user(self, token: str) -> EndUser:
         if (known := self._remembered("user", token)) is not None:
             return known  # type: ignore[return-value]
-        claims = self._claims(token, self._settings.audience)
+        claims = self._claims(token, "user")
         business_id = claims.get(self._settings.business_claim)
         if not isinstance(business_id, str) or not business_id:
             raise Unauthorized(f"The token has no `{self._settings.business_claim}` claim naming a business.")
@@ -99,7 +115,7 @@ class TokenVerifier:
     def service(self, token: str) -> Service:
         if (known := self._remembered("service", token)) is not None:
             return known  # type: ignore[return-value]
-        claims = self._claims(token, self._settings.service_audience)
+        claims = self._claims(token, "service")
         scopes = claims.get("scope", "")
         if not isinstance(scopes, str):
             raise Unauthorized("The token's `scope` claim must be a space-separated string.")
@@ -108,16 +124,22 @@ class TokenVerifier:
         return service
 
 
-def _sign(settings: AuthSettings, claims: dict[str, Any]) -> str:
-    assert settings.jwt_secret is not None, "dev tokens need the HS256 secret"
+def _sign(claims: dict[str, Any], secret: SecretStr | None) -> str:
+    assert secret is not None, "dev tokens need the HS256 secret"
     now = int(time.time())
     payload = {"iat": now, "exp": now + DEV_TOKEN_LIFETIME_SECONDS, **claims}
-    return jwt.encode(payload, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+    return jwt.encode(payload, secret.get_secret_value(), algorithm="HS256")
 
 
 def mint_end_user_token(settings: AuthSettings, business_id: str, subject: str = "demo-user") -> str:
-    return _sign(settings, {"sub": subject, "aud": settings.audience, settings.business_claim: business_id})
+    claims = {"sub": subject, "aud": settings.audience, settings.business_claim: business_id}
+    if settings.issuer:
+        claims["iss"] = settings.issuer
+    return _sign(claims, settings.jwt_secret)
 
 
 def mint_service_token(settings: AuthSettings, name: str, scopes: list[str]) -> str:
-    return _sign(settings, {"sub": name, "aud": settings.service_audience, "scope": " ".join(scopes)})
+    claims = {"sub": name, "aud": settings.service_audience, "scope": " ".join(scopes)}
+    if settings.service_issuer:
+        claims["iss"] = settings.service_issuer
+    return _sign(claims, settings.service_jwt_secret or settings.jwt_secret)

@@ -25,7 +25,6 @@ from app.audit.trail import SYSTEM, Audit, record
 from app.clock import Clock, as_utc
 from app.config import EventsSettings
 from app.events.models import DeliveryStatus, EventDelivery, EventSubscription, OutboundEvent
-from app.events.secrets import SecretBox
 from app.events.ssrf import TargetRefused, check_target
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,6 @@ class Deliverer:
         http: httpx.AsyncClient,
         clock: Clock,
         settings: EventsSettings,
-        box: SecretBox,
         *,
         allow_private: bool,
         policy: DeliveryPolicy = DeliveryPolicy(),
@@ -65,7 +63,6 @@ class Deliverer:
         self.http = http
         self.clock = clock
         self.settings = settings
-        self.box = box
         self.allow_private = allow_private
         self.policy = policy
 
@@ -86,8 +83,7 @@ class Deliverer:
             for delivery, _, _ in rows:
                 delivery.lease_until = lease
             return [
-                Attempt(d.id, event.id, event.body, sub.url, self.box.open(sub.secret_encrypted))
-                for d, event, sub in rows
+                Attempt(d.id, event.id, event.body, sub.url, sub.signing_secret) for d, event, sub in rows
             ]
 
     async def _send(self, attempt: Attempt) -> str | None:

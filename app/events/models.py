@@ -7,6 +7,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.crypto import EncryptedText
 from app.db import Base
 
 UTCDateTime = DateTime(timezone=True)
@@ -37,8 +38,8 @@ class EventSubscription(Base):
     url: Mapped[str] = mapped_column(Text)
     event_types: Mapped[str] = mapped_column(Text)  # space-separated EventType values
     business_id: Mapped[str | None] = mapped_column(String(64))  # only this business's events, if set
-    # The `whsec_…` signing secret, encrypted with events.secret_key (Fernet): it must be read to sign.
-    secret_encrypted: Mapped[str] = mapped_column(Text)
+    # The `whsec_…` signing secret: encrypted at rest (app/crypto.py), since signing needs it back in clear.
+    signing_secret: Mapped[str] = mapped_column(EncryptedText)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -21,7 +21,6 @@ from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.events.delivery import Deliverer, DeliveryPolicy
 from app.events.projector import Projector
-from app.events.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(hours=1)
@@ -47,7 +46,6 @@ class EventWorker:
             http,
             clock,
             settings.events,
-            SecretBox(settings.events.secret_key),
             allow_private=settings.private_targets_allowed,
             policy=policy or DeliveryPolicy(),
         )

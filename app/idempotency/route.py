@@ -1,8 +1,8 @@
 """Honour `Idempotency-Key` on our POST/PATCH endpoints, the way Codat does on its own.
 
 The same key (per caller) replays the first response; the same key with another body is a 422; while the
-first request is still being handled, a 409. Server errors and auth failures are not kept, so a retry runs
-again (our onboarding resumes, so running again is safe).
+first request is still being handled, a 409. Server errors, auth failures and 429s are not kept, so a retry
+runs again (our onboarding resumes, so running again is safe).
 """
 
 import hashlib
@@ -139,7 +139,7 @@ class IdempotencyStore:
             return None
 
     async def finish(self, caller: str, key: str, response: Response) -> Response:
-        keep = response.status_code < 500 and response.status_code not in (401, 403)
+        keep = response.status_code < 500 and response.status_code not in (401, 403, 429)
         async with self.sessions.begin() as session:
             where = (IdempotencyRecord.caller == caller, IdempotencyRecord.key == key)
             if keep:

@@ -2,8 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Request
 
+from app.inputs import IdPath as IdPath  # the one rule for ids (app/inputs.py), re-exported for the routers
 from app.onboarding.service import OnboardingService
 
 
@@ -19,4 +20,3 @@ def onboarding_service(app: FastAPI) -> OnboardingService:
 
 
 ServiceDep = Annotated[OnboardingService, Depends(get_onboarding_service)]
-IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]

@@ -12,6 +12,7 @@ from app.onboarding.repository import OnboardingRepository
 
 RECHECK_SECONDS = 2.0  # how soon a change made by another replica is seen
 KEEPALIVE_EVERY = 7  # rechecks between keep-alive comments (~15 s), so proxies keep the stream open
+RECONNECT_MS = 1000  # when the server shuts down: EventSource reconnects after this (to another replica)
 
 
 async def feed_version(sessions: async_sessionmaker[AsyncSession], business_id: str) -> int:
@@ -22,8 +23,9 @@ async def feed_version(sessions: async_sessionmaker[AsyncSession], business_id: 
     return version
 
 
-def sse(event: str, data: dict[str, object]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+def sse(event: str, data: dict[str, object], retry_ms: int | None = None) -> str:
+    retry = f"retry: {retry_ms}\n" if retry_ms is not None else ""
+    return f"event: {event}\n{retry}data: {json.dumps(data)}\n\n"
 
 
 async def bank_feed_events(
@@ -37,6 +39,9 @@ async def bank_feed_events(
     quiet = 0
     while not await request.is_disconnected():
         await changes.wait(business_id, RECHECK_SECONDS)
+        if changes.closed:
+            yield sse("reconnect", {"reason": "server shutting down"}, retry_ms=RECONNECT_MS)
+            return
         latest = await feed_version(sessions, business_id)
         if latest != version:
             version, quiet = latest, 0

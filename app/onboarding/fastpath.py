@@ -50,6 +50,7 @@ async def answer_from_cache(scope: Scope, receive: Receive, send: Send) -> bool:
     if view is None:
         return False
     scope["route"] = _route()
+    scope.setdefault("state", {})["business_id"] = user.business_id  # for the access log line
     await rendered_response(view.rendered, headers.get(b"if-none-match", b"").decode("latin-1"))(
         scope, receive, send
     )

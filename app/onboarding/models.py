@@ -17,12 +17,12 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
-    Text,
     func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.crypto import EncryptedText
 from app.db import Base
 
 UTCDateTime = DateTime(timezone=True)
@@ -87,7 +87,7 @@ class FeedConnection(Base):
     status: Mapped[str | None] = mapped_column(String(16))
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The linkUrl carries a one-time password: a secret, never logged, served only to its own business.
-    link_url: Mapped[str | None] = mapped_column(Text)
+    link_url: Mapped[str | None] = mapped_column(EncryptedText)
     link_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A lease instead of a row lock held across the Codat call: one refresher at a time, across processes.
     link_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,5 +1,7 @@
 """End-user endpoints (the SPA and mobile apps) and internal-service endpoints of the onboarding domain."""
 
+from typing import Any
+
 from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 
@@ -31,18 +33,23 @@ from app.onboarding.schemas import (
 )
 from app.onboarding.service import Link
 from app.onboarding.view import bank_feed_view
+from app.ratelimit import CodatCallsLimit, CredentialsLimit, RateLimited, ServiceLimit, limiter
 
 UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamRejected)
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: `If-None-Match` is current."}
+}
 router = APIRouter(
     prefix="/v1/bank-feed",
     tags=["bank feed"],
-    responses=error_responses(Unauthorized, InvalidInput),
+    responses=error_responses(Unauthorized, InvalidInput, RateLimited),
     route_class=IdempotentRoute,
 )
 internal_router = APIRouter(
     prefix="/internal/v1/businesses",
     tags=["internal"],
-    responses=error_responses(Unauthorized, Forbidden, InvalidInput),
+    responses=error_responses(Unauthorized, Forbidden, InvalidInput, RateLimited),
+    dependencies=[ServiceLimit],
 )
 
 
@@ -51,7 +58,7 @@ def link_out(link: Link) -> LinkOut:
         link_url=link.url,
         expires_at=link.expires_at,
         connection_id=link.connection.codat_connection_id or "",
-        connection_status=link.connection.status,
+        connection_status=link.connection.status,  # type: ignore[arg-type]  # pydantic checks the enum
     )
 
 
@@ -64,14 +71,17 @@ async def connect_out(session: SessionDep, business_id: str, link: Link) -> Conn
     return ConnectOut(**link_out(link).model_dump(), accounts=view.accounts)
 
 
-@router.get("", response_model=BankFeedOut, responses=error_responses(BusinessNotFound))
+@router.get("", response_model=BankFeedOut, responses={**error_responses(BusinessNotFound), **NOT_MODIFIED})
 async def get_bank_feed(user: CurrentUser, session: SessionDep, request: Request) -> Response:
     """The business's bank feed; send `If-None-Match` with the last `ETag` to get a cheap `304`."""
     return etag_response(request, await bank_feed_view(session, user.business_id))
 
 
 @router.post(
-    "/refresh", response_model=BankFeedOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS)
+    "/refresh",
+    response_model=BankFeedOut,
+    responses={**error_responses(NotConnected, *UPSTREAM_ERRORS), **NOT_MODIFIED},
+    dependencies=[CodatCallsLimit],
 )
 async def refresh_bank_feed(
     user: CurrentUser, service: ServiceDep, session: SessionDep, request: Request
@@ -90,7 +100,8 @@ async def stream_bank_feed_events(user: CurrentUser, request: Request) -> Stream
     """Server-sent events: `bank-feed-changed` whenever the view changes; re-read `GET /v1/bank-feed` then."""
     state = request.app.state
     version = await feed_version(state.sessionmaker, user.business_id)
-    stream = bank_feed_events(request, state.sessionmaker, state.changes, user.business_id, version)
+    events = bank_feed_events(request, state.sessionmaker, state.changes, user.business_id, version)
+    stream = await limiter(request).stream(user.business_id, events)
     return StreamingResponse(
         stream,
         media_type="text/event-stream",
@@ -102,6 +113,7 @@ async def stream_bank_feed_events(user: CurrentUser, request: Request) -> Stream
     "/connect",
     response_model=ConnectOut,
     responses=error_responses(BusinessNotFound, InvalidInput, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def connect(
     user: CurrentUser,
@@ -120,8 +132,10 @@ async def connect(
     "/reconnect",
     response_model=ConnectOut,
     responses=error_responses(BusinessNotFound, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def reconnect(
+    request: Request,
     user: CurrentUser,
     service: ServiceDep,
     session: SessionDep,
@@ -132,6 +146,8 @@ async def reconnect(
 
     With `withCredentials`, also one-time QuickBooks credentials, for an in-app flow.
     """
+    if body and body.with_credentials:  # counted before anything is done, like POST /credentials
+        await limiter(request).hit("credentials", f"business:{user.business_id}")
     link = await service.reconnect(user.business_id)
     no_store(response)
     out = await connect_out(session, user.business_id, link)
@@ -141,7 +157,12 @@ async def reconnect(
     return out
 
 
-@router.get("/link", response_model=LinkOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS))
+@router.get(
+    "/link",
+    response_model=LinkOut,
+    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
+)
 async def get_link(user: CurrentUser, service: ServiceDep, response: Response) -> LinkOut:
     """A Link URL with time left on its one-time password, fresh if the stored one has lapsed."""
     no_store(response)
@@ -153,6 +174,7 @@ async def get_link(user: CurrentUser, service: ServiceDep, response: Response) -
     status_code=status.HTTP_302_FOUND,
     response_class=RedirectResponse,
     responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def redirect_to_link(user: CurrentUser, service: ServiceDep) -> RedirectResponse:
     """A `302` to a valid Link URL."""
@@ -161,7 +183,10 @@ async def redirect_to_link(user: CurrentUser, service: ServiceDep) -> RedirectRe
 
 
 @router.post(
-    "/credentials", response_model=CredentialsOut, responses=error_responses(NotConnected, *UPSTREAM_ERRORS)
+    "/credentials",
+    response_model=CredentialsOut,
+    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit, CredentialsLimit],
 )
 async def generate_credentials(user: CurrentUser, service: ServiceDep, response: Response) -> CredentialsOut:
     """One-time QuickBooks credentials for an in-app flow; each call makes a new set."""
@@ -174,6 +199,7 @@ async def generate_credentials(user: CurrentUser, service: ServiceDep, response:
     "/credentials",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def revoke_credentials(user: CurrentUser, service: ServiceDep) -> None:
     """Revoke every set of one-time credentials of the connection."""
@@ -184,6 +210,7 @@ async def revoke_credentials(user: CurrentUser, service: ServiceDep) -> None:
     "/accounts",
     response_model=ConnectOut,
     responses=error_responses(BusinessNotFound, InvalidInput, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def add_accounts(
     user: CurrentUser, service: ServiceDep, session: SessionDep, body: AddAccountsIn, response: Response
@@ -198,6 +225,7 @@ async def add_accounts(
     "/accounts/{account_id}",
     response_model=FeedAccountOut,
     responses=error_responses(AccountNotFound, InvalidInput, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
 )
 async def rename_account(
     user: CurrentUser, service: ServiceDep, session: SessionDep, account_id: IdPath, body: RenameAccountIn
@@ -208,7 +236,11 @@ async def rename_account(
     return next(a for a in view.accounts if a.account_id == account_id)
 
 
-@internal_router.put("/{business_id}", response_model=BusinessOut, responses=error_responses(InvalidInput))
+@internal_router.put(
+    "/{business_id}",
+    response_model=BusinessOut,
+    responses={**error_responses(InvalidInput), 201: {"model": BusinessOut, "description": "Registered"}},
+)
 async def put_business(
     business_id: IdPath, body: BusinessIn, _: BusinessesWriter, session: SessionDep, response: Response
 ) -> BusinessOut:
@@ -225,7 +257,10 @@ async def put_business(
 @internal_router.put(
     "/{business_id}/accounts/{account_id}",
     response_model=BankAccountOut,
-    responses=error_responses(BusinessNotFound, InvalidInput),
+    responses={
+        **error_responses(BusinessNotFound, InvalidInput),
+        201: {"model": BankAccountOut, "description": "Registered"},
+    },
 )
 async def put_bank_account(
     business_id: IdPath,
@@ -246,7 +281,7 @@ async def put_bank_account(
     return BankAccountOut(
         account_id=account.id,
         name=account.name,
-        account_type=account.account_type,
+        account_type=account.account_type,  # type: ignore[arg-type]  # pydantic checks the enum
         account_number_last4=account.account_number[-4:],
         currency=account.currency,
         balance=account.balance,
@@ -254,7 +289,9 @@ async def put_bank_account(
 
 
 @internal_router.get(
-    "/{business_id}/bank-feed", response_model=BankFeedOut, responses=error_responses(BusinessNotFound)
+    "/{business_id}/bank-feed",
+    response_model=BankFeedOut,
+    responses={**error_responses(BusinessNotFound), **NOT_MODIFIED},
 )
 async def get_business_bank_feed(
     business_id: IdPath, _: BankFeedReader, session: SessionDep, request: Request

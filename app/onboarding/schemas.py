@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from app.clock import as_utc
+from app.inputs import Flag, Id, Money, Name
 from app.onboarding.currencies import ISO_4217
 
 SUPPORTED_COUNTRIES = ("US", "CA")
@@ -29,6 +30,7 @@ ACCOUNT_TYPE_ALIASES = {
     "prepaid": "prepaidCard",
 }
 AccountTypeName = Literal["checking", "savings", "loan", "creditCard", "prepaidCard"]
+ConnectionStatus = Literal["PendingAuth", "Linked", "Unlinked", "Deauthorized"]  # Codat's enum
 
 
 class ApiModel(BaseModel):
@@ -39,10 +41,8 @@ class StrictApiModel(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
 
-Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-]
-DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Identifier = Id  # one rule for ids and text at the boundary: app/inputs.py
+DisplayName = Name
 UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
@@ -82,7 +82,7 @@ class BusinessIn(StrictApiModel):
     country: Annotated[str, StringConstraints(min_length=2, max_length=2), AfterValidator(_country)] = Field(
         description="US or CA."
     )
-    time_zone: Annotated[str, AfterValidator(_time_zone)] | None = Field(
+    time_zone: Annotated[str, StringConstraints(max_length=64), AfterValidator(_time_zone)] | None = Field(
         None, description="IANA name; decides the business's today for its transactions. Default: by country."
     )
 
@@ -102,13 +102,13 @@ class BankAccountIn(StrictApiModel):
         None, description="ABA routing transit number (US, 9 digits) or Canadian routing number (8–9 digits)."
     )
     currency: Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(_currency)]
-    balance: Annotated[Decimal, Field(max_digits=16, decimal_places=2)]
+    balance: Money
 
 
 class BankAccountOut(ApiModel):
     account_id: str
     name: str
-    account_type: str
+    account_type: AccountTypeName
     account_number_last4: str
     currency: str
     balance: Decimal
@@ -137,7 +137,7 @@ FeedAction = Literal["connect", "finish_in_quickbooks", "connect_new_accounts", 
 class FeedAccountOut(ApiModel):
     account_id: str
     account_name: str
-    account_type: str
+    account_type: AccountTypeName
     currency: str
     account_number_last4: str
     status: FeedStatus = Field(description="`not_added` until the account is offered to QuickBooks.")
@@ -146,7 +146,7 @@ class FeedAccountOut(ApiModel):
 
 class ConnectionOut(ApiModel):
     connection_id: str | None
-    status: str | None = Field(description="Codat's status: PendingAuth, Linked, Unlinked or Deauthorized.")
+    status: ConnectionStatus | None = Field(description="Codat's status of the connection.")
     created_at: UtcDateTime
 
 
@@ -170,7 +170,7 @@ class LinkOut(ApiModel):
     )
     expires_at: UtcDateTime
     connection_id: str
-    connection_status: str | None
+    connection_status: ConnectionStatus | None
 
 
 class CredentialsOut(ApiModel):
@@ -184,6 +184,6 @@ class ConnectOut(LinkOut):
 
 
 class ReconnectIn(StrictApiModel):
-    with_credentials: bool = Field(
+    with_credentials: Flag = Field(
         False, description="Also make one-time QuickBooks credentials (in-app flow)."
     )

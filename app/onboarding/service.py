@@ -29,6 +29,7 @@ from app.codat.schemas import (
 )
 from app.config import CodatSettings
 from app.errors import InvalidInput
+from app.metrics import LINK_REFRESHES
 from app.onboarding.changes import ChangeFeed
 from app.onboarding.exceptions import (
     AccountNotFound,
@@ -502,6 +503,7 @@ class OnboardingService:
                     fresh_until=now + timedelta(seconds=self.settings.link_safety_margin_seconds),
                 )
             if claimed:
+                LINK_REFRESHES.inc()
                 return await self._read_link_from_codat(company_id, connection)
             await asyncio.sleep(LINK_POLL_SECONDS)
 

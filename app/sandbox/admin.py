@@ -6,7 +6,8 @@ Invalid input is a 422 in Codat's ErrorMessage shape whose ``validation.errors[]
 - ``GET /_sandbox/``: an HTML page to see and change all of this.
 - ``GET|PUT /_sandbox/portal``: ``{integrationEnabled: bool, callout: {en: {title, body}, fr: {title, body}}
   (title <= 50, body <= 150 characters, plain text), dataTypes: {bankAccounts: bool, bankTransactions: bool},
-  webhook: {url: str|null, secret: "whsec_…"|null}, redirectUrl: str|null, appName: str}``.
+  webhook: {url: str|null, secret: "whsec_…"|null}, redirectUrl: str|null, appName: str,
+  integrations: {platformKey: bool} (the platforms other than hcws), sageLoginUrl: str|null}``.
 - ``GET|PUT /_sandbox/knobs``: ``{otpLifetimeSeconds, latencyMs, errorRate, timeoutRate,
   timeoutSeconds (null: hang until the client gives up), rateLimitRate, retryAfterSeconds,
   dailyQuota (null: none), operations: [operationId] (empty: all), webhookRetryDelaysSeconds: [float]}``.

@@ -6,10 +6,10 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.sandbox import admin, api
+from app.sandbox import admin, admin_books, api
 from app.sandbox.config import SandboxConfig
 from app.sandbox.errors import install_error_handlers
-from app.sandbox.pages import link, qbo
+from app.sandbox.pages import link, oauth, qbo, sage
 from app.sandbox.redaction import redact_otps_in_access_log
 from app.sandbox.state import SandboxState
 
@@ -34,6 +34,9 @@ def create_sandbox_app(
     app.include_router(api.router)
     app.include_router(link.router)
     app.include_router(qbo.router)
+    app.include_router(oauth.router)
+    app.include_router(sage.router)
     app.include_router(admin.router)
+    app.include_router(admin_books.router)
     state.operation_ids = api.OPERATION_IDS
     return app

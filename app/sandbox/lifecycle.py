@@ -4,6 +4,7 @@ from collections.abc import Iterable
 from datetime import date
 
 from app.sandbox.models import AccountStatus, Connection, ConnectionStatus, SourceAccount
+from app.sandbox.platforms import Flow, profile
 from app.sandbox.state import SandboxState
 from app.sandbox.views import Presenter, source_account
 
@@ -43,19 +44,26 @@ class Lifecycle:
         """Finishing the QuickBooks step: the connection becomes Linked, the chosen accounts connected."""
         self.set_connection_status(connection, ConnectionStatus.linked)
         for account in accounts:
-            account.feed_start_date = start
-            if account.status is not AccountStatus.connected:
-                account.status = AccountStatus.connected
-                self._emit_account("bankFeeds.sourceAccount.connected", connection, account)
+            self.connect_account(connection, account, start)
+
+    def connect_account(self, connection: Connection, account: SourceAccount, start: date) -> None:
+        account.feed_start_date = start
+        if account.status is not AccountStatus.connected:
+            account.status = AccountStatus.connected
+            self._emit_account("bankFeeds.sourceAccount.connected", connection, account)
 
     def disconnect_account(self, connection: Connection, account: SourceAccount) -> None:
         if account.status is AccountStatus.disconnected:
             return
         account.status = AccountStatus.disconnected
+        account.target_account_id = None  # the feed is gone; its target may be mapped again
         self._emit_account("bankFeeds.sourceAccount.disconnected", connection, account)
         # Codat: a QBO connection becomes Unlinked once all of its source accounts are disconnected.
-        if connection.status is ConnectionStatus.linked and all(
-            a.status is AccountStatus.disconnected for a in connection.accounts.values()
+        qbo = profile(connection.platform_key).flow is Flow.platform_credentials
+        if (
+            qbo
+            and connection.status is ConnectionStatus.linked
+            and all(a.status is AccountStatus.disconnected for a in connection.accounts.values())
         ):
             self.set_connection_status(connection, ConnectionStatus.unlinked)
 

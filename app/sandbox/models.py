@@ -15,6 +15,8 @@ class ConnectionStatus(StrEnum):
 
 class AccountStatus(StrEnum):
     pending = "pending"
+    # A mapping saved through Codat, not yet confirmed by the accounting platform.
+    connecting = "connecting"
     connected = "connected"
     disconnected = "disconnected"
 
@@ -48,6 +50,44 @@ class SourceAccount:
     modified_date: str | None = None
     status: AccountStatus = AccountStatus.pending
     feed_start_date: date | None = None
+    # The account in the books it feeds, on platforms mapped through Codat (app.sandbox.mapping).
+    target_account_id: str | None = None
+
+
+@dataclass
+class TargetAccount:
+    """An account in the SMB's books. ``kind``: "bank", "creditCard", or any other (never fed)."""
+
+    id: str
+    name: str
+    currency: str
+    kind: str
+    account_number: str | None = None
+    sort_code: str | None = None
+    balance: int | float | None = None
+
+
+@dataclass
+class Books:
+    """The SMB's organisation in a mapping platform, readable once the SMB has authorized Codat."""
+
+    company_name: str
+    base_currency: str
+    multicurrency: bool
+    currencies: list[str]
+    accounts: dict[str, TargetAccount] = field(default_factory=dict)
+
+
+@dataclass
+class SageSignIn:
+    """What the Sage stand-in knows of a connection: its OTP or authorizationId, the signed-in session, and
+    the accounts awaiting Confirm."""
+
+    otp: Otp | None = None
+    authorization_id: str | None = None
+    session: str | None = None
+    product: str = ""
+    awaiting_confirmation: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -61,6 +101,9 @@ class Connection:
     status: ConnectionStatus = ConnectionStatus.pending_auth
     accounts: dict[str, SourceAccount] = field(default_factory=dict)
     credentials: list[Credentials] = field(default_factory=list)
+    platform_key: str = "hcws"
+    books: Books | None = None
+    sage: SageSignIn = field(default_factory=SageSignIn)
 
 
 @dataclass

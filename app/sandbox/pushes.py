@@ -2,13 +2,13 @@
 
 A push is answered ``Pending`` and completes ``pushCompletionSeconds`` later (a knob; real seconds), on a
 timer of its own: it succeeds, and its transactions are recorded in the source account's ledger, unless a
-QuickBooks Online rule refuses it, and then it fails whole, naming each refused transaction. Either way the
-``bankTransactions.write.successful`` or ``.unsuccessful`` webhook follows.
+rule of the connection's platform refuses it, and then it fails whole, naming each refused transaction.
+Either way the ``bankTransactions.write.successful`` or ``.unsuccessful`` webhook follows.
 
-The rules, as Codat documents them for QBO: the source account is connected; transactions are in
-chronological order; none is older than the newest already in the account; none is in the future. Dates
-are the bank's local date-times (an offset is ignored, as Codat does); with no time zone to go by, "the
-future" means after today anywhere on Earth (UTC+14).
+The rules, as Codat documents them for QBO (other platforms: ``app.sandbox.platforms.PushRules``): the
+source account is connected; transactions are in chronological order; none is older than the newest already
+in the account; none is in the future. Dates are the bank's local date-times (an offset is ignored, as Codat
+does); with no time zone to go by, "the future" means after today anywhere on Earth (UTC+14).
 """
 
 import asyncio
@@ -19,6 +19,7 @@ from typing import Any
 from app.sandbox.clock import iso
 from app.sandbox.errors import ValidationItem
 from app.sandbox.models import AccountStatus
+from app.sandbox.platforms import profile
 from app.sandbox.state import SandboxState
 from app.sandbox.views import Presenter
 
@@ -75,29 +76,19 @@ def _refusals(
 ) -> list[ValidationItem]:
     connection = state.connections.get(operation.connection_id)
     account = connection.accounts.get(operation.account_id) if connection else None
-    if account is None or account.status is not AccountStatus.connected:
+    if connection is None or account is None or account.status is not AccountStatus.connected:
         return [ValidationItem(operation.account_id, "The source account is not connected.", VALIDATOR)]
+    rules = profile(connection.platform_key).push
     latest_day = (state.clock.now() + EARLIEST_OFFSET).date()
-    newest = local_date(ledger[-1]["date"]) if ledger else datetime.min
+    newest = local_date(ledger[-1]["date"]) if ledger and rules.not_older_than_newest else datetime.min
     refusals = []
     for transaction in operation.transactions:
         when = local_date(transaction["date"])
-        reason = _date_refusal(when, latest_day, newest)
+        reason = rules.date_refusal(when, latest_day, newest)
         if reason:
             refusals.append(ValidationItem(transaction["id"], reason, VALIDATOR))
         newest = max(newest, when)
     return refusals
-
-
-def _date_refusal(when: datetime, latest_day: Any, newest: datetime) -> str | None:
-    if when.date() > latest_day:
-        return f"The transaction date {when.isoformat()} is in the future."
-    if when < newest:
-        return (
-            f"The transaction date {when.isoformat()} is earlier than {newest.isoformat()}: transactions"
-            " must be in chronological order and not older than the newest one in the account."
-        )
-    return None
 
 
 def _sign_warnings(transactions: list[dict[str, Any]]) -> list[ValidationItem]:
@@ -114,9 +105,11 @@ def _sign_warnings(transactions: list[dict[str, Any]]) -> list[ValidationItem]:
 
 
 def _record(state: SandboxState, operation: PushOperation, ledger: list[dict[str, Any]]) -> None:
-    ledger.extend({**t, "pushOperationKey": operation.key} for t in operation.transactions)
-    account = state.connections[operation.connection_id].accounts[operation.account_id]
-    # QBO: the balance of the last transaction pushed becomes the account's balance.
+    connection = state.connections[operation.connection_id]
+    rules = profile(connection.platform_key).push
+    ledger.extend({**rules.as_written(t), "pushOperationKey": operation.key} for t in operation.transactions)
+    account = connection.accounts[operation.account_id]
+    # The balance of the last transaction pushed becomes the account's (QBO and Xero document it).
     account.balance = operation.transactions[-1]["balance"]
 
 

@@ -1,9 +1,10 @@
-"""Keeps link OTPs out of access logs: the Link page's URL carries one (``…/start?otp=NNNNNN``)."""
+"""Keeps link OTPs out of access logs: the Link page's URL carries one (``…/start?otp=NNNNNN``), and so
+does Sage's one-time ``authorizationId`` on its way back (``/sage/authorized?state=…``)."""
 
 import logging
 import re
 
-_OTP = re.compile(r"(otp=)[^&\s\"]+")
+_OTP = re.compile(r"((?:otp|state)=)[^&\s\"]+")
 ACCESS_LOGGER = "uvicorn.access"
 
 

@@ -53,6 +53,8 @@ class SandboxState:
         self.push_operations: dict[str, PushOperation] = {}
         # What QuickBooks has recorded per (connection id, source account id), in the order it was written.
         self.bank_transactions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # authorizationIds the Sage stand-in handed to the fintech's login page (app.sandbox.pages.sage).
+        self.sage_authorization_ids: set[str] = set()
         self.portal = PortalSettings.from_config(self.config)
         self.knobs = Knobs.from_config(self.config)
         self.quota_used: Counter[tuple[str, date]] = Counter()

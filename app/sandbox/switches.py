@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from app.sandbox.config import SandboxConfig
+from app.sandbox.platforms import PROFILES, QBO
 
 
 class _Wire(BaseModel):
@@ -93,8 +94,14 @@ class WebhookConsumer(_Wire):
         return value
 
 
+def _other_platforms_on() -> dict[str, bool]:
+    return {key: True for key in PROFILES if key != QBO.key}
+
+
 class PortalSettings(_Wire):
+    # QuickBooks Online Bank Feeds (hcws); ``integrations`` holds the other platforms' switches by key.
     integration_enabled: bool = True
+    integrations: dict[str, bool] = Field(default_factory=_other_platforms_on)
     callout: Callout = Callout()
     data_types: DataTypes = DataTypes()
     webhook: WebhookConsumer = WebhookConsumer()
@@ -102,8 +109,24 @@ class PortalSettings(_Wire):
     # Shown on the QuickBooks stand-in's "Return to <app>" link.
     app_name: str = Field("your app", min_length=1, max_length=50)
 
-    _redirect = field_validator("redirect_url")(_http_url)
+    # The fintech's login page Sage opens with ?authorizationId=…&redirectUri=… (Portal, Sage Bank Feeds).
+    sage_login_url: str | None = None
+
+    _redirect = field_validator("redirect_url", "sage_login_url")(_http_url)
     _app_name = field_validator("app_name")(_plain_text)
+
+    @field_validator("integrations")
+    @classmethod
+    def _known_platforms(cls, value: dict[str, bool]) -> dict[str, bool]:
+        unknown = sorted(set(value) - set(_other_platforms_on()))
+        if unknown:
+            raise ValueError(f"unknown platform keys {unknown}; hcws is integrationEnabled")
+        return value
+
+    def enabled(self, platform_key: str) -> bool:
+        if platform_key == QBO.key:
+            return self.integration_enabled
+        return self.integrations.get(platform_key, False)
 
     @classmethod
     def from_config(cls, config: SandboxConfig) -> Self:

@@ -4,13 +4,9 @@ from typing import Any
 
 from app.sandbox.clock import iso
 from app.sandbox.models import Company, Connection, SourceAccount
+from app.sandbox.platforms import PlatformProfile, profile
 from app.sandbox.state import SandboxState
 
-# The one integration the sandbox knows: QuickBooks Online Bank Feeds. Fixed ids, as in a real Codat client.
-HCWS_KEY = "hcws"
-HCWS_NAME = "QuickBooks Online Bank Feeds"
-HCWS_INTEGRATION_ID = "6b113e06-e818-45d7-977b-8e6bb3d01269"
-HCWS_SOURCE_ID = "56e6575a-3f1f-4918-b009-f7535555f0d6"
 SANDBOX_CLIENT_ID = "0b7c2f1e-5d1a-4c39-9a53-5a9d1c0e7f21"
 
 
@@ -52,28 +48,29 @@ class Presenter:
     def connection(self, connection: Connection) -> dict[str, Any]:
         # As with Codat's Get/List connection, a linkUrl whose OTP has lapsed comes back with a fresh one.
         otp = self._state.current_otp(connection)
+        platform = profile(connection.platform_key)
         return {
             "id": connection.id,
-            "integrationId": HCWS_INTEGRATION_ID,
-            "integrationKey": HCWS_KEY,
-            "sourceId": HCWS_SOURCE_ID,
+            "integrationId": platform.integration_id,
+            "integrationKey": platform.key,
+            "sourceId": platform.source_id,
             "sourceType": "BankFeed",
-            "platformName": HCWS_NAME,
+            "platformName": platform.name,
             "linkUrl": f"{self._root}{link_path(connection)}/start?otp={otp.code}",
             "status": connection.status.value,
             "lastSync": None,
             "created": iso(connection.created),
         }
 
-    def integration(self) -> dict[str, Any]:
+    def integration(self, platform: PlatformProfile) -> dict[str, Any]:
         return {
-            "key": HCWS_KEY,
+            "key": platform.key,
             "logoUrl": f"{self._root}/link/logo.svg",
-            "name": HCWS_NAME,
-            "enabled": self._state.portal.integration_enabled,
-            "sourceId": HCWS_SOURCE_ID,
+            "name": platform.name,
+            "enabled": self._state.portal.enabled(platform.key),
+            "sourceId": platform.source_id,
             "sourceType": "BankFeed",
-            "integrationId": HCWS_INTEGRATION_ID,
+            "integrationId": platform.integration_id,
             "isOfflineConnector": False,
             "isBeta": False,
             "dataProvidedBy": "Codat",

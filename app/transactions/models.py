@@ -98,6 +98,7 @@ class BankTransaction(Base):
         UniqueConstraint("business_id", "transaction_id"),
         # Batches are cut in (date, accepted order); the list is read per account and status.
         Index("ix_bank_transaction_queue", "business_id", "account_id", "status", "cleared_at", "seq"),
+        Index("ix_bank_transaction_retention", "status", "completed_at"),  # app/retention.py
     )
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)

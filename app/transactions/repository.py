@@ -128,6 +128,13 @@ class TransactionRepository:
             .values(lease_owner=None, lease_until=None, next_attempt_at=next_attempt_at, waits=waits)
         )
 
+    async def release_all(self, owner: str) -> None:
+        await self.session.execute(
+            update(TransactionStream)
+            .where(TransactionStream.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+
     async def wake(self, stream_id: int, at: datetime) -> None:
         await self.session.execute(
             update(TransactionStream)

@@ -7,8 +7,10 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from app.auth.dependencies import require_scopes
 from app.auth.principals import Service
 from app.errors import Conflict, Forbidden, InvalidInput, Unauthorized, error_responses
+from app.idempotency.route import IdempotentRoute
 from app.onboarding.dependencies import IdPath
 from app.onboarding.exceptions import AccountNotFound, BusinessNotFound
+from app.ratelimit import RateLimited, ServiceLimit
 from app.transactions.schemas import (
     MAX_PER_REQUEST,
     StatusFilter,
@@ -30,7 +32,11 @@ TransactionsReader = Annotated[Service, Depends(require_scopes("transactions:rea
 router = APIRouter(
     prefix="/internal/v1/businesses/{business_id}/accounts/{account_id}/transactions",
     tags=["transactions"],
-    responses=error_responses(Unauthorized, Forbidden, InvalidInput, BusinessNotFound, AccountNotFound),
+    responses=error_responses(
+        Unauthorized, Forbidden, InvalidInput, BusinessNotFound, AccountNotFound, RateLimited
+    ),
+    dependencies=[ServiceLimit],
+    route_class=IdempotentRoute,  # Idempotency-Key on the POST, as on every other POST/PATCH
 )
 
 

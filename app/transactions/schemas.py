@@ -4,8 +4,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, StringConstraints
+from pydantic import BeforeValidator, Field
 
+from app.inputs import Description, ExternalId, Money
 from app.onboarding.schemas import ApiModel, StrictApiModel, UtcDateTime
 
 MAX_PER_REQUEST = 1000  # Codat's maximum per push; a bigger request would only be split again.
@@ -13,7 +14,6 @@ MAX_PER_REQUEST = 1000  # Codat's maximum per push; a bigger request would only 
 TransactionType = Literal["Credit", "Debit", "Unknown"]
 StatusName = Literal["queued", "sending", "delivered", "failed", "refused_by_codat"]
 StatusFilter = Literal["pending", "queued", "sending", "delivered", "failed", "refused_by_codat"]
-Money = Annotated[Decimal, Field(max_digits=16, decimal_places=2)]
 
 
 def _local_date_time(value: object) -> object:
@@ -32,11 +32,11 @@ LocalDateTime = Annotated[datetime, BeforeValidator(_local_date_time)]
 
 
 class TransactionIn(StrictApiModel):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+    id: ExternalId = Field(
         description="Your id for the transaction, unique within the business; a repeated id is a duplicate."
     )
     date: LocalDateTime = Field(description="The cleared date (or local date-time), today or yesterday.")
-    description: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    description: Description
     amount: Money = Field(description="Positive for a Credit, negative for a Debit.")
     balance: Money = Field(description="The account's balance after this transaction.")
     transaction_type: TransactionType = "Unknown"

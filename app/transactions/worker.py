@@ -37,6 +37,7 @@ from app.codat.client import CodatClient, build_http_client
 from app.codat.exceptions import CodatConflict, CodatRejected, CodatUnavailable
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
+from app.housekeeping import housekeeping
 from app.onboarding.repository import OnboardingRepository
 from app.transactions.models import BankTransaction, BatchStatus, TransactionBatch, TransactionStream
 from app.transactions.repository import LeaseLost, TransactionRepository
@@ -111,6 +112,15 @@ class TransactionWorker:
                 task.cancel()
             # Let them roll back and hand their connections back before the engine goes.
             await asyncio.gather(*active, return_exceptions=True)
+            await self._release_all()
+
+    async def _release_all(self) -> None:
+        """On the way out, hand back every stream still leased, so the next worker need not wait for the
+        leases to lapse: a batch cut short is sent again under its key, which Codat replays."""
+        try:
+            await self._transaction(lambda repo, now: repo.release_all(self.name))
+        except Exception:  # noqa: BLE001 - the leases lapse on their own; it is logged
+            log.exception("transactions.release_all_failed")
 
     async def _claim(self, slots: int) -> Sequence[TransactionStream]:
         if slots <= 0:
@@ -302,21 +312,25 @@ async def in_process(app: FastAPI) -> AsyncIterator[None]:
     worker = TransactionWorker(state.sessionmaker, state.codat, state.clock, name="in-process")
     task = asyncio.create_task(worker.run_forever(), name="transactions-worker")
     try:
-        yield
+        async with housekeeping(state.sessionmaker, state.settings, state.clock):
+            yield
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
 
 async def run_standalone(settings: Settings, config: WorkerConfig) -> None:
-    """`bankfeeds-bff worker`: until SIGTERM or Ctrl-C; a batch cut short is finished by the next worker."""
+    """`bankfeeds-bff worker`: until SIGTERM or Ctrl-C; a batch cut short is finished by the next worker.
+    It also samples the backlog gauges and prunes old rows (app/housekeeping.py)."""
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)  # type: ignore[union-attr]
     engine = create_engine(settings, application_name="bankfeeds-bff-worker")
+    sessions, clock = create_sessionmaker(engine), SystemClock()
     try:
-        async with build_http_client(settings.codat) as http:
-            worker = TransactionWorker(
-                create_sessionmaker(engine), CodatClient(http, settings.codat), SystemClock(), config
-            )
+        async with (
+            build_http_client(settings.codat) as http,
+            housekeeping(sessions, settings, clock),
+        ):
+            worker = TransactionWorker(sessions, CodatClient(http, settings.codat), clock, config)
             log.info("transactions.worker_started", extra={"worker": worker.name})
             await worker.run_forever()
     except asyncio.CancelledError:

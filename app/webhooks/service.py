@@ -180,9 +180,11 @@ class WebhookProcessor:
             if row is None:
                 return None
             repo = OnboardingRepository(session)
-            changed_business = await apply(repo, json.loads(row.body), row.generated_at)
+            event = json.loads(row.body)
+            changed_business = await apply(repo, event, row.generated_at)
             if changed_business is not None:
                 await repo.bump_feed_version(changed_business)  # last: see the repository's lock order
+        EVENTS.labels(event["eventType"], "applied").inc()
         return changed_business
 
     async def _record_failure(self, webhook_id: str, exc: Exception, now: datetime) -> None:

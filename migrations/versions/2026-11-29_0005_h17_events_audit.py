@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_h17_events_audit"
-down_revision: str | None = "0005_h13_webhook_failures"  # the lead re-chains at merge
+down_revision: str | None = "0005_h14_retention_index"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("event_types", sa.Text(), nullable=False),
         sa.Column("business_id", sa.String(length=64), nullable=True),
-        sa.Column("secret_encrypted", sa.Text(), nullable=False),
+        sa.Column("signing_secret", sa.Text(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("disabled_reason", sa.Text(), nullable=True),
         sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),

@@ -47,7 +47,13 @@ def test_a_remembered_token_is_checked_again_once_it_expires_or_after_a_while(
     verifier = TokenVerifier(auth_settings)
     now = time.time()
     token = jwt.encode(
-        {"sub": "u", "aud": auth_settings.audience, "business_id": "biz-1", "exp": int(now) + lifetime},
+        {
+            "sub": "u",
+            "aud": auth_settings.audience,
+            "iss": auth_settings.issuer,
+            "business_id": "biz-1",
+            "exp": int(now) + lifetime,
+        },
         auth_settings.jwt_secret.get_secret_value(),
     )
     verifier.end_user(token)

@@ -196,3 +196,17 @@ async def test_the_page_pages_the_timeline_back_in_time(app, client, auth_settin
     assert "step-09" in second.text
     assert "step-59" not in second.text
     assert 'id="older"' not in second.text
+
+
+async def test_a_console_action_from_another_site_is_refused(app, client, auth_settings, business):
+    token = mint_service_token(auth_settings, "bob", ["console:read", "console:write"])
+    client.cookies.set("bff_console", token, path="/console")
+    action = f"/console/businesses/{business}/transactions/retry"
+
+    refused = await client.post(action, headers={"sec-fetch-site": "cross-site"})
+    assert refused.status_code == 403
+    assert await audit_of(app, business) == []
+
+    done = await client.post(action, headers={"sec-fetch-site": "same-origin"})
+    assert done.status_code == 303
+    assert [a[:2] for a in await audit_of(app, business)] == [("operator:bob", "transactions.retried")]

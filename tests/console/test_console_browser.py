@@ -177,8 +177,11 @@ def test_support_finds_a_broken_feed_reapplies_its_dead_webhook_and_it_recovers(
         expect(page.locator("#dead-webhooks")).to_contain_text("a bug in applying sourceAccount.connected")
 
     with step("reapply"):
-        page.locator("#dead-webhooks").get_by_role("button", name="Re-apply").click()
-        expect(page.locator("#said")).to_contain_text("re-applied: applied")
+        reapply = page.locator("#dead-webhooks").get_by_role("button", name="Re-apply")
+        # The sandbox may report the reconnection more than once, as Codat may: each copy died; re-apply each.
+        for _ in range(reapply.count()):
+            reapply.first.click()
+            expect(page.locator("#said")).to_contain_text("re-applied: applied")
         expect(page.locator("#account-acc-1 .status")).to_have_text("connected")
         expect(page.locator("#action")).to_have_text("none")
         expect(page.locator("#dead-webhooks")).to_contain_text("None.")

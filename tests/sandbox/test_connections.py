@@ -37,14 +37,14 @@ async def test_an_hcws_connection_is_a_pending_bank_feed_with_a_link(sandbox) ->
 @pytest.mark.parametrize(
     ("body", "status", "item_id"),
     [
-        ({"platformKey": "gbol"}, 400, "platformKey"),
+        ({"platformKey": "zzzz"}, 400, "platformKey"),
         ({"platformKey": "HCWS"}, 400, "platformKey"),
         ({"platformKey": "hcw"}, 400, "platformKey"),
         ({}, 400, "platformKey"),
         (None, 400, None),
     ],
 )
-async def test_other_platform_keys_are_refused(sandbox, body, status, item_id) -> None:
+async def test_unknown_platform_keys_are_refused(sandbox, body, status, item_id) -> None:
     company = await sandbox.company()
     response = await sandbox.client.post(f"/companies/{company['id']}/connections", json=body)
     assert_codat_error(response, status, item_id)

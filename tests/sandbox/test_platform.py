@@ -14,8 +14,8 @@ async def test_the_integration_follows_the_portal_switch(sandbox) -> None:
     assert (await sandbox.client.get("/integrations/hcws")).json()["enabled"] is False
 
 
-async def test_other_integrations_are_not_found(sandbox) -> None:
-    assert_codat_error(await sandbox.client.get("/integrations/gbol"), 404)
+async def test_unknown_integrations_are_not_found(sandbox) -> None:
+    assert_codat_error(await sandbox.client.get("/integrations/zzzz"), 404)
 
 
 async def test_sync_settings_list_the_enabled_data_types(sandbox) -> None:

@@ -35,3 +35,32 @@ def test_the_worker_command_will_not_run_against_the_embedded_sandbox(monkeypatc
     with pytest.raises(SystemExit, match="in-process"):
         cli.main(["worker"])
     cli.get_settings.cache_clear()
+
+
+async def test_a_stopped_worker_hands_back_the_streams_it_holds(app):
+    from datetime import timedelta
+
+    from app.transactions.models import TransactionStream
+    from app.transactions.worker import TransactionWorker
+
+    sessions, now = app.state.sessionmaker, app.state.clock.now()
+    async with sessions.begin() as session:  # held by this worker, as when a delivery is cut short
+        held = TransactionStream(
+            business_id="biz-1",
+            account_id="acc-1",
+            lease_owner="worker-1",
+            lease_until=now + timedelta(seconds=30),
+            next_attempt_at=now,
+            waits=0,
+        )
+        session.add(held)
+    worker = TransactionWorker(sessions, app.state.codat, app.state.clock, name="worker-1")
+    task = asyncio.create_task(worker.run_forever())
+    await asyncio.sleep(0.2)
+
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    async with sessions() as session:
+        stream = await session.get(TransactionStream, held.id)
+    assert (stream.lease_owner, stream.lease_until) == (None, None)  # the next worker need not wait 30 s

@@ -3,6 +3,7 @@
 import json
 import logging
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -37,6 +38,15 @@ async def stored(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     async with app.state.sessionmaker() as session:
         rows = await session.execute(select(WebhookEvent.id, WebhookEvent.status).order_by(WebhookEvent.id))
         return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+@pytest.fixture
+def caplog(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog, seeing uvicorn's loggers too (they do not propagate to the root under uvicorn's log config)."""
+    uvicorn_logger = logging.getLogger("uvicorn")
+    uvicorn_logger.addHandler(caplog.handler)
+    yield caplog
+    uvicorn_logger.removeHandler(caplog.handler)
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -6,7 +6,7 @@ Path parameters keep Codat's names (``companyId``, ``connectionId``…) so route
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-from app.sandbox.api import companies, connections, platform, source_accounts, transactions
+from app.sandbox.api import companies, connections, mapping, platform, sage, source_accounts, transactions
 
 _ROUTERS = [
     companies.router,
@@ -14,6 +14,8 @@ _ROUTERS = [
     source_accounts.router,
     platform.router,
     transactions.router,
+    mapping.router,
+    sage.router,
 ]
 
 router = APIRouter()

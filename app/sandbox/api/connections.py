@@ -1,4 +1,5 @@
-"""Connections: create (hcws only), list, get, unlink, delete. Reading one re-mints a lapsed link OTP."""
+"""Connections: create (a platform of ``app.sandbox.platforms``), list, get, unlink, delete. Reading one
+re-mints a lapsed link OTP."""
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -10,8 +11,8 @@ from app.sandbox.api.schemas import ConnectionRequest, ConnectionUpdate, parse_b
 from app.sandbox.context import lifecycle, presenter, sandbox_state
 from app.sandbox.errors import CodatError, invalid
 from app.sandbox.models import Connection, ConnectionStatus
+from app.sandbox.platforms import PROFILES
 from app.sandbox.state import SandboxState
-from app.sandbox.views import HCWS_KEY
 
 router = APIRouter(route_class=CodatRoute)
 
@@ -32,7 +33,9 @@ async def create_connection(request: Request, companyId: str) -> JSONResponse:
     company = require_company(state, companyId)
     body = await parse_body(request, ConnectionRequest, validator="ConnectionValidator")
     _require_enabled_integration(state, body.platform_key)
-    connection = Connection(state.new_id(), company.id, state.clock.now(), state.new_otp())
+    connection = Connection(
+        state.new_id(), company.id, state.clock.now(), state.new_otp(), platform_key=body.platform_key
+    )
     company.connections[connection.id] = connection
     state.connections[connection.id] = connection
     life = lifecycle(request)
@@ -43,13 +46,13 @@ async def create_connection(request: Request, companyId: str) -> JSONResponse:
 def _require_enabled_integration(state: SandboxState, platform_key: str) -> None:
     # Codat declares no 400 for this operation, yet an unknown key is a bad request, not a missing resource;
     # a known but disabled integration is a 403: this client may not use it until it is enabled in the Portal.
-    if platform_key != HCWS_KEY:
+    if platform_key not in PROFILES:
         raise invalid(
             f"No integration was found with platform key '{platform_key}'.",
             item_id="platformKey",
             validator="ConnectionValidator",
         )
-    if not state.portal.integration_enabled:
+    if not state.portal.enabled(platform_key):
         raise CodatError(403, f"The integration '{platform_key}' is not enabled for this client.")
 
 

@@ -1,4 +1,5 @@
-"""The two Platform API reads the BFF's readiness check uses: the hcws integration and the sync settings."""
+"""The two Platform API reads the BFF's readiness check uses: an integration (by platform key) and the sync
+settings."""
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -6,16 +7,17 @@ from fastapi.responses import JSONResponse
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.context import presenter
 from app.sandbox.errors import CodatError
-from app.sandbox.views import HCWS_KEY
+from app.sandbox.platforms import PROFILES
 
 router = APIRouter(route_class=CodatRoute)
 
 
 @router.get("/integrations/{platformKey}", operation_id="get-integration")
 async def get_integration(request: Request, platformKey: str) -> JSONResponse:
-    if platformKey != HCWS_KEY:
+    platform = PROFILES.get(platformKey)
+    if platform is None:
         raise CodatError(404, f"No integration was found with platform key '{platformKey}'.")
-    return JSONResponse(presenter(request).integration())
+    return JSONResponse(presenter(request).integration(platform))
 
 
 @router.get("/profile/syncSettings", operation_id="get-profile-syncSettings")

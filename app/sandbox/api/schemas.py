@@ -146,6 +146,22 @@ class SourceAccountV1Update(_Body):
     feed_start_date: str | None = None
 
 
+class BankFeedAccountMapping(_Body):
+    """Codat's BankFeedAccountMapping (additionalProperties: false)."""
+
+    model_config = ConfigDict(extra="forbid")
+    source_account_id: str
+    target_account_id: str | None = None
+    feed_start_date: str | None = None
+
+    @field_validator("feed_start_date")
+    @classmethod
+    def _is_datetime(cls, value: str | None) -> str | None:
+        if value is not None:
+            datetime.fromisoformat(value)
+        return value
+
+
 async def read_json(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():

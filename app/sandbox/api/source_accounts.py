@@ -22,6 +22,7 @@ from app.sandbox.api.schemas import (
 from app.sandbox.context import lifecycle, sandbox_state
 from app.sandbox.errors import CodatError, ValidationItem, invalid
 from app.sandbox.models import AccountStatus, Connection, SourceAccount
+from app.sandbox.platforms import QBO, profile
 
 router = APIRouter(route_class=CodatRoute)
 
@@ -111,16 +112,30 @@ def _batch_error(account_id: str, status_code: str, error: str) -> dict[str, Any
     return {"sourceAccountId": account_id, "result": {"statusCode": status_code, "error": error}}
 
 
+def _require_qbo(connection: Connection) -> None:
+    # Codat: "Only call this endpoint when onboarding SMBs that use QuickBooks Online".
+    platform = profile(connection.platform_key)
+    if platform is not QBO:
+        raise invalid(
+            f"Credentials are only for QuickBooks Online Bank Feeds; this connection is {platform.name}.",
+            item_id=None,
+            validator=VALIDATOR,
+        )
+
+
 @router.post(ACCOUNTS + "/credentials", operation_id="generate-credentials")
 async def generate_credentials(request: Request, companyId: str, connectionId: str) -> JSONResponse:
     connection = _connection(request, companyId, connectionId)
+    _require_qbo(connection)
     credentials = sandbox_state(request).issue_credentials(connection)
     return JSONResponse({"username": credentials.username, "password": credentials.password})
 
 
 @router.delete(ACCOUNTS + "/credentials", operation_id="delete-bank-feed-credentials", status_code=204)
 async def delete_bank_feed_credentials(request: Request, companyId: str, connectionId: str) -> Response:
-    _connection(request, companyId, connectionId).credentials.clear()
+    connection = _connection(request, companyId, connectionId)
+    _require_qbo(connection)
+    connection.credentials.clear()
     return Response(status_code=204)
 
 

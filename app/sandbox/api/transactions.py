@@ -1,12 +1,12 @@
 """Bank transactions: push them to a source account, and read the push operations that follow them.
 
-The request is checked at once (its shape, at most 1,000 transactions, a connected source account) and
-answered with a Pending push operation; QBO's date rules are applied when the push completes (see
-``app.sandbox.pushes``).
+The request is checked at once (its shape, at most 1,000 transactions, the transaction types the platform
+takes, a connected source account) and answered with a Pending push operation; the platform's date rules
+are applied when the push completes (see ``app.sandbox.pushes`` and ``app.sandbox.platforms``).
 """
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -22,6 +22,7 @@ from app.sandbox.api.schemas import Number, parse_body
 from app.sandbox.context import presenter, sandbox_state
 from app.sandbox.errors import CodatError, invalid
 from app.sandbox.models import AccountStatus
+from app.sandbox.platforms import TRANSACTION_TYPES, PlatformProfile, profile
 
 router = APIRouter(route_class=CodatRoute)
 
@@ -33,7 +34,8 @@ class _Wire(BaseModel):
 
 
 class BankTransaction(_Wire):
-    """What QBO Bank Feeds requires of a transaction: id, date, description, amount and balance."""
+    """What QBO Bank Feeds requires of a transaction: id, date, description, amount and balance (Xero, Sage,
+    NetSuite, Exact and FreeAgent require balance too)."""
 
     id: Annotated[str, StringConstraints(min_length=1)]
     date: str
@@ -43,12 +45,21 @@ class BankTransaction(_Wire):
     reconciled: bool | None = None
     amount: Number
     balance: Number
-    transaction_type: Literal["Credit", "Debit", "Unknown"] | None = None
+    transaction_type: str | None = None
 
     @field_validator("date")
     @classmethod
     def _is_local_date_time(cls, value: str) -> str:
         datetime.fromisoformat(value)
+        return value
+
+    @field_validator("transaction_type")
+    @classmethod
+    def _is_codat_type(cls, value: str | None) -> str | None:
+        if value is not None and value not in TRANSACTION_TYPES:
+            raise ValueError(
+                f"must be one of Codat's transaction types: {', '.join(sorted(TRANSACTION_TYPES))}"
+            )
         return value
 
 
@@ -75,12 +86,14 @@ async def create_bank_transactions(
     account = connection.accounts.get(accountId)
     if account is None:
         raise CodatError(404, f"Source account {accountId} not found")
+    platform = profile(connection.platform_key)
     if account.status is not AccountStatus.connected:
         raise invalid(
-            f"Source account {accountId} is not connected to QuickBooks Online.",
+            f"Source account {accountId} is not connected to {platform.name}.",
             item_id="accountId",
             validator=pushes.VALIDATOR,
         )
+    _require_platform_types(platform, body.transactions)
     transactions = [t.model_dump(by_alias=True, exclude_none=True) for t in body.transactions]
     operation = pushes.PushOperation(
         state.new_id(),
@@ -94,6 +107,18 @@ async def create_bank_transactions(
     pushes.start(state, operation, presenter(request))
     data = {"accountId": accountId, "transactions": transactions}
     return JSONResponse({**pushes.view(operation), "data": data})
+
+
+def _require_platform_types(platform: PlatformProfile, transactions: list[BankTransaction]) -> None:
+    allowed = platform.push.transaction_types
+    for index, transaction in enumerate(transactions):
+        if allowed is not None and transaction.transaction_type not in (None, *allowed):
+            raise invalid(
+                f"transactions.{index}.transactionType: {platform.name} takes only "
+                f"{', '.join(sorted(allowed))}, not {transaction.transaction_type}.",
+                item_id=f"transactions.{index}.transactionType",
+                validator=pushes.VALIDATOR,
+            )
 
 
 def _timeout_in_minutes(request: Request) -> int | None:

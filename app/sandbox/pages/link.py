@@ -1,12 +1,16 @@
-"""The Codat-hosted QBO Bank Feeds Link page at a connection's linkUrl: Get and Revoke credentials."""
+"""The Codat-hosted QBO Bank Feeds Link page at a connection's linkUrl: Get and Revoke credentials.
+
+Other platforms' linkUrls lead elsewhere: the OAuth consent stand-in (``oauth``) or, for Sage, nowhere."""
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from app.sandbox.context import public_root, sandbox_state
 from app.sandbox.models import Connection
+from app.sandbox.pages import oauth, sage
 from app.sandbox.pages.render import NOTHING, Safe, first, form_fields, message, page, render
 from app.sandbox.pages.text import TEXT, language, other_language
+from app.sandbox.platforms import Flow, profile
 from app.sandbox.state import SandboxState
 from app.sandbox.switches import Callout
 from app.sandbox.views import link_path
@@ -40,9 +44,14 @@ async def start(
     request: Request, companyId: str, connectionId: str, otp: str = "", lang: str = "en"
 ) -> HTMLResponse:
     state, lang = sandbox_state(request), language(lang)
-    connection = _connection_for(state, companyId, connectionId, otp)
+    connection = _with_live_otp(state, companyId, connectionId, otp)
     if connection is None:
         return _expired(lang)
+    flow = profile(connection.platform_key).flow
+    if flow is Flow.sage:
+        return sage.not_a_link_page()
+    if flow is Flow.link_and_map:
+        return oauth.consent_page(request, connection, otp)
     return _link_page(request, connection, otp, lang, _get_credentials_form(request, connection, otp, lang))
 
 
@@ -86,10 +95,20 @@ async def revoke_credentials(request: Request, companyId: str, connectionId: str
     )
 
 
-def _connection_for(state: SandboxState, company_id: str, connection_id: str, otp: str) -> Connection | None:
+def _with_live_otp(state: SandboxState, company_id: str, connection_id: str, otp: str) -> Connection | None:
     """The connection, if the OTP is its current one and has not lapsed."""
     connection = state.find_connection(company_id, connection_id)
     return connection if connection and state.otp_accepted(connection, otp) else None
+
+
+def _connection_for(state: SandboxState, company_id: str, connection_id: str, otp: str) -> Connection | None:
+    """A QuickBooks Online connection whose OTP is live: the only kind this page hands credentials to."""
+    connection = _with_live_otp(state, company_id, connection_id, otp)
+    return (
+        connection
+        if connection and profile(connection.platform_key).flow is Flow.platform_credentials
+        else None
+    )
 
 
 def _base(request: Request, connection: Connection) -> str:
