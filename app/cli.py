@@ -9,7 +9,7 @@ import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import uvicorn
 from prometheus_client import start_http_server
@@ -23,6 +23,9 @@ from app.config import DEV_SANDBOX_API_KEY, DatabaseOnlySettings, Environment, S
 from app.metrics import MULTIPROC_ENV
 from app.observability import configure_logging
 from app.serving import uvicorn_options
+
+if TYPE_CHECKING:
+    from app.transactions.worker import WorkerConfig
 
 WORKER_STARTUP_SECONDS = 60
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -143,7 +146,7 @@ def use_fresh_metrics_directory() -> None:
 
 
 def run_worker(args: argparse.Namespace) -> None:
-    from app.transactions.worker import WorkerConfig, run_standalone
+    from app.transactions.worker import WorkerConfig
 
     settings = load_settings_or_exit(get_settings)
     if settings.sandbox.enabled:
@@ -151,9 +154,21 @@ def run_worker(args: argparse.Namespace) -> None:
     configure_logging(settings.log_level)
     if settings.ops.worker_metrics_port:
         start_http_server(settings.ops.worker_metrics_port, registry=metrics.registry())
-    asyncio.run(
-        run_standalone(settings, WorkerConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds))
-    )
+    config = WorkerConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds)
+    asyncio.run(_run_workers(settings, config))
+
+
+async def _run_workers(settings: Settings, config: "WorkerConfig") -> None:
+    """Transactions to Codat and events to the fintech's services, side by side until stopped."""
+    from app.events.worker import run_standalone as run_events
+    from app.transactions.worker import run_standalone as run_transactions
+
+    events = asyncio.create_task(run_events(settings))
+    try:
+        await run_transactions(settings, config)
+    finally:
+        events.cancel()
+        await asyncio.gather(events, return_exceptions=True)
 
 
 def run_prune(args: argparse.Namespace) -> None:

@@ -197,6 +197,31 @@ class RetentionSettings(BaseModel):
     interval_seconds: float = Field(3600, ge=0, description="How often the worker prunes (0: never).")
 
 
+class EventsSettings(BaseModel):
+    """Outbound events to the fintech's own services (app/events)."""
+
+    allow_private_targets: bool | None = Field(
+        None,
+        description="Allow subscriptions to loopback/private addresses (default: only outside prod).",
+    )
+    retry_for_seconds: int = Field(
+        24 * 3600,
+        gt=0,
+        description="How long a delivery is retried (with backoff) before it is parked failed.",
+    )
+    disable_after_seconds: int = Field(
+        3 * 24 * 3600, gt=0, description="A subscription failing without a success this long is disabled."
+    )
+    stalled_after_seconds: int = Field(
+        24 * 3600, gt=0, description="An onboarding pending longer than this emits `onboarding.stalled`."
+    )
+    request_timeout_seconds: float = Field(10.0, gt=0, description="Per delivery attempt.")
+
+
+class AuditSettings(BaseModel):
+    retention_days: int = Field(400, gt=0, description="Audit entries older than this are deleted.")
+
+
 class DatabaseOnlySettings(BaseSettings):
     """What `migrate` needs, and all it needs: the environment and the database."""
 
@@ -243,6 +268,8 @@ class Settings(DatabaseOnlySettings):
     view_cache_entries: int = Field(
         20_000, ge=1, description="Bank-feed views each process keeps (~1.5 KB each), least recent dropped."
     )
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _fill_dev_secrets(self) -> Self:
@@ -284,6 +311,13 @@ class Settings(DatabaseOnlySettings):
         if self.api.docs_enabled is None:
             return self.environment is not Environment.prod
         return self.api.docs_enabled
+
+    @property
+    def private_targets_allowed(self) -> bool:
+        """Whether outbound events may go to loopback/private addresses: never in prod unless allowed."""
+        if self.events.allow_private_targets is not None:
+            return self.events.allow_private_targets
+        return self.environment is not Environment.prod
 
     @property
     def uses_sqlite(self) -> bool:

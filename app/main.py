@@ -10,13 +10,18 @@ from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 
 from app import ops, tracing
+from app.audit.sink import AuditSink, running
 from app.auth.tokens import TokenVerifier
 from app.clock import Clock, SystemClock
 from app.codat.client import CodatClient, build_http_client
 from app.config import Environment, Settings, get_settings
+from app.console.pages import router as console_pages
+from app.console.router import router as console_router
 from app.db import create_engine, create_sessionmaker
 from app.docs import mount_docs
 from app.errors import install_error_handlers
+from app.events.router import router as events_router
+from app.events.worker import in_process as events_worker
 from app.http_guards import BodySizeLimit, OpsToken, SecurityHeaders
 from app.metrics import INBOUND_RATE_LIMITED
 from app.observability import RequestContextMiddleware, configure_logging
@@ -62,6 +67,7 @@ def create_app(
             stack.enter_context(on_shutdown_signal(app.state.changes.close))
             if settings.environment is Environment.dev:
                 await stack.enter_async_context(transactions_worker(app))
+                await stack.enter_async_context(events_worker(app))
             yield
 
     app = FastAPI(
@@ -80,6 +86,9 @@ def create_app(
     app.include_router(transactions_router)
     app.include_router(webhooks_router)
     app.include_router(webhooks_operator_router)
+    app.include_router(events_router)
+    app.include_router(console_router)
+    app.include_router(console_pages)
     app.include_router(ops.router)
     if settings.docs_enabled:
         mount_docs(app)
@@ -151,7 +160,10 @@ async def _open_resources(
     state.sessionmaker = create_sessionmaker(engine)
     state.clock = _clock(sandbox_app)
     ViewCache.of(engine, settings.view_cache_entries)  # made here to size it; found again by its engine
-    state.codat = CodatClient(codat_http, settings.codat, wall_clock=state.clock.now)
+    audit = await stack.enter_async_context(running(AuditSink(state.sessionmaker, state.clock)))
+    state.codat = CodatClient(
+        codat_http, settings.codat, wall_clock=state.clock.now, on_call=audit.codat_call
+    )
     state.token_verifier = TokenVerifier(settings.auth)
     state.single_flight = SingleFlight()
     state.changes = ChangeFeed()

@@ -1,6 +1,8 @@
 """Every domain's ORM models, imported in one place for Alembic and the tests."""
 
+from app.audit.models import AuditEntry
 from app.db import Base
+from app.events.models import EventDelivery, EventSubscription, FeedState, OutboundEvent, StreamCursor
 from app.idempotency.models import IdempotencyRecord
 from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection, StoredBankFeedView
 from app.transactions.models import BankTransaction, TransactionBatch, TransactionStream
@@ -18,4 +20,10 @@ __all__ = [
     "BankTransaction",
     "TransactionBatch",
     "TransactionStream",
+    "AuditEntry",
+    "EventSubscription",
+    "OutboundEvent",
+    "EventDelivery",
+    "FeedState",
+    "StreamCursor",
 ]

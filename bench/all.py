@@ -20,6 +20,7 @@ SCRIPTS = [
     "steps",
     "profile_view",
     "retention",
+    "console",
 ]
 RESULTS = h.ROOT / "bench" / "RESULTS.md"
 INTRO = """# Benchmark results

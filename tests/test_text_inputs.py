@@ -145,6 +145,8 @@ async def every_table(app) -> str:  # type: ignore[no-untyped-def]
         dumps = [
             repr((await connection.exec_driver_sql(f'SELECT * FROM "{table.name}"')).all())
             for table in Base.metadata.sorted_tables
+            # The audit trail's writer records earlier Codat calls in the background, whenever it runs.
+            if table.name != "audit_entry"
         ]
         return "\n".join(dumps)
 

@@ -163,6 +163,16 @@ def _log_event(level: int, event: str, **fields: object) -> None:
     log.log(level, "%s %s", event, " ".join(f"{key}={value}" for key, value in fields.items()), extra=fields)
 
 
+@dataclass(frozen=True)
+class CallOutcome:
+    """One Codat call as the audit trail records it: never its body, a link or a credential."""
+
+    operation: str
+    outcome: str  # ok, rejected, unavailable, error
+    company_id: str | None
+    correlation_id: str | None
+
+
 class CodatClient:
     """Codat's Bank Feeds and Platform API as the BFF uses it; one instance per process.
 
@@ -179,7 +189,9 @@ class CodatClient:
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
         wall_clock: WallClock | None = None,
+        on_call: Callable[[CallOutcome], None] | None = None,
     ) -> None:
+        self._on_call = on_call  # told of every call's outcome (the audit trail); must not block or raise
         self._http = http
         self._settings = settings
         self._sleep = sleep
@@ -502,16 +514,19 @@ class CodatClient:
     async def _request(self, call: _Call) -> httpx.Response:
         deadline = current_deadline() or Deadline.after(self._settings.request_deadline_seconds, self._clock)
         started = self._clock()
-        outcome = "error"
+        outcome, correlation_id = "error", None
         try:
             response = await self._with_retries(call, deadline)
             outcome = "ok"
             return response
         except CodatError as exc:
             outcome = "unavailable" if isinstance(exc, CodatUnavailable) else "rejected"
+            correlation_id = getattr(exc, "correlation_id", None)  # both subclasses carry it
             raise
         finally:
             metrics.observe(call.operation, outcome, self._clock() - started)
+            if self._on_call is not None:
+                self._on_call(CallOutcome(call.operation, outcome, call.company_id, correlation_id))
 
     # Hand-written rather than stamina.retry_context: stamina's sleep cannot be injected (its test mode zeroes
     # every wait, Retry-After included) and its timeout is per call and checked only after sleeping, while

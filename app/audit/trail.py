@@ -1,0 +1,57 @@
+"""Write and read the audit trail. Writers pass the session of the change they record, so the entry commits
+with it (or not at all)."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.models import AuditEntry
+
+SYSTEM = "system"
+CODAT = "codat"
+
+
+def operator(name: str) -> str:
+    return f"operator:{name}"
+
+
+@dataclass(frozen=True)
+class Audit:
+    """One entry to write: who did what to which business, and how it went."""
+
+    business_id: str | None
+    actor: str
+    action: str
+    outcome: str
+    detail: str = ""
+
+
+def record(session: AsyncSession, entry: Audit, at: datetime) -> None:
+    session.add(
+        AuditEntry(
+            business_id=entry.business_id,
+            at=at,
+            actor=entry.actor,
+            action=entry.action,
+            outcome=entry.outcome,
+            detail=entry.detail,
+        )
+    )
+
+
+async def timeline(
+    session: AsyncSession, business_id: str, before: int | None = None, limit: int = 50
+) -> Sequence[AuditEntry]:
+    """The business's entries, newest first; `before` is the id the previous page ended at."""
+    query = select(AuditEntry).where(AuditEntry.business_id == business_id)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    return (await session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit))).all()
+
+
+async def prune(session: AsyncSession, older_than: datetime) -> int:
+    result = await session.execute(delete(AuditEntry).where(AuditEntry.at < older_than))
+    return result.rowcount  # type: ignore[attr-defined, no-any-return]

@@ -1,0 +1,267 @@
+"""Derive events from committed state: no hook in the code that changes a feed.
+
+Every change the bank-feed view shows bumps the business's `feed_version` (app/onboarding/repository.py),
+whoever made it: a webhook, a refresh, the reconciler, a user, another replica. The projector renders the
+view of each business whose version moved past what it last saw, compares it with the snapshot it kept,
+and writes the differences as events, audit entries and the business's health (FeedState) in one
+transaction. Finished transaction batches are followed by a cursor per account stream. The trade-off: a state
+that flips and flips back between two rounds (about a second) is one view, and makes no event.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.trail import SYSTEM, Audit, record
+from app.events.models import EventSubscription, EventType, FeedState, StreamCursor
+from app.events.outbox import emit, enabled_subscriptions
+from app.onboarding.holds import BROKEN_CONNECTION
+from app.onboarding.models import Business, FeedConnection
+from app.onboarding.view import render_bank_feed_view
+from app.transactions.models import (
+    UNFINISHED,
+    BankTransaction,
+    BatchStatus,
+    TransactionBatch,
+    TransactionStatus,
+    TransactionStream,
+)
+
+PENDING_ONBOARDING = ("connect", "finish_in_quickbooks")
+FAILED = (TransactionStatus.FAILED, TransactionStatus.REFUSED_BY_CODAT)
+FINISHED_BATCH = (BatchStatus.SUCCESS, BatchStatus.FAILED, BatchStatus.REFUSED)
+
+
+@dataclass
+class Snapshot:
+    connection_id: str | None = None
+    connection: str | None = None
+    action: str = "none"
+    accounts: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, state: FeedState | None) -> "Snapshot":
+        return cls(**json.loads(state.snapshot)) if state else cls()
+
+    def dump(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @property
+    def broken(self) -> bool:
+        return self.connection in BROKEN_CONNECTION or "disconnected" in self.accounts.values()
+
+
+@dataclass(frozen=True)
+class Change:
+    event_type: EventType
+    data: dict[str, Any]
+    detail: str
+
+
+def feed_changes(old: Snapshot, new: Snapshot, action_message: str | None) -> list[Change]:
+    """What changed between two views of one feed, as events, in the order a reader would tell them."""
+    changes: list[Change] = []
+    if new.connection == "Linked" and (old.connection != "Linked" or old.connection_id != new.connection_id):
+        changes.append(
+            Change(EventType.FEED_CONNECTED, {"connectionId": new.connection_id}, "feed connected")
+        )
+    for account_id, status in sorted(new.accounts.items()):
+        if status in ("connected", "disconnected") and old.accounts.get(account_id) != status:
+            event_type = (
+                EventType.ACCOUNT_CONNECTED if status == "connected" else EventType.ACCOUNT_DISCONNECTED
+            )
+            changes.append(Change(event_type, {"accountId": account_id}, f"account {account_id} {status}"))
+    if new.action != "none" and new.action != old.action:
+        changes.append(
+            Change(
+                EventType.FEED_NEEDS_ACTION,
+                {"action": new.action, "actionMessage": action_message, "connectionStatus": new.connection},
+                f"feed needs action: {new.action}",
+            )
+        )
+    return changes
+
+
+class Projector:
+    def __init__(self, stalled_after: timedelta, batch: int = 200) -> None:
+        self.stalled_after = stalled_after
+        self.batch = batch
+
+    async def changed_businesses(self, session: AsyncSession) -> Sequence[str]:
+        query = (
+            select(Business.id)
+            .outerjoin(FeedState, FeedState.business_id == Business.id)
+            .where(or_(FeedState.business_id.is_(None), FeedState.feed_version != Business.feed_version))
+            .limit(self.batch)
+        )
+        return (await session.scalars(query)).all()
+
+    async def project_business(self, session: AsyncSession, business_id: str, now: datetime) -> None:
+        """One business's view against its snapshot: events, audit, health. Locks its FeedState row, so two
+        workers never emit the same change twice (a first insert races on the primary key instead)."""
+        state = await session.get(FeedState, business_id, with_for_update=True)
+        version = await session.scalar(select(Business.feed_version).where(Business.id == business_id))
+        if version is None or (state is not None and state.feed_version == version):
+            return
+        view = await render_bank_feed_view(session, business_id)
+        connection = await session.scalar(
+            select(FeedConnection).where(FeedConnection.business_id == business_id, FeedConnection.is_current)
+        )
+        old = Snapshot.load(state)
+        new = Snapshot(
+            connection_id=view.connection.connection_id if view.connection else None,
+            connection=view.connection.status if view.connection else None,
+            action=view.action,
+            accounts={a.account_id: a.status for a in view.accounts},
+        )
+        subscriptions = await enabled_subscriptions(session)
+        for change in feed_changes(old, new, view.action_message):
+            await self._emit(session, subscriptions, business_id, change, now)
+        held, failed = await _transaction_counts(session, business_id)
+        if new.broken and not old.broken and held:
+            change = Change(EventType.TRANSACTIONS_HELD, {"count": held}, f"{held} transactions held")
+            await self._emit(session, subscriptions, business_id, change, now)
+        if state is None:
+            state = FeedState(business_id=business_id, stalled=False)
+            session.add(state)
+        pending_since = connection.created_at if connection is not None else None
+        state.stalled = bool(
+            state.stalled
+            and new.action in PENDING_ONBOARDING
+            and state.connection_created_at == pending_since
+        )
+        state.feed_version = version
+        state.action = new.action
+        state.connection_status = new.connection
+        state.connection_created_at = pending_since
+        state.needs_action = new.action != "none"
+        state.broken = new.broken
+        state.held_count = held
+        state.failed_count = failed
+        state.snapshot = new.dump()
+        state.updated_at = now
+
+    async def finished_batches(self, session: AsyncSession) -> Sequence[tuple[TransactionBatch, str]]:
+        """Batches finished since each stream's cursor, oldest first, with their business."""
+        cursor = func.coalesce(StreamCursor.last_batch_id, 0)
+        query = (
+            select(TransactionBatch, TransactionStream.business_id)
+            .join(TransactionStream, TransactionStream.id == TransactionBatch.stream_id)
+            .outerjoin(StreamCursor, StreamCursor.stream_id == TransactionStream.id)
+            .where(TransactionBatch.status.in_(FINISHED_BATCH), TransactionBatch.id > cursor)
+            .order_by(TransactionBatch.id)
+            .limit(self.batch)
+        )
+        return [(batch, business_id) for batch, business_id in (await session.execute(query)).all()]
+
+    async def project_batch(
+        self, session: AsyncSession, batch_id: int, business_id: str, now: datetime
+    ) -> None:
+        """One finished push as one event: `transactions.delivered` or `transactions.failed`."""
+        cursor = await session.get(StreamCursor, await _stream_of(session, batch_id), with_for_update=True)
+        if cursor is not None and cursor.last_batch_id >= batch_id:
+            return  # another worker got here first
+        batch = await session.get(TransactionBatch, batch_id)
+        assert batch is not None
+        rows = (
+            await session.execute(
+                select(BankTransaction.transaction_id, BankTransaction.status, BankTransaction.error)
+                .where(BankTransaction.batch_id == batch_id)
+                .order_by(BankTransaction.seq)
+            )
+        ).all()
+        subscriptions = await enabled_subscriptions(session)
+        change = _batch_change(batch, rows)
+        if change is not None:
+            await self._emit(session, subscriptions, business_id, change, now)
+        if cursor is None:
+            session.add(StreamCursor(stream_id=batch.stream_id, last_batch_id=batch_id))
+        else:
+            cursor.last_batch_id = batch_id
+        state = await session.get(FeedState, business_id, with_for_update=True)
+        if state is not None:
+            state.held_count, state.failed_count = await _transaction_counts(session, business_id)
+
+    async def stalled(self, session: AsyncSession, now: datetime) -> Sequence[str]:
+        """Businesses whose onboarding has been pending longer than the setting, not yet reported."""
+        query = (
+            select(FeedState.business_id)
+            .where(
+                FeedState.action.in_(PENDING_ONBOARDING),
+                FeedState.stalled.is_(False),
+                FeedState.connection_created_at < now - self.stalled_after,
+            )
+            .limit(self.batch)
+        )
+        return (await session.scalars(query)).all()
+
+    async def project_stalled(self, session: AsyncSession, business_id: str, now: datetime) -> None:
+        state = await session.get(FeedState, business_id, with_for_update=True)
+        if state is None or state.stalled or state.action not in PENDING_ONBOARDING:
+            return
+        state.stalled = True
+        since = state.connection_created_at
+        change = Change(
+            EventType.ONBOARDING_STALLED,
+            {"action": state.action, "pendingSince": since.isoformat() if since else None},
+            f"onboarding stalled at {state.action}",
+        )
+        await self._emit(session, await enabled_subscriptions(session), business_id, change, now)
+
+    async def _emit(
+        self,
+        session: AsyncSession,
+        subscriptions: Sequence[EventSubscription],
+        business_id: str,
+        change: Change,
+        now: datetime,
+    ) -> None:
+        event = await emit(session, subscriptions, business_id, change.event_type, change.data, now)
+        record(
+            session,
+            Audit(business_id, SYSTEM, change.event_type, "emitted", f"{change.detail} ({event.id})"),
+            now,
+        )
+
+
+def _batch_change(batch: TransactionBatch, rows: Sequence[Any]) -> Change | None:
+    account = {"accountId": batch.account_id, "pushOperationKey": batch.push_operation_key}
+    if batch.status == BatchStatus.SUCCESS:
+        ids = [row.transaction_id for row in rows if row.status == TransactionStatus.DELIVERED]
+        return Change(
+            EventType.TRANSACTIONS_DELIVERED,
+            {**account, "count": len(ids), "transactionIds": ids},
+            f"{len(ids)} transactions delivered to {batch.account_id}",
+        )
+    failed = [{"id": row.transaction_id, "error": row.error} for row in rows if row.status in FAILED]
+    if not failed:
+        return None  # all were queued again: they go out in a later push
+    return Change(
+        EventType.TRANSACTIONS_FAILED,
+        {**account, "count": len(failed), "transactions": failed},
+        f"{len(failed)} transactions failed for {batch.account_id}: {batch.error or 'see each'}",
+    )
+
+
+async def _stream_of(session: AsyncSession, batch_id: int) -> int:
+    stream_id = await session.scalar(
+        select(TransactionBatch.stream_id).where(TransactionBatch.id == batch_id)
+    )
+    assert stream_id is not None
+    return stream_id
+
+
+async def _transaction_counts(session: AsyncSession, business_id: str) -> tuple[int, int]:
+    """(unfinished, failed) transactions of the business."""
+    query = (
+        select(BankTransaction.status, func.count())
+        .where(BankTransaction.business_id == business_id)
+        .group_by(BankTransaction.status)
+    )
+    counts = {status: n for status, n in (await session.execute(query)).all()}
+    return sum(counts.get(s, 0) for s in UNFINISHED), sum(counts.get(s, 0) for s in FAILED)
