@@ -13,9 +13,16 @@ from app.main import create_app
 def prod_settings(**api: bool) -> Settings:
     return Settings(
         environment="prod",
-        database={"url": "sqlite+aiosqlite:///unused.sqlite3"},
+        database={
+            "url": "sqlite+aiosqlite:///unused.sqlite3",
+            "encryption_key": "ZG9jcy10ZXN0LWVuY3J5cHRpb24ta2V5LTAxMjM0NTY=",
+        },
         codat={"api_key": "a-codat-key"},
-        auth={"jwt_secret": "a-real-secret-0123456789abcdef0123456789"},
+        auth={
+            "jwt_secret": "a-real-secret-0123456789abcdef0123456789",
+            "issuer": "https://idp.example",
+            "service_issuer": "https://services.example",
+        },
         webhooks={"signing_secret": "whsec_c2VjcmV0"},
         api=api,
     )
