@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook, WebhookVerificationError
 
+from app.audit.trail import CODAT, Audit, record
 from app.clock import Clock, SystemClock, as_utc
 from app.db import insert_ignoring_conflicts, rows_changed
 from app.errors import InvalidInput, Unauthorized
@@ -137,6 +138,11 @@ class WebhookProcessor:
         }
         async with self.sessions.begin() as session:
             await session.execute(insert_ignoring_conflicts(session, WebhookEvent, [row], ["id"]))
+            record(
+                session,
+                Audit(None, CODAT, f"webhook.{row['event_type']}", "rejected", webhook_id),
+                received_at,
+            )
         REJECTED.inc()
         log.warning(
             "webhook.rejected", extra={"webhook_id": webhook_id, "field": exc.field, "reason": exc.reason}
@@ -183,6 +189,13 @@ class WebhookProcessor:
             repo = OnboardingRepository(session)
             event = json.loads(row.body)
             changed_business = await apply(repo, event, row.generated_at)
+            # The business's timeline shows what Codat told us and when; an event that changed no business's
+            # feed (a repeat, a push outcome) is still in the trail, without a business.
+            record(
+                session,
+                Audit(changed_business, CODAT, f"webhook.{event['eventType']}", "applied", webhook_id),
+                now,
+            )
             if changed_business is not None:
                 await repo.bump_feed_version(changed_business)  # last: see the repository's lock order
         EVENTS.labels(event["eventType"], "applied").inc()
@@ -198,6 +211,7 @@ class WebhookProcessor:
             event.error = error
             if event.attempts >= self.retry.max_attempts:
                 event.status, event.processed_at, event.next_attempt_at = DEAD_STATUS, now, None
+                record(session, Audit(None, CODAT, f"webhook.{event.event_type}", "dead", webhook_id), now)
             else:
                 event.next_attempt_at = now + self.retry.delay(event.attempts)
             attempts, dead = event.attempts, event.status == DEAD_STATUS
