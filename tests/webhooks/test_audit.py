@@ -30,7 +30,7 @@ async def test_an_applied_webhook_is_on_its_business_timeline(app, client, user_
 
     async with app.state.sessionmaker() as session:
         shown = [(e.actor, e.action, e.outcome, e.detail) for e in await timeline(session, business)]
-    assert ("codat", "webhook.connection.disconnected", "applied", "wh-unlinked") in shown
+    assert ("codat", "webhook.received", "applied", "connection.disconnected (wh-unlinked)") in shown
 
 
 async def test_rejected_and_dead_webhooks_are_audited_too(app, settings, sandbox, monkeypatch):
@@ -53,6 +53,6 @@ async def test_rejected_and_dead_webhooks_are_audited_too(app, settings, sandbox
         await processor.process("wh-poison")
 
     assert await entries(app, actor="codat") == [
-        (None, "codat", "webhook.connection.connected", "rejected", "wh-hacked"),
-        (None, "codat", "webhook.connection.connected", "dead", "wh-poison"),
+        (None, "codat", "webhook.received", "rejected", "connection.connected (wh-hacked)"),
+        (None, "codat", "webhook.received", "dead", "connection.connected (wh-poison)"),
     ]
