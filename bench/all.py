@@ -20,6 +20,7 @@ SCRIPTS = [
     "steps",
     "profile_view",
     "retention",
+    "transactions",
 ]
 RESULTS = h.ROOT / "bench" / "RESULTS.md"
 INTRO = """# Benchmark results

@@ -347,6 +347,7 @@ async def run_shape(args: argparse.Namespace, accounts: int, per_account: int) -
         "BANKFEEDS_CODAT__API_KEY": DEV_SANDBOX_API_KEY,
         "BANKFEEDS_WEBHOOKS__RECONCILE_INTERVAL_SECONDS": "0",
         "BANKFEEDS_OPS__WORKER_METRICS_PORT": "0",  # several workers: no metrics port to share
+        "BANKFEEDS_LIMITS__PER_SERVICE": "1000000/minute",  # one service posts every account's requests
     }
     shape = f"{accounts:,} accounts x {per_account:,}"
     print(f"{shape}: {total:,} transactions, {len(businesses)} businesses", file=sys.stderr, flush=True)
@@ -414,6 +415,7 @@ async def run(args: argparse.Namespace) -> None:
     for spec in args.shapes.split(","):
         accounts, per_account = (int(n) for n in spec.lower().split("x"))
         results.append(await run_shape(args, accounts, per_account))
+        print(results[-1], file=sys.stderr, flush=True)  # kept should a later shape fail
     print(
         harness.table(
             [

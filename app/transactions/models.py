@@ -110,8 +110,10 @@ class BankTransaction(Base):
         UniqueConstraint("business_id", "transaction_id"),
         # Only columns that never change are indexed, so a status update is a HOT update on Postgres:
         # the new row version goes on the same page and no index grows (bench/README.md, "transactions").
-        # Batches are cut in (date, accepted order) per account; the list is read per account.
-        Index("ix_bank_transaction_queue", "business_id", "account_id", "cleared_at", "seq"),
+        # Batches are cut in (date, accepted order) per account; the list is read per account. account_id
+        # comes first so that a query on business_id alone (the duplicates check) has only the unique key
+        # to use, even before the planner has statistics (a first bulk load).
+        Index("ix_bank_transaction_queue", "account_id", "business_id", "cleared_at", "seq"),
         Index("ix_bank_transaction_accepted", "accepted_at"),  # app/retention.py
         {"postgresql_with": {"fillfactor": FILLFACTOR}},
     )

@@ -34,7 +34,7 @@ def upgrade() -> None:
     op.drop_index("ix_bank_transaction_queue", table_name="bank_transaction")
     op.drop_index("ix_bank_transaction_retention", table_name="bank_transaction")
     op.create_index(
-        "ix_bank_transaction_queue", "bank_transaction", ["business_id", "account_id", "cleared_at", "seq"]
+        "ix_bank_transaction_queue", "bank_transaction", ["account_id", "business_id", "cleared_at", "seq"]
     )
     op.create_index("ix_bank_transaction_accepted", "bank_transaction", ["accepted_at"])
     if op.get_bind().dialect.name == "postgresql":
