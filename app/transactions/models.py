@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,6 +31,7 @@ SeqType = BigInteger().with_variant(Integer(), "sqlite")
 # Half of each bank_transaction page is left free: cutting a batch updates every row of a page in one
 # transaction, and each new version must fit on its page for the update to be HOT (no table growth).
 FILLFACTOR = 50
+CUT_START_SQL = "'0001-01-01 00:00:00'"  # before any cleared date
 
 
 class TransactionStatus(StrEnum):
@@ -73,9 +75,12 @@ class TransactionStream(Base):
     # Why the worker last found the account's deliveries held (app/transactions/holds.py); None: not held.
     held_reason: Mapped[str | None] = mapped_column(String(32))
     # The (cleared_at, seq) of the last transaction cut into a batch: every queued one comes after it, so a
-    # batch is cut without reading the account's history (None: from the start).
-    cut_cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
-    cut_seq: Mapped[int | None] = mapped_column(SeqType)
+    # batch is cut without reading the account's history. It starts before any transaction (never NULL: an
+    # `IS NULL OR` beside the range would keep SQLite from using the index).
+    cut_cleared_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=False), server_default=text(CUT_START_SQL)
+    )
+    cut_seq: Mapped[int] = mapped_column(SeqType, server_default=text("0"))
 
 
 class TransactionBatch(Base):

@@ -235,7 +235,7 @@ class TransactionRepository:
         queued = (
             await self.session.execute(
                 select(BankTransaction.seq, BankTransaction.cleared_at)
-                .where(*_same_account(stream), *_after_cut(cut.cut_cleared_at, cut.cut_seq))
+                .where(*_same_account(stream), _after_cut(cut.cut_cleared_at, cut.cut_seq))
                 .where(BankTransaction.status == TransactionStatus.QUEUED)
                 .order_by(BankTransaction.cleared_at, BankTransaction.seq)
                 .limit(size)
@@ -353,21 +353,17 @@ def _same_account(stream: type[TransactionStream] | TransactionStream) -> tuple[
 
 
 def _after_cut(
-    cleared_at: datetime | None | InstrumentedAttribute[datetime | None],
-    seq: int | None | InstrumentedAttribute[int | None],
-) -> tuple[ColumnElement[bool], ...]:
-    """Transactions after the stream's cut: where every queued one is (always true before the first cut)."""
-    after = tuple_(BankTransaction.cleared_at, BankTransaction.seq) > tuple_(cleared_at, seq)
-    if isinstance(seq, InstrumentedAttribute):
-        return (or_(TransactionStream.cut_seq.is_(None), after),)
-    return () if seq is None else (after,)
+    cleared_at: datetime | InstrumentedAttribute[datetime], seq: int | InstrumentedAttribute[int]
+) -> ColumnElement[bool]:
+    """Transactions after the stream's cut: where every queued one is."""
+    return tuple_(BankTransaction.cleared_at, BankTransaction.seq) > tuple_(cleared_at, seq)
 
 
 def _queued_after_cut() -> Select[Any]:
     return (
         select(BankTransaction.seq)
         .where(*_same_account(TransactionStream))
-        .where(*_after_cut(TransactionStream.cut_cleared_at, TransactionStream.cut_seq))
+        .where(_after_cut(TransactionStream.cut_cleared_at, TransactionStream.cut_seq))
         .where(BankTransaction.status == TransactionStatus.QUEUED)
     )
 

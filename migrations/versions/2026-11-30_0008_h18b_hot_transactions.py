@@ -20,8 +20,19 @@ SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    op.add_column("transaction_stream", sa.Column("cut_cleared_at", sa.DateTime(timezone=False)))
-    op.add_column("transaction_stream", sa.Column("cut_seq", SEQ))  # None: the queue starts at the beginning
+    # Every stream's cut starts before any transaction: the whole queue is after it.
+    op.add_column(
+        "transaction_stream",
+        sa.Column(
+            "cut_cleared_at",
+            sa.DateTime(timezone=False),
+            nullable=False,
+            server_default=sa.text("'0001-01-01 00:00:00'"),
+        ),
+    )
+    op.add_column(
+        "transaction_stream", sa.Column("cut_seq", SEQ, nullable=False, server_default=sa.text("0"))
+    )
     op.add_column("transaction_batch", sa.Column("first_seq", SEQ))
     op.add_column("transaction_batch", sa.Column("last_seq", SEQ))
     # Batches cut before this revision, through the index about to go.
