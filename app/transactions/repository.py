@@ -87,10 +87,11 @@ class TransactionRepository:
         return {tid: account for tid, account in (await self.session.execute(query)).all()}
 
     async def enqueue(self, rows: list[dict[str, object]]) -> None:
-        """All rows in one statement: COPY on Postgres (its fastest way in), one multi-row INSERT elsewhere.
-        SQLAlchemy's executemany would send a statement per row. Raises IdTaken on a duplicate id."""
+        """All rows in one COPY on Postgres (its fastest way in; executemany sends a statement per row). On
+        SQLite, executemany: one prepared statement stepped in C, cheaper than compiling a 1,000-row
+        INSERT while holding the database's write lock. Raises IdTaken on a duplicate id (Postgres)."""
         if self.session.get_bind().dialect.name != "postgresql":
-            await self.session.execute(insert(BankTransaction).values(rows))
+            await self.session.execute(insert(BankTransaction), rows)
             return
         asyncpg_connection = (await (await self.session.connection()).get_raw_connection()).driver_connection
         assert asyncpg_connection is not None
