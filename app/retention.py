@@ -52,7 +52,9 @@ def rules(settings: RetentionSettings, now: datetime) -> list[Rule]:
             "bank_transaction",
             (BankTransaction.seq,),
             (BankTransaction.status == TransactionStatus.DELIVERED)
-            & (BankTransaction.completed_at < before(settings.delivered_transaction_days)),
+            & (BankTransaction.completed_at < before(settings.delivered_transaction_days))
+            # Implied (accepted before completed), and indexed; status and completed_at change, so are not.
+            & (BankTransaction.accepted_at < before(settings.delivered_transaction_days)),
         ),
     ]
 

@@ -21,6 +21,7 @@ SCRIPTS = [
     "profile_view",
     "retention",
     "console",
+    "transactions",
 ]
 RESULTS = h.ROOT / "bench" / "RESULTS.md"
 INTRO = """# Benchmark results

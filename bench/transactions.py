@@ -1,18 +1,25 @@
-"""Cleared transactions on Postgres: how many the API accepts per second, and how many the workers deliver.
+"""Cleared transactions on Postgres: how many the API accepts per second against what Postgres itself takes,
+how many the workers deliver, and what delivering does to the table's size; for two account shapes.
 
 Everything runs on 127.0.0.1 as it would in production, each in its own process: the sandbox as Codat
 (`bankfeeds-bff sandbox`), the BFF (`bankfeeds-bff serve`) and N workers (`bankfeeds-bff worker`), on a fresh
-database. Businesses are registered and their accounts connected through the real flow (the BFF, the Link
-page, the QuickBooks stand-in). Then:
+database per shape. Businesses are registered and their accounts connected through the real flow (the BFF,
+the Link page, the QuickBooks stand-in). Then, per shape (default 1,000 accounts of 100 transactions and 20
+of 10,000):
 
-1. accepted/s: POST every transaction, 1,000 a request, `--post-concurrency` requests at a time, no worker
-   running;
-2. delivered/s: start the workers; from the first batch cut to the last transaction delivered (process
-   start-up is not counted), as the database records it.
+1. accepted/s: POST every transaction, up to 1,000 a request, `--post-concurrency` requests at a time, no
+   worker running;
+2. the floor, in the same run and database: the same rows, in the same requests' chunks and concurrency,
+   into a scratch copy of `bank_transaction` (same indexes and storage), by COPY and by one multi-row INSERT
+   a chunk, each chunk its own transaction;
+3. delivered/s: start the workers; from the first batch cut to the last transaction delivered (process
+   start-up is not counted), as the database records it;
+4. `bank_transaction`'s size (heap, and with its indexes) after accepting and after delivery, and how many
+   of its updates were HOT (no new index entries, the old version pruned from its page).
 
 Finally the sandbox's ledgers are checked: every transaction once, in order per account.
 
-    python -m bench.transactions [--transactions 100000] [--accounts 20] [--workers 2]
+    python -m bench.transactions [--shapes 1000x100,20x10000] [--workers 2]
 """
 
 import argparse
@@ -27,6 +34,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -37,6 +45,7 @@ from sqlalchemy.engine import make_url
 from app import migrate
 from app.auth.tokens import mint_end_user_token, mint_service_token
 from app.config import DEV_SANDBOX_API_KEY, Settings
+from bench import harness
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
@@ -47,6 +56,19 @@ SERVICE = {
 }
 ACCOUNTS_PER_BUSINESS = 5
 PER_REQUEST = 1000
+DESCRIPTION, AMOUNT, BALANCE, TYPE = "Card payment", "-1.25", "10.00", "Debit"
+COLUMNS = [
+    "business_id",
+    "account_id",
+    "transaction_id",
+    "cleared_at",
+    "description",
+    "amount",
+    "balance",
+    "transaction_type",
+    "status",
+    "accepted_at",
+]
 ACCOUNT = {
     "name": "Checking",
     "accountType": "checking",
@@ -154,16 +176,16 @@ async def post_all(
 
     async def one_account(business: str, account: str) -> None:
         ids = transaction_ids(business, account, per_account)
-        for start in range(0, per_account, PER_REQUEST):
+        for start in range(0, per_account, PER_REQUEST):  # in order: the rules take none older
             body = {
                 "transactions": [
                     {
                         "id": tid,
                         "date": today,
-                        "description": "Card payment",
-                        "amount": "-1.25",
-                        "balance": "10.00",
-                        "transactionType": "Debit",
+                        "description": DESCRIPTION,
+                        "amount": AMOUNT,
+                        "balance": BALANCE,
+                        "transactionType": TYPE,
                     }
                     for tid in ids[start : start + PER_REQUEST]
                 ]
@@ -226,10 +248,88 @@ async def current_connections(database_dsn: str) -> dict[str, str]:
         await connection.close()
 
 
-async def run(args: argparse.Namespace) -> None:
+async def table_size(database_dsn: str) -> tuple[int, int, int, int]:
+    """bank_transaction's heap bytes, bytes with its indexes, updates and HOT updates so far."""
+    await asyncio.sleep(1.5)  # the workers' backends report their statistics at most once a second
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        row = await connection.fetchrow(
+            "SELECT pg_relation_size('bank_transaction'), pg_total_relation_size('bank_transaction'),"
+            " n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'bank_transaction'"
+        )
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+    finally:
+        await connection.close()
+
+
+async def floor(
+    database_dsn: str, targets: list[tuple[str, str]], per_account: int, concurrency: int
+) -> dict[str, float]:
+    """Rows/s Postgres takes by COPY and by multi-row INSERT: the same rows, chunks and concurrency as the
+    POSTs, into a scratch copy of bank_transaction (its indexes and storage), a transaction a chunk."""
+    today = datetime.now(ZoneInfo("America/New_York")).replace(hour=0, minute=0, second=0, microsecond=0)
+    now = datetime.now(ZoneInfo("UTC"))
+    chunks = [
+        [
+            (
+                b,
+                a,
+                tid,
+                today.replace(tzinfo=None),
+                DESCRIPTION,
+                Decimal(AMOUNT),
+                Decimal(BALANCE),
+                TYPE,
+                "queued",
+                now,
+            )
+            for tid in ids[start : start + PER_REQUEST]
+        ]
+        for b, a in targets
+        for ids in [transaction_ids(b, a, per_account)]
+        for start in range(0, per_account, PER_REQUEST)
+    ]
+    pool = await asyncpg.create_pool(database_dsn, min_size=concurrency, max_size=concurrency)
+    names = ", ".join(COLUMNS)
+    try:
+        options = await pool.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'bank_transaction'")
+        storage = f" WITH ({', '.join(options)})" if options else ""
+        await pool.execute(
+            "DROP TABLE IF EXISTS floor_rows;"
+            f" CREATE TABLE floor_rows (LIKE bank_transaction INCLUDING ALL){storage}"
+        )
+
+        async def copy(connection: asyncpg.Connection, chunk: list[tuple[object, ...]]) -> None:
+            await connection.copy_records_to_table("floor_rows", records=chunk, columns=COLUMNS)
+
+        async def insert(connection: asyncpg.Connection, chunk: list[tuple[object, ...]]) -> None:
+            width = len(COLUMNS)
+            values = ", ".join(
+                "(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")"
+                for r in range(len(chunk))
+            )
+            await connection.execute(f"INSERT INTO floor_rows ({names}) VALUES {values}", *sum(chunk, ()))
+
+        rates = {}
+        for name, load in (("COPY", copy), ("multi-row INSERT", insert)):
+            await pool.execute("TRUNCATE floor_rows")
+            slots = asyncio.Semaphore(concurrency)
+
+            async def one(chunk: list[tuple[object, ...]], load=load, slots=slots) -> None:
+                async with slots, pool.acquire() as connection, connection.transaction():
+                    await load(connection, chunk)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(one(chunk) for chunk in chunks))
+            rates[name] = sum(map(len, chunks)) / (time.perf_counter() - started)
+        await pool.execute("DROP TABLE floor_rows")
+        return rates
+    finally:
+        await pool.close()
+
+
+async def run_shape(args: argparse.Namespace, accounts: int, per_account: int) -> dict[str, object]:
     url = await fresh_database()
-    accounts = max(1, args.accounts)
-    per_account = args.transactions // accounts
     total = per_account * accounts
     businesses = [
         f"bench-{b}" for b in range((accounts + ACCOUNTS_PER_BUSINESS - 1) // ACCOUNTS_PER_BUSINESS)
@@ -246,9 +346,11 @@ async def run(args: argparse.Namespace) -> None:
         "BANKFEEDS_CODAT__BASE_URL": sandbox_url,
         "BANKFEEDS_CODAT__API_KEY": DEV_SANDBOX_API_KEY,
         "BANKFEEDS_WEBHOOKS__RECONCILE_INTERVAL_SECONDS": "0",
+        "BANKFEEDS_OPS__WORKER_METRICS_PORT": "0",  # several workers: no metrics port to share
+        "BANKFEEDS_LIMITS__PER_SERVICE": "1000000/minute",  # one service posts every account's requests
     }
-    where = f"{accounts} accounts of {len(businesses)} businesses, Postgres {make_url(url).host}"
-    print(f"{total:,} transactions, {where}")
+    shape = f"{accounts:,} accounts x {per_account:,}"
+    print(f"{shape}: {total:,} transactions, {len(businesses)} businesses", file=sys.stderr, flush=True)
     with (
         process(["sandbox", "--port", str(sandbox_port)], env, f"{sandbox_url}/_sandbox/clock"),
         process(["serve", "--port", str(bff_port)], env, f"{bff_url}/healthz"),
@@ -257,44 +359,138 @@ async def run(args: argparse.Namespace) -> None:
             httpx.AsyncClient(base_url=bff_url, timeout=120) as bff,
             httpx.AsyncClient(base_url=sandbox_url, timeout=60) as sandbox,
         ):
-            for business in businesses:
-                mine = [a for b, a in targets if b == business]
-                await connect_accounts(bff, sandbox, business, mine)
+            slots = asyncio.Semaphore(8)
+
+            async def onboard(business: str) -> None:
+                async with slots:
+                    await connect_accounts(bff, sandbox, business, [a for b, a in targets if b == business])
+
+            await asyncio.gather(*(onboard(business) for business in businesses))
             # Webhooks only now: onboarding's refresh and a sourceAccount webhook can deadlock (reported).
             (
                 await sandbox.put("/_sandbox/portal", json={"webhook": {"url": f"{bff_url}/webhooks/codat"}})
             ).raise_for_status()
 
+            ticks = harness.machine_ticks()
             started = time.perf_counter()
             await post_all(bff, targets, per_account, args.post_concurrency)
             accepting = time.perf_counter() - started
-            print(
-                f"accepted:  {total / accepting:10,.0f} transactions/s  ({total:,} in {accepting:.2f} s, "
-                f"{args.post_concurrency} requests of {PER_REQUEST:,} in flight)"
-            )
+            accept_busy, _ = harness.machine_use(ticks, harness.machine_ticks())
+            accepted_size = await table_size(dsn(DATABASE))
+            floors = await floor(dsn(DATABASE), targets, per_account, args.post_concurrency)
 
             with ExitStack() as workers:
                 for _ in range(args.workers):
                     workers.enter_context(process(["worker", "--concurrency", str(args.concurrency)], env))
-                delivering = await delivery_window(dsn(DATABASE), total, timeout=600)
-            print(
-                f"delivered: {total / delivering:10,.0f} transactions/s  ({total:,} in {delivering:.2f} s, "
-                f"{args.workers} workers x {args.concurrency} accounts, pushes of {PER_REQUEST:,})"
-            )
-
+                delivering = await delivery_window(dsn(DATABASE), total, timeout=args.timeout)
+            delivered_size = await table_size(dsn(DATABASE))
             await verify_ledgers(sandbox, await current_connections(dsn(DATABASE)), targets, per_account)
-            print("verified:  each account's ledger at the sandbox holds its transactions once, in order")
+    accepted_rate = total / accepting
+    return {
+        "shape": shape,
+        "request": f"{min(per_account, PER_REQUEST):,} rows",
+        "accepted/s": accepted_rate,
+        "COPY floor/s": floors["COPY"],
+        "INSERT floor/s": floors["multi-row INSERT"],
+        "accepted / INSERT floor": accepted_rate / floors["multi-row INSERT"],
+        "accepted / COPY floor": accepted_rate / floors["COPY"],
+        "machine busy (accepting)": f"{accept_busy:.0%}",
+        "delivered/s": total / delivering,
+        "size accepted": accepted_size,
+        "size delivered": delivered_size,
+    }
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+async def run(args: argparse.Namespace) -> None:
+    harness.header("Transactions: accepted/s against the Postgres floor, delivered/s, table size (issue 18)")
+    print(
+        f"{args.workers} workers x {args.concurrency} accounts, {args.post_concurrency} POSTs in flight; "
+        f"Postgres {make_url(SERVER).host}; load average before: {os.getloadavg()[0]:.2f}\n"
+    )
+    results = []
+    for spec in args.shapes.split(","):
+        accounts, per_account = (int(n) for n in spec.lower().split("x"))
+        results.append(await run_shape(args, accounts, per_account))
+        print(results[-1], file=sys.stderr, flush=True)  # kept should a later shape fail
+    print(
+        harness.table(
+            [
+                "shape",
+                "request",
+                "accepted/s",
+                "COPY floor/s",
+                "INSERT floor/s",
+                "accepted / INSERT",
+                "accepted / COPY",
+                "machine busy",
+            ],
+            [
+                [
+                    r["shape"],
+                    r["request"],
+                    r["accepted/s"],
+                    r["COPY floor/s"],
+                    r["INSERT floor/s"],
+                    f"{r['accepted / INSERT floor']:.0%}",
+                    f"{r['accepted / COPY floor']:.0%}",
+                    r["machine busy (accepting)"],
+                ]
+                for r in results
+            ],
+        )
+    )
+    print()
+    rows = []
+    for r in results:
+        (heap_a, total_a, _, _), (heap_d, total_d, updates, hot) = r["size accepted"], r["size delivered"]
+        rows.append(
+            [
+                r["shape"],
+                r["delivered/s"],
+                mib(heap_a),
+                mib(total_a),
+                mib(heap_d),
+                mib(total_d),
+                f"{total_d / total_a:.2f}x",
+                f"{hot:,} of {updates:,}",
+            ]
+        )
+    print(
+        harness.table(
+            [
+                "shape",
+                "delivered/s",
+                "heap accepted",
+                "with indexes",
+                "heap delivered",
+                "with indexes",
+                "delivered / accepted",
+                "HOT updates",
+            ],
+            rows,
+        )
+    )
+    rates = [float(r["delivered/s"]) for r in results]
+    print(f"\ndelivered/s, fastest shape / slowest: {max(rates) / min(rates):.2f}x (goal <= 2x)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print("verified: each account's ledger at the sandbox holds its transactions once, in order")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--transactions", type=int, default=100_000)
-    parser.add_argument("--accounts", type=int, default=20)
+    parser.add_argument(
+        "--shapes", default="1000x100,20x10000", help="ACCOUNTSxTRANSACTIONS, comma-separated"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8, help="accounts each worker delivers at once")
     parser.add_argument("--post-concurrency", type=int, default=8, help="POST requests in flight")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for delivery")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -11,21 +11,40 @@ never wait on each other.
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any
 
-from sqlalchemy import Exists, Select, Table, exists, func, or_, select, update
+import asyncpg
+from sqlalchemy import (
+    ColumnElement,
+    Exists,
+    Select,
+    String,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.db import insert_ignoring_conflicts, rows_changed
 from app.transactions.models import (
     OPEN_BATCH,
-    UNFINISHED,
     BankTransaction,
     BatchStatus,
     TransactionBatch,
     TransactionStatus,
     TransactionStream,
 )
+
+
+class IdTaken(Exception):
+    """Another request took one of these transaction ids at the same moment (the unique key refused it)."""
 
 
 class LeaseLost(Exception):
@@ -53,14 +72,38 @@ class TransactionRepository:
         return stream
 
     async def owners_of(self, business_id: str, transaction_ids: Sequence[str]) -> dict[str, str]:
-        """Which account each of these ids was accepted for, if any."""
+        """Which account each of these ids was accepted for, if any: one unique-key lookup per id."""
         query = select(BankTransaction.transaction_id, BankTransaction.account_id).where(
-            BankTransaction.business_id == business_id, BankTransaction.transaction_id.in_(transaction_ids)
+            BankTransaction.business_id == business_id
         )
+        if self.session.get_bind().dialect.name == "postgresql":
+            # A join to the ids rather than `IN (1,000 parameters)`: Postgres may plan such an IN as a filter
+            # over all of the business's rows, unhashed when the list is parameters (over 10 s at 50,000).
+            array = bindparam("ids", list(transaction_ids), type_=postgresql.ARRAY(String))
+            ids = func.unnest(array).table_valued("id").render_derived(name="ids")
+            query = query.join(ids, BankTransaction.transaction_id == ids.c.id)
+        else:
+            query = query.where(BankTransaction.transaction_id.in_(transaction_ids))
         return {tid: account for tid, account in (await self.session.execute(query)).all()}
 
     async def enqueue(self, rows: list[dict[str, object]]) -> None:
-        await self.session.execute(cast(Table, BankTransaction.__table__).insert(), rows)
+        """All rows in one COPY on Postgres (its fastest way in; executemany sends a statement per row). On
+        SQLite, executemany: one prepared statement stepped in C, cheaper than compiling a 1,000-row
+        INSERT while holding the database's write lock. Raises IdTaken on a duplicate id (Postgres)."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            await self.session.execute(insert(BankTransaction), rows)
+            return
+        asyncpg_connection = (await (await self.session.connection()).get_raw_connection()).driver_connection
+        assert asyncpg_connection is not None
+        columns = list(rows[0])
+        try:
+            await asyncpg_connection.copy_records_to_table(
+                BankTransaction.__tablename__,
+                records=[tuple(row[c] for c in columns) for row in rows],
+                columns=columns,
+            )
+        except asyncpg.UniqueViolationError:
+            raise IdTaken() from None
 
     # Reading
 
@@ -119,7 +162,7 @@ class TransactionRepository:
             select(TransactionStream.id)
             .where(or_(TransactionStream.lease_until.is_(None), TransactionStream.lease_until < now))
             .where(TransactionStream.next_attempt_at <= now)
-            .where(_has_unfinished_work())
+            .where(or_(_has_open_batch(), exists(_queued_after_cut())))
             .order_by(TransactionStream.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -182,9 +225,26 @@ class TransactionRepository:
         self, stream: TransactionStream, company_id: str, connection_id: str, size: int, now: datetime
     ) -> TransactionBatch | None:
         """The next up-to-`size` queued transactions, earliest first, under a fresh idempotency key."""
-        queued = _queued(stream.business_id, stream.account_id).limit(size)
-        if await self.session.scalar(queued.limit(1)) is None:
+        # The cut as stored now: a batch requeued since this stream was claimed may have moved it back.
+        cut = (
+            await self.session.execute(
+                select(TransactionStream.cut_cleared_at, TransactionStream.cut_seq).where(
+                    TransactionStream.id == stream.id
+                )
+            )
+        ).one()
+        queued = (
+            await self.session.execute(
+                select(BankTransaction.seq, BankTransaction.cleared_at)
+                .where(*_same_account(stream), _after_cut(cut.cut_cleared_at, cut.cut_seq))
+                .where(BankTransaction.status == TransactionStatus.QUEUED)
+                .order_by(BankTransaction.cleared_at, BankTransaction.seq)
+                .limit(size)
+            )
+        ).all()
+        if not queued:
             return None
+        seqs = [seq for seq, _ in queued]
         batch = TransactionBatch(
             stream_id=stream.id,
             idempotency_key=str(uuid.uuid4()),
@@ -193,20 +253,28 @@ class TransactionRepository:
             codat_connection_id=connection_id,
             account_id=stream.account_id,
             created_at=now,
+            first_seq=min(seqs),
+            last_seq=max(seqs),
         )
         self.session.add(batch)
         await self.session.flush()
         await self.session.execute(
             update(BankTransaction)
-            .where(BankTransaction.seq.in_(queued.scalar_subquery()))
+            .where(BankTransaction.seq.in_(seqs))
             .values(status=TransactionStatus.SENDING, batch_id=batch.id)
+        )
+        last_seq, last_cleared_at = queued[-1]
+        await self.session.execute(
+            update(TransactionStream)
+            .where(TransactionStream.id == stream.id)
+            .values(cut_cleared_at=last_cleared_at, cut_seq=last_seq)
         )
         return batch
 
     async def batch_transactions(self, batch_id: int) -> Sequence[BankTransaction]:
         query = (
             select(BankTransaction)
-            .where(BankTransaction.batch_id == batch_id, BankTransaction.status == TransactionStatus.SENDING)
+            .where(*_in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
             .order_by(BankTransaction.cleared_at, BankTransaction.seq)
         )
         return (await self.session.scalars(query)).all()
@@ -242,7 +310,7 @@ class TransactionRepository:
     ) -> int:
         """Give the batch's transactions (or `only` these ids of it) their outcome; how many there were."""
         query = update(BankTransaction).where(
-            BankTransaction.batch_id == batch_id, BankTransaction.status == TransactionStatus.SENDING
+            *_in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING
         )
         if only is not None:
             query = query.where(BankTransaction.transaction_id.in_(only))
@@ -257,29 +325,61 @@ class TransactionRepository:
         )
 
     async def requeue_rest(self, batch_id: int) -> None:
-        """Codat wrote none of the batch: what it did not refuse goes back to the queue, for a new batch."""
+        """Codat wrote none of the batch: what it did not refuse goes back to the queue, for a new batch; the
+        stream's cut goes back to just before the first of them, so the next batch starts there."""
+        requeued = (
+            await self.session.execute(
+                update(BankTransaction)
+                .where(*_in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
+                .values(status=TransactionStatus.QUEUED, batch_id=None)
+                .returning(BankTransaction.cleared_at, BankTransaction.seq)
+            )
+        ).all()
+        if not requeued:
+            return
+        first = min(requeued, key=lambda row: (row.cleared_at, row.seq))
+        stream_id = select(TransactionBatch.stream_id).where(TransactionBatch.id == batch_id)
         await self.session.execute(
-            update(BankTransaction)
-            .where(BankTransaction.batch_id == batch_id, BankTransaction.status == TransactionStatus.SENDING)
-            .values(status=TransactionStatus.QUEUED, batch_id=None)
+            update(TransactionStream)
+            .where(TransactionStream.id == stream_id.scalar_subquery())
+            .values(cut_cleared_at=first.cleared_at, cut_seq=first.seq - 1)  # sorts just before it
         )
 
 
-def _has_unfinished_work() -> Exists:
-    return exists().where(
-        BankTransaction.business_id == TransactionStream.business_id,
-        BankTransaction.account_id == TransactionStream.account_id,
-        BankTransaction.status.in_(UNFINISHED),
+def _same_account(stream: type[TransactionStream] | TransactionStream) -> tuple[ColumnElement[bool], ...]:
+    return (
+        BankTransaction.business_id == stream.business_id,
+        BankTransaction.account_id == stream.account_id,
     )
 
 
-def _queued(business_id: str, account_id: str) -> Select[int]:
+def _after_cut(
+    cleared_at: datetime | InstrumentedAttribute[datetime], seq: int | InstrumentedAttribute[int]
+) -> ColumnElement[bool]:
+    """Transactions after the stream's cut: where every queued one is."""
+    return tuple_(BankTransaction.cleared_at, BankTransaction.seq) > tuple_(cleared_at, seq)
+
+
+def _queued_after_cut() -> Select[Any]:
     return (
         select(BankTransaction.seq)
-        .where(
-            BankTransaction.business_id == business_id,
-            BankTransaction.account_id == account_id,
-            BankTransaction.status == TransactionStatus.QUEUED,
-        )
-        .order_by(BankTransaction.cleared_at, BankTransaction.seq)
+        .where(*_same_account(TransactionStream))
+        .where(_after_cut(TransactionStream.cut_cleared_at, TransactionStream.cut_seq))
+        .where(BankTransaction.status == TransactionStatus.QUEUED)
+    )
+
+
+def _has_open_batch() -> Exists:
+    return exists().where(
+        TransactionBatch.stream_id == TransactionStream.id, TransactionBatch.status.in_(OPEN_BATCH)
+    )
+
+
+def _in_batch(batch_id: int) -> tuple[ColumnElement[bool], ...]:
+    """The batch's rows, found through the primary key within its seq range (batch_id is not indexed)."""
+    batch = TransactionBatch.id == batch_id
+    return (
+        BankTransaction.seq >= select(TransactionBatch.first_seq).where(batch).scalar_subquery(),
+        BankTransaction.seq <= select(TransactionBatch.last_seq).where(batch).scalar_subquery(),
+        BankTransaction.batch_id == batch_id,
     )

@@ -30,7 +30,7 @@ from app.transactions.models import (
     TransactionStatus,
     TransactionStream,
 )
-from app.transactions.repository import TransactionRepository
+from app.transactions.repository import IdTaken, TransactionRepository
 from app.transactions.schemas import (
     HoldOut,
     StatusFilter,
@@ -62,7 +62,7 @@ class TransactionService:
         try:
             async with self.sessions.begin() as session:
                 return await self._accept(session, business_id, account_id, transactions)
-        except IntegrityError:
+        except (IntegrityError, IdTaken):
             # Another request took one of these ids for another account at the same moment.
             raise Conflict(
                 "A transaction id in this request was just accepted elsewhere; send the request again."
@@ -174,7 +174,7 @@ def _row(business_id: str, account_id: str, transaction: TransactionIn, now: dat
         "amount": transaction.amount,
         "balance": transaction.balance,
         "transaction_type": transaction.transaction_type,
-        "status": TransactionStatus.QUEUED,
+        "status": TransactionStatus.QUEUED.value,
         "accepted_at": now,
     }
 

@@ -1,8 +1,8 @@
 """Outbound events (subscriptions, outbox, deliveries), the feed-state projection the console lists, and the
 audit trail.
 
-Revision ID: 0005_h17_events_audit
-Revises: 0004
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-29
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_h17_events_audit"
-down_revision: str | None = "0005_h18_stored_views"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

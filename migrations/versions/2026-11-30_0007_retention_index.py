@@ -1,7 +1,7 @@
 """An index for the retention prune of delivered transactions (status, completed_at).
 
-Revision ID: 0005_h14_retention_index
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-29
 """
 
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005_h14_retention_index"
-down_revision: str | None = "0006_h13_secrets_at_rest"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

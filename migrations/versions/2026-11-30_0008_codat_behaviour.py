@@ -7,8 +7,8 @@
 - ``transaction_stream.held_reason``: the worker's last finding for the stream, for the held-transactions
   gauge (one query for every replica).
 
-Revision ID: 0005_h15_codat_behaviour
-Revises: 0005_h14_retention_index
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-30
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_h15_codat_behaviour"
-down_revision: str | None = "0005_h14_retention_index"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

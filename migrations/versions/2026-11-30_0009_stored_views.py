@@ -1,7 +1,7 @@
 """Each business's rendered bank-feed view, kept in Postgres, and a NOTIFY whenever what it shows changes.
 
-Revision ID: 0005_h18_stored_views
-Revises: 0005_h14_retention_index
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-29
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_h18_stored_views"
-down_revision: str | None = "0005_h15_codat_behaviour"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

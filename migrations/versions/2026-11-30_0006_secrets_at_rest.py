@@ -3,8 +3,8 @@
 A link is minted again when next asked for (one read at Codat); an answer no longer replayable runs again
 (onboarding resumes; credentials are minted anew). Nothing else is lost.
 
-Revision ID: 0006_h13_secrets_at_rest
-Revises: 0005_h13_webhook_failures
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-29
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0006_h13_secrets_at_rest"
-down_revision: str | None = "0005_h13_webhook_failures"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

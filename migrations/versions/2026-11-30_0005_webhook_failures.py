@@ -1,6 +1,6 @@
 """Webhook events that fail: rejected (did not parse) or retried with backoff, then dead.
 
-Revision ID: 0005_h13_webhook_failures
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-29
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_h13_webhook_failures"
+revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
