@@ -1,6 +1,6 @@
 """The repository is all the suite needs: Codat's OpenAPI files are committed, unmodified, and nothing reads
 a path outside the repository
-(``.ci/run`` runs the suite in a fresh clone with no ``../shared`` beside it)."""
+(``.ci/run`` runs the suite in a fresh clone with nothing beside it)."""
 
 import hashlib
 import json
@@ -13,9 +13,9 @@ import pytest
 from tests.contract import SPEC_DIR, SPEC_FILES, ContractViolation, validate_response
 
 REPO = Path(__file__).resolve().parent.parent
-# A path out of the repository as code would spell it: a "../shared" literal, a "shared" path segment found by
-# walking up the parents, or shared/upstream anywhere.
-OUTSIDE_PATH = re.compile(r"[\"']\.\./shared|/ [\"']shared[\"']|shared/upstream")
+# A path out of the repository as code would spell it: a parent-relative literal to the steering repository's
+# "shared" folder, a "shared" path segment found by walking up the parents, or its upstream/ folder anywhere.
+OUTSIDE_PATH = re.compile(r"[\"']\.\./shared|/ [\"']shared[\"']|shared[/\\]upstream")
 
 
 def _checksums_in_source_note() -> dict[str, str]:
