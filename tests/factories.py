@@ -3,11 +3,32 @@
 import base64
 import html
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 
 from tests.conftest import TEST_API_KEY
+
+
+def prod_settings_values() -> dict[str, Any]:
+    """Everything prod requires (tests/cli/test_configuration.py lists it), each a harmless stand-in; callers
+    override or drop what their test is about."""
+    return {
+        "environment": "prod",
+        "database": {
+            "url": "postgresql+asyncpg://bff@db/bff",
+            "encryption_key": "cmVhbC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI=",
+        },
+        "codat": {"api_key": "a-codat-key"},
+        "auth": {
+            "jwt_secret": "a-real-secret-0123456789abcdef0123456789",
+            "issuer": "https://idp.example",
+            "service_issuer": "https://services.example",
+        },
+        "webhooks": {"signing_secret": "whsec_c2VjcmV0"},
+    }
+
 
 ACCOUNTS = {
     "acc-1": {

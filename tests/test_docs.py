@@ -8,24 +8,13 @@ import pytest
 
 from app.config import Settings
 from app.main import create_app
+from tests.factories import prod_settings_values
 
 
 def prod_settings(**api: bool) -> Settings:
-    return Settings(
-        environment="prod",
-        database={
-            "url": "sqlite+aiosqlite:///unused.sqlite3",
-            "encryption_key": "ZG9jcy10ZXN0LWVuY3J5cHRpb24ta2V5LTAxMjM0NTY=",
-        },
-        codat={"api_key": "a-codat-key"},
-        auth={
-            "jwt_secret": "a-real-secret-0123456789abcdef0123456789",
-            "issuer": "https://idp.example",
-            "service_issuer": "https://services.example",
-        },
-        webhooks={"signing_secret": "whsec_c2VjcmV0"},
-        api=api,
-    )
+    values = prod_settings_values()
+    values["database"]["url"] = "sqlite+aiosqlite:///unused.sqlite3"
+    return Settings(**values, api=api)
 
 
 async def _get(settings: Settings, path: str) -> httpx.Response:

@@ -7,6 +7,7 @@ import pytest
 
 from app.auth.tokens import mint_end_user_token, mint_service_token
 from app.config import Settings
+from tests.factories import prod_settings_values
 
 
 def signed(settings, **claims) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -87,16 +88,8 @@ async def test_service_tokens_may_have_their_own_key(database_url):
 
 
 def test_prod_needs_two_different_issuers():
-    base = {
-        "environment": "prod",
-        "codat": {"api_key": "k"},
-        "auth": {"jwt_secret": "a-real-secret-0123456789abcdef0123456789"},
-        "webhooks": {"signing_secret": "whsec_cmVhbA=="},
-        "database": {
-            "url": "postgresql+asyncpg://bff@db/bff",
-            "encryption_key": "cmVhbC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI=",
-        },
-    }
+    base = prod_settings_values()
+    base["auth"] = {"jwt_secret": base["auth"]["jwt_secret"]}  # no issuers
     with pytest.raises(ValueError, match="AUTH__ISSUER"):
         Settings(**base)
     with pytest.raises(ValueError, match="AUTH__ISSUER"):

@@ -1,24 +1,17 @@
 """Subscriptions: only services with `events:admin`; no loopback or private targets in prod (no SSRF)."""
 
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 
 from app.config import Settings
 from app.events.models import EventSubscription
 from app.events.ssrf import TargetRefused, check_target
 from tests.events.conftest import subscribe
+from tests.factories import prod_settings_values
 
 
 def prod_settings(**overrides: object) -> Settings:
-    return Settings(
-        environment="prod",
-        codat={"api_key": "k"},
-        auth={"jwt_secret": "s" * 40, "issuer": "idp", "service_issuer": "services"},
-        webhooks={"signing_secret": "whsec_MTIz"},
-        database={"url": "postgresql+asyncpg://bff@db/bff", "encryption_key": Fernet.generate_key().decode()},
-        **overrides,
-    )
+    return Settings(**prod_settings_values(), **overrides)
 
 
 PRIVATE = [
