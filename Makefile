@@ -25,6 +25,7 @@ test: lint types web-check
 lint: $(BIN)/bankfeeds-bff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 # mypy --strict on app/ (configured in pyproject.toml).
 types: $(BIN)/bankfeeds-bff

@@ -2,7 +2,7 @@
 
 Read from the tables (not counted in memory) because they are shared by every replica and worker: any
 process that samples them reports the same truth. The worker samples them every
-`ops.gauges_interval_seconds` (see app/transactions/worker.py's `run_standalone` and `in_process`).
+`ops.gauges_interval_seconds` (run beside the transactions worker: app/housekeeping.py).
 """
 
 import asyncio

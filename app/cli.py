@@ -161,11 +161,15 @@ def run_worker(args: argparse.Namespace) -> None:
 async def _run_workers(settings: Settings, config: "WorkerConfig") -> None:
     """Transactions to Codat and events to the fintech's services, side by side until stopped."""
     from app.events.worker import run_standalone as run_events
+    from app.housekeeping import housekeeping
     from app.transactions.worker import run_standalone as run_transactions
 
     events = asyncio.create_task(run_events(settings))
     try:
-        await run_transactions(settings, config)
+        # The backlog gauges and retention run beside delivery, on the worker's sessions.
+        await run_transactions(
+            settings, config, alongside=lambda sessions, clock: housekeeping(sessions, settings, clock)
+        )
     finally:
         events.cancel()
         await asyncio.gather(events, return_exceptions=True)

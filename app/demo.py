@@ -5,8 +5,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.onboarding.models import BankAccount
-from app.onboarding.repository import OnboardingRepository
+from app.bankfeed.models import BankAccount
+from app.bankfeed.repository import BankFeedRepository
 
 DEMO_BUSINESS_ID = "demo-business"
 DEMO_ACCOUNTS: list[dict[str, Any]] = [
@@ -40,7 +40,7 @@ DEMO_ACCOUNTS: list[dict[str, Any]] = [
 async def register_demo_business(sessions: async_sessionmaker[AsyncSession]) -> None:
     """Idempotent: an account the demo user has renamed keeps its name."""
     async with sessions.begin() as session:
-        repo = OnboardingRepository(session)
+        repo = BankFeedRepository(session)
         await repo.upsert_business(DEMO_BUSINESS_ID, "Acme Bakery LLC", "US")
         for fields in DEMO_ACCOUNTS:
             if await repo.get_bank_account(DEMO_BUSINESS_ID, str(fields["id"])) is None:

@@ -12,6 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from app import ops, tracing
 from app.audit.sink import AuditSink, running
 from app.auth.tokens import TokenVerifier
+from app.bankfeed.cache import ViewCache
+from app.bankfeed.changes import ChangeFeed
 from app.clock import Clock, SystemClock
 from app.codat.client import CodatClient, build_http_client
 from app.config import Environment, Settings, get_settings
@@ -22,13 +24,12 @@ from app.docs import mount_docs
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.events.worker import in_process as events_worker
+from app.housekeeping import housekeeping
 from app.http_guards import BodySizeLimit, OpsToken, SecurityHeaders
 from app.metrics import INBOUND_RATE_LIMITED
 from app.observability import RequestContextMiddleware, configure_logging
-from app.onboarding.cache import ViewCache
-from app.onboarding.changes import ChangeFeed
 from app.onboarding.dependencies import onboarding_service
-from app.onboarding.reconcile import reconcile_forever
+from app.onboarding.fastpath import answer_from_cache
 from app.onboarding.router import internal_router
 from app.onboarding.router import router as onboarding_router
 from app.onboarding.singleflight import SingleFlight
@@ -39,6 +40,7 @@ from app.shutdown import on_shutdown_signal
 from app.transactions.router import router as transactions_router
 from app.transactions.worker import in_process as transactions_worker
 from app.web import mount_demo
+from app.webhooks.reconcile import reconcile_forever
 from app.webhooks.router import operator_router as webhooks_operator_router
 from app.webhooks.router import router as webhooks_router
 from app.webhooks.router import webhook_processor
@@ -67,6 +69,8 @@ def create_app(
             stack.enter_context(on_shutdown_signal(app.state.changes.close))
             if settings.environment is Environment.dev:
                 await stack.enter_async_context(transactions_worker(app))
+                state = app.state
+                await stack.enter_async_context(housekeeping(state.sessionmaker, settings, state.clock))
                 await stack.enter_async_context(events_worker(app))
             yield
 
@@ -112,7 +116,7 @@ def create_app(
     if settings.http.ops_token is not None:
         app.add_middleware(OpsToken, token=settings.http.ops_token.get_secret_value())
     app.add_middleware(BodySizeLimit, max_bytes=settings.http.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, fast_answer=answer_from_cache)
     if tracer_provider is not None:
         tracing.instrument_app(app, tracer_provider)
     app.add_middleware(SecurityHeaders)  # outermost: on every answer, the request-context's own 500s included
@@ -183,8 +187,8 @@ def _start_reconciler(app: FastAPI, settings: Settings, stack: AsyncExitStack) -
     interval = settings.webhooks.reconcile_interval_seconds
     if interval == 0:
         return
-    service = onboarding_service(app)
-    task = asyncio.create_task(reconcile_forever(service, webhook_processor(app.state), interval))
+    sync = onboarding_service(app).sync
+    task = asyncio.create_task(reconcile_forever(sync, webhook_processor(app.state), interval))
     stack.callback(task.cancel)
 
 

@@ -4,6 +4,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -11,8 +12,10 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import correlation_id_var, new_correlation_id, unexpected_error_response
-from app.onboarding.fastpath import answer_from_cache
 from app.redaction import scrub
+
+# Answers a request before routing, or returns False to let the app answer it.
+FastAnswer = Callable[[Scope, Receive, Send], Awaitable[bool]]
 
 log = logging.getLogger(__name__)
 REQUESTS = Counter("bff_http_requests_total", "HTTP requests served", ["method", "route", "status"])
@@ -89,12 +92,13 @@ def configure_logging(level: str) -> None:
 class RequestContextMiddleware:
     """Give every request a correlation id (or keep the caller's), echo it back, and measure the request.
 
-    A `GET /v1/bank-feed` whose answer is in the view cache is answered from there, without routing (see
-    app/onboarding/fastpath.py); every other request goes on to the app.
+    `fast_answer` may answer a request before routing (main passes app/onboarding/fastpath.py's, which answers
+    a `GET /v1/bank-feed` from the view cache); every other request goes on to the app.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, fast_answer: FastAnswer | None = None) -> None:
         self.app = app
+        self.fast_answer = fast_answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,7 +119,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if not await answer_from_cache(scope, receive, send_with_id):
+            if self.fast_answer is None or not await self.fast_answer(scope, receive, send_with_id):
                 await self.app(scope, receive, send_with_id)
         except Exception as exc:  # noqa: BLE001 - answered here, with the request's id, and logged scrubbed
             # Not re-raised: uvicorn would log it again, as a plain-text traceback with no correlation id.

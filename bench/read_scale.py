@@ -29,7 +29,7 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from app.onboarding.cache import STAMP_SQL, STORE_SQL
+from app.bankfeed.cache import STAMP_SQL, STORE_SQL
 from bench import harness as h
 
 SIZES = (1, 1_000, 20_000)

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.trail import CODAT, Audit, record
+from app.bankfeed.models import Business
 from app.clock import Clock
 from app.codat.client import CallOutcome
-from app.onboarding.models import Business
 
 log = logging.getLogger(__name__)
 DROPPED = Counter("bff_audit_dropped_total", "Audit entries dropped because the writer fell behind")

@@ -4,12 +4,12 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from app.audit.trail import Audit, operator, record
+from app.bankfeed.repository import BankFeedRepository
 from app.console.queries import NOT_WRITTEN_PREFIX, dead_webhooks_of
 from app.console.schemas import ActionDone
 from app.errors import AppError, NotFound
 from app.events import subscriptions
 from app.onboarding.dependencies import onboarding_service
-from app.onboarding.repository import OnboardingRepository
 from app.transactions.models import BankTransaction, TransactionStatus, TransactionStream
 from app.webhooks.router import webhook_processor
 from app.webhooks.service import reapply_dead_event
@@ -41,7 +41,7 @@ class ConsoleActions:
 
     async def reapply_webhook(self, business_id: str, webhook_id: str) -> ActionDone:
         async with self.state.sessionmaker() as session:
-            await OnboardingRepository(session).require_business(business_id)
+            await BankFeedRepository(session).require_business(business_id)
             dead = {e.id for e in await dead_webhooks_of(session, business_id)}
         if webhook_id not in dead:
             raise WebhookNotDead(f"No dead webhook {webhook_id!r} for this business.")
@@ -57,7 +57,7 @@ class ConsoleActions:
         may have been written (timed out, or outcome unknown): those keep their failure for a person."""
         now = self.state.clock.now()
         async with self.state.sessionmaker.begin() as session:
-            await OnboardingRepository(session).require_business(business_id)
+            await BankFeedRepository(session).require_business(business_id)
             requeued = (
                 (
                     await session.execute(

@@ -9,6 +9,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.trail import timeline
+from app.bankfeed.models import Business, FeedConnection
+from app.bankfeed.view import render_bank_feed_view
 from app.console.schemas import (
     BusinessPage,
     DeadWebhook,
@@ -21,8 +23,6 @@ from app.console.schemas import (
 )
 from app.events import subscriptions
 from app.events.models import FeedState
-from app.onboarding.models import Business, FeedConnection
-from app.onboarding.view import render_bank_feed_view
 from app.transactions.models import BankTransaction, TransactionStatus
 from app.webhooks.models import WebhookEvent
 from app.webhooks.service import DEAD_STATUS

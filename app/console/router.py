@@ -7,14 +7,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.auth.dependencies import require_scopes
 from app.auth.principals import Service
+from app.bankfeed.exceptions import BusinessNotFound
 from app.console import queries
 from app.console.actions import ConsoleActions, WebhookNotDead
 from app.console.schemas import ActionDone, BusinessPage, FeedPage, Health
 from app.db import SessionDep
 from app.errors import Forbidden, InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
 from app.events.subscriptions import EventNotFound, SubscriptionNotFound
-from app.onboarding.dependencies import IdPath
-from app.onboarding.exceptions import BusinessNotFound
+from app.inputs import IdPath
 
 ConsoleReader = Annotated[Service, Depends(require_scopes("console:read"))]
 ConsoleWriter = Annotated[Service, Depends(require_scopes("console:write"))]

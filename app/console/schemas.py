@@ -5,8 +5,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
+from app.bankfeed.schemas import ApiModel, BankFeedOut
 from app.events.schemas import SubscriptionOut
-from app.onboarding.schemas import ApiModel, BankFeedOut
 
 Health = Literal["needs_action", "broken", "stalled", "held", "failed", "dead_webhooks", "all"]
 

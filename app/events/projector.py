@@ -1,6 +1,6 @@
 """Derive events from committed state: no hook in the code that changes a feed.
 
-Every change the bank-feed view shows bumps the business's `feed_version` (app/onboarding/repository.py),
+Every change the bank-feed view shows bumps the business's `feed_version` (app/bankfeed/repository.py),
 whoever made it: a webhook, a refresh, the reconciler, a user, another replica. The projector renders the
 view of each business whose version moved past what it last saw, compares it with the snapshot it kept,
 and writes the differences as events, audit entries and the business's health (FeedState) in one
@@ -18,11 +18,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.trail import SYSTEM, Audit, record
+from app.bankfeed.holds import BROKEN_CONNECTION
+from app.bankfeed.models import Business, FeedConnection
+from app.bankfeed.view import render_bank_feed_view
 from app.events.models import EventSubscription, EventType, FeedState, StreamCursor
 from app.events.outbox import emit, enabled_subscriptions
-from app.onboarding.holds import BROKEN_CONNECTION
-from app.onboarding.models import Business, FeedConnection
-from app.onboarding.view import render_bank_feed_view
 from app.transactions.models import (
     UNFINISHED,
     BankTransaction,

@@ -2,8 +2,8 @@
 
 from pydantic import Field
 
+from app.bankfeed.schemas import ApiModel, StrictApiModel, UtcDateTime
 from app.events.models import EventType
-from app.onboarding.schemas import ApiModel, StrictApiModel, UtcDateTime
 
 
 class SubscriptionIn(StrictApiModel):

@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 
-from app.inputs import IdPath as IdPath  # the one rule for ids (app/inputs.py), re-exported for the routers
 from app.onboarding.service import OnboardingService
 
 

@@ -1,6 +1,6 @@
 """The two reads every user's app polls, answered before routing when sure of the route's answer.
 
-`GET /v1/bank-feed` from the stored or cached view (app/onboarding/cache.py, the same look-up the route
+`GET /v1/bank-feed` from the stored or cached view (app/bankfeed/cache.py, the same look-up the route
 makes), and `GET /v1/bank-feed/link` while the stored link has more than the safety margin left (on
 Postgres: one indexed query over raw asyncpg, or none while the view cache's listener vouches for the link
 this process read last; a new link is a write to `feed_connection`, which notifies). Through FastAPI each
@@ -32,10 +32,10 @@ from starlette.types import Receive, Scope, Send
 
 from app.auth.principals import EndUser
 from app.auth.tokens import TokenVerifier
+from app.bankfeed.cache import ViewCache
+from app.bankfeed.models import FeedConnection
 from app.http import NO_STORE, rendered_response
 from app.onboarding import router as routes
-from app.onboarding.cache import ViewCache
-from app.onboarding.models import FeedConnection
 from app.onboarding.schemas import LinkOut
 from app.rawpool import RawPool
 

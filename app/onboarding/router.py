@@ -6,33 +6,33 @@ from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from app.auth.dependencies import BankFeedReader, BusinessesWriter, CurrentUser
+from app.bankfeed.exceptions import AccountNotFound, BusinessNotFound, NotConnected, UpstreamRejected
+from app.bankfeed.models import BankAccount
+from app.bankfeed.repository import BankFeedRepository
+from app.bankfeed.schemas import BankFeedOut, FeedAccountOut
+from app.bankfeed.stream import bank_feed_events, feed_version
+from app.bankfeed.view import render_bank_feed_view, served_bank_feed_view
 from app.codat.schemas import Credentials
 from app.db import SessionDep
 from app.errors import Forbidden, InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
 from app.http import NO_STORE, etag_response, no_store
 from app.idempotency.route import IdempotentRoute
-from app.onboarding.dependencies import IdPath, ServiceDep
-from app.onboarding.events import bank_feed_events, feed_version
-from app.onboarding.exceptions import AccountNotFound, BusinessNotFound, NotConnected, UpstreamRejected
-from app.onboarding.models import BankAccount
-from app.onboarding.repository import OnboardingRepository
+from app.inputs import IdPath
+from app.onboarding.dependencies import ServiceDep
 from app.onboarding.schemas import (
     AddAccountsIn,
     BankAccountIn,
     BankAccountOut,
-    BankFeedOut,
     BusinessIn,
     BusinessOut,
     ConnectIn,
     ConnectOut,
     CredentialsOut,
-    FeedAccountOut,
     LinkOut,
     ReconnectIn,
     RenameAccountIn,
 )
 from app.onboarding.service import Link
-from app.onboarding.view import render_bank_feed_view, served_bank_feed_view
 from app.ratelimit import CodatCallsLimit, CredentialsLimit, RateLimited, ServiceLimit, limiter
 
 UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamRejected)
@@ -245,7 +245,7 @@ async def put_business(
     business_id: IdPath, body: BusinessIn, _: BusinessesWriter, session: SessionDep, response: Response
 ) -> BusinessOut:
     """Register or update a business (US or CA)."""
-    repo = OnboardingRepository(session)
+    repo = BankFeedRepository(session)
     if await repo.get_business(business_id) is None:
         response.status_code = status.HTTP_201_CREATED
     business = await repo.upsert_business(business_id, body.name, body.country, body.time_zone)
@@ -271,7 +271,7 @@ async def put_bank_account(
     response: Response,
 ) -> BankAccountOut:
     """Register or update a bank account's details; these are the source of truth for Codat."""
-    repo = OnboardingRepository(session)
+    repo = BankFeedRepository(session)
     await repo.require_business(business_id)
     if await repo.get_bank_account(business_id, account_id) is None:
         response.status_code = status.HTTP_201_CREATED

@@ -1,49 +1,26 @@
-"""The BFF's own request and response bodies (camelCase on the wire), shaped for the apps, not for Codat."""
+"""Bodies of the onboarding endpoints: registering businesses and accounts, connecting, links, credentials."""
 
 import re
-from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
-from app.clock import as_utc
-from app.inputs import Flag, Id, Money, Name
-from app.onboarding.currencies import ISO_4217
-
-SUPPORTED_COUNTRIES = ("US", "CA")
-# A business that names no time zone gets its country's most populous one.
-DEFAULT_TIME_ZONES = {"US": "America/New_York", "CA": "America/Toronto"}
-
-# Codat's source-account enum, and the names internal services commonly use for each.
-ACCOUNT_TYPE_ALIASES = {
-    "checking": "checking",
-    "current": "checking",
-    "savings": "savings",
-    "loan": "loan",
-    "mortgage": "loan",
-    "creditcard": "creditCard",
-    "credit": "creditCard",
-    "prepaidcard": "prepaidCard",
-    "prepaid": "prepaidCard",
-}
-AccountTypeName = Literal["checking", "savings", "loan", "creditCard", "prepaidCard"]
-ConnectionStatus = Literal["PendingAuth", "Linked", "Unlinked", "Deauthorized"]  # Codat's enum
-
-
-class ApiModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, str_strip_whitespace=True)
-
-
-class StrictApiModel(ApiModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-Identifier = Id  # one rule for ids and text at the boundary: app/inputs.py
-DisplayName = Name
-UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
+from app.bankfeed.currencies import ISO_4217
+from app.bankfeed.schemas import (
+    ACCOUNT_TYPE_ALIASES,
+    SUPPORTED_COUNTRIES,
+    AccountTypeName,
+    ApiModel,
+    ConnectionStatus,
+    DisplayName,
+    FeedAccountOut,
+    Identifier,
+    StrictApiModel,
+    UtcDateTime,
+)
+from app.inputs import Flag, Money
 
 
 def _account_type(value: object) -> object:
@@ -126,55 +103,6 @@ class AddAccountsIn(StrictApiModel):
 
 class RenameAccountIn(StrictApiModel):
     account_name: DisplayName
-
-
-FeedStatus = Literal["not_added", "pending", "connecting", "connected", "disconnected", "unknown"]
-
-
-FeedAction = Literal["connect", "finish_in_quickbooks", "connect_new_accounts", "reconnect", "none"]
-
-
-class FeedAccountOut(ApiModel):
-    account_id: str
-    account_name: str
-    account_type: AccountTypeName
-    currency: str
-    account_number_last4: str
-    status: FeedStatus = Field(description="`not_added` until the account is offered to QuickBooks.")
-    feed_start_date: date | None = None
-    status_confirmed_at: UtcDateTime | None = Field(
-        None,
-        description="When Codat last reported this status. A disconnect made in QuickBooks reaches Codat up "
-        "to 10 days later: until then the account shows connected.",
-    )
-    writes_held: str | None = Field(
-        None,
-        description="Why QuickBooks takes no transactions from the account now, and the fix; its "
-        "transactions are held and resume in order once it is mended.",
-    )
-
-
-class ConnectionOut(ApiModel):
-    connection_id: str | None
-    status: ConnectionStatus | None = Field(description="Codat's status of the connection.")
-    created_at: UtcDateTime
-    error: str | None = Field(
-        None, description="Why linking failed (Codat's connection.failed), until it links."
-    )
-
-
-class BankFeedOut(ApiModel):
-    business_id: str
-    business_name: str
-    connection: ConnectionOut | None
-    accounts: list[FeedAccountOut]
-    connected_count: int
-    link_needed: bool = Field(
-        description="True while the user has something to do in QuickBooks (see `action`)."
-    )
-    action: FeedAction = Field(description="What the user should do next; `none` when all is well.")
-    action_message: str | None = Field(description="The same, as a sentence for the user.")
-    state_confirmed_at: UtcDateTime | None = Field(description="When Codat last confirmed these statuses.")
 
 
 class LinkOut(ApiModel):

@@ -15,10 +15,21 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bankfeed.changes import ChangeFeed
+from app.bankfeed.exceptions import (
+    AccountNotFound,
+    ConnectionGone,
+    NotConnected,
+    translate_codat_errors,
+)
+from app.bankfeed.holds import BROKEN_CONNECTION, CREDENTIALS_REVOKED, set_write_hold
+from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.bankfeed.repository import BankFeedRepository, FeedAccountOutcome, new_request_key
+from app.bankfeed.sync import FeedSync
 from app.clock import Clock, as_utc
 from app.codat import codat_deadline
 from app.codat.client import CodatClient
-from app.codat.exceptions import CodatNotFound, CodatRejected
+from app.codat.exceptions import CodatRejected
 from app.codat.schemas import (
     BatchCreateResult,
     Connection,
@@ -30,16 +41,6 @@ from app.codat.schemas import (
 from app.config import CodatSettings
 from app.errors import InvalidInput
 from app.metrics import LINK_REFRESHES
-from app.onboarding.changes import ChangeFeed
-from app.onboarding.exceptions import (
-    AccountNotFound,
-    ConnectionGone,
-    NotConnected,
-    translate_codat_errors,
-)
-from app.onboarding.holds import BROKEN_CONNECTION, CREDENTIALS_REVOKED, set_write_hold
-from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
-from app.onboarding.repository import FeedAccountOutcome, OnboardingRepository, new_request_key
 from app.onboarding.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class OnboardingService:
         self.clock = clock
         self.single_flight = single_flight
         self.changes = changes
+        self.sync = FeedSync(sessions, codat, settings, clock, changes)
 
     # Public operations
 
@@ -129,7 +131,7 @@ class OnboardingService:
             return []
         if connection.codat_connection_id is not None:
             try:
-                await self.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
+                await self.sync.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
             except ConnectionGone:
                 pass  # connect creates its successor
         return await self._offered_on(connection.id)
@@ -160,7 +162,7 @@ class OnboardingService:
             # Codat: writes from the accounts linked with them stop, until linked again with new ones.
             async with self.sessions.begin() as session:
                 await set_write_hold(session, connection_id, None, CREDENTIALS_REVOKED)
-                await OnboardingRepository(session).bump_feed_version(business_id)
+                await BankFeedRepository(session).bump_feed_version(business_id)
             self.changes.notify(business_id)
 
     async def rename_account(self, business_id: str, account_id: str, name: str) -> None:
@@ -176,7 +178,7 @@ class OnboardingService:
                         idempotency_key=new_request_key(),
                     )
             async with self.sessions.begin() as session:
-                repo = OnboardingRepository(session)
+                repo = BankFeedRepository(session)
                 account = await repo.get_bank_account(business_id, account_id)
                 assert account is not None
                 account.name = name
@@ -187,33 +189,9 @@ class OnboardingService:
         with codat_deadline(self.settings.request_deadline_seconds):
             business, connection = await self._current(business_id)
             try:
-                await self.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
+                await self.sync.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
             except ConnectionGone:
                 pass  # the view now offers to connect again
-
-    async def refresh_connection(self, company_id: str, connection: FeedConnection) -> None:
-        codat_connection_id = connection.codat_connection_id
-        assert codat_connection_id is not None
-        fetched = await self._read_connection(company_id, connection)
-        with translate_codat_errors("refresh bank feed"):
-            accounts = await self.codat.list_source_accounts(company_id, codat_connection_id)
-        now = self.clock.now()
-        async with self.sessions.begin() as session:
-            repo = OnboardingRepository(session)
-            changed = [await repo.apply_connection_status(codat_connection_id, str(fetched.status), now)]
-            for account in accounts:
-                status = str(account.status) if account.status is not None else None
-                changed.append(
-                    await repo.apply_account_status(
-                        codat_connection_id, account.id, status, account.feed_start_date, now
-                    )
-                )
-            await repo.store_link(
-                connection.id, fetched.link_url, self._expiry_of(fetched.link_url, connection, now), now
-            )
-            if any(changed):
-                await repo.bump_feed_version(connection.business_id)  # last: see the repository's lock order
-        self.changes.notify(connection.business_id)
 
     # Steps of connect
 
@@ -228,7 +206,7 @@ class OnboardingService:
         self, business_id: str, account_ids: Sequence[str] | None
     ) -> tuple[Business, list[BankAccount]]:
         async with self.sessions() as session:
-            repo = OnboardingRepository(session)
+            repo = BankFeedRepository(session)
             business = await repo.require_business(business_id)
             registered = {a.id: a for a in await repo.list_bank_accounts(business_id)}
         if account_ids is None:
@@ -260,7 +238,7 @@ class OnboardingService:
         if company_id is None:
             company_id = await self._create_company(business, now, stale_before)
         async with self.sessions.begin() as session:
-            await OnboardingRepository(session).record_company(business.id, company_id)
+            await BankFeedRepository(session).record_company(business.id, company_id)
         return company_id
 
     async def _find_company(self, business_id: str) -> str | None:
@@ -276,9 +254,7 @@ class OnboardingService:
 
     async def _create_company(self, business: Business, now: datetime, stale_before: datetime) -> str:
         async with self.sessions.begin() as session:
-            key = await OnboardingRepository(session).claim_company_request_key(
-                business.id, now, stale_before
-            )
+            key = await BankFeedRepository(session).claim_company_request_key(business.id, now, stale_before)
         with translate_codat_errors("create company"):
             company = await self.codat.create_company(
                 business.name, idempotency_key=key, tags={BUSINESS_TAG: business.id}
@@ -312,7 +288,7 @@ class OnboardingService:
         with translate_codat_errors("find connection"):
             page = await self.codat.list_connections(company_id)
         async with self.sessions() as session:
-            known = await OnboardingRepository(session).known_connection_ids(business_id)
+            known = await BankFeedRepository(session).known_connection_ids(business_id)
         unknown = [
             c for c in page.results if c.integration_key == self.settings.platform_key and c.id not in known
         ]
@@ -328,7 +304,7 @@ class OnboardingService:
         """Replace an abandoned intent, so Codat's replay of an old answer under its key cannot block us."""
         try:
             async with self.sessions.begin() as session:
-                repo = OnboardingRepository(session)
+                repo = BankFeedRepository(session)
                 return await repo.renew_connection_intent(stale.id, stale.business_id, self.clock.now())
         except IntegrityError:
             return await self._current_connection_or_intent(stale.business_id)  # another process renewed it
@@ -337,7 +313,7 @@ class OnboardingService:
         """An Unlinked or Deauthorized connection cannot be revived: keep it as history, start a new one."""
         try:
             async with self.sessions.begin() as session:
-                repo = OnboardingRepository(session)
+                repo = BankFeedRepository(session)
                 connection = await repo.current_connection(business_id)
                 if connection is None or connection.status not in BROKEN_CONNECTION:
                     return
@@ -353,20 +329,20 @@ class OnboardingService:
     async def _current_connection_or_intent(self, business_id: str) -> FeedConnection:
         try:
             async with self.sessions.begin() as session:
-                repo = OnboardingRepository(session)
+                repo = BankFeedRepository(session)
                 current = await repo.current_connection(business_id)
                 return current or await repo.add_connection_intent(business_id, self.clock.now())
         except IntegrityError:
             # Another process recorded the intent first; the unique index guarantees there is one.
             async with self.sessions() as session:
-                connection = await OnboardingRepository(session).current_connection(business_id)
+                connection = await BankFeedRepository(session).current_connection(business_id)
                 assert connection is not None
                 return connection
 
     async def _record_connection(self, connection: FeedConnection, created: Connection) -> None:
         expires_at = self.clock.now() + timedelta(seconds=self.settings.otp_lifetime_seconds)
         async with self.sessions.begin() as session:
-            await OnboardingRepository(session).record_connection(
+            await BankFeedRepository(session).record_connection(
                 connection.id, created.id, str(created.status), created.link_url, expires_at
             )
         connection.codat_connection_id, connection.status = created.id, str(created.status)
@@ -376,7 +352,7 @@ class OnboardingService:
         self, company_id: str, connection: FeedConnection, country: str, accounts: Sequence[BankAccount]
     ) -> None:
         async with self.sessions.begin() as session:
-            feed_accounts = await OnboardingRepository(session).add_feed_account_intents(
+            feed_accounts = await BankFeedRepository(session).add_feed_account_intents(
                 connection.id, connection.business_id, [a.id for a in accounts]
             )
         by_id = {a.id: a for a in accounts}
@@ -476,7 +452,7 @@ class OnboardingService:
 
     async def _record_offered(self, connection: FeedConnection, accounts: Sequence[SourceAccount]) -> None:
         async with self.sessions.begin() as session:
-            repo = OnboardingRepository(session)
+            repo = BankFeedRepository(session)
             outcomes = [
                 FeedAccountOutcome(a.id, str(a.status) if a.status is not None else None, a.feed_start_date)
                 for a in accounts
@@ -504,7 +480,7 @@ class OnboardingService:
         while True:
             now = self.clock.now()
             async with self.sessions.begin() as session:
-                repo = OnboardingRepository(session)
+                repo = BankFeedRepository(session)
                 connection = await repo.get_connection(connection_id)
                 assert connection is not None
                 if self._link_is_fresh(connection):
@@ -522,15 +498,15 @@ class OnboardingService:
 
     async def _read_link_from_codat(self, company_id: str, connection: FeedConnection) -> Link:
         try:
-            fetched = await self._read_connection(company_id, connection)
+            fetched = await self.sync.read_connection(company_id, connection)
         except BaseException:
             async with self.sessions.begin() as session:
-                await OnboardingRepository(session).release_link_lease(connection.id)
+                await BankFeedRepository(session).release_link_lease(connection.id)
             raise
         now = self.clock.now()
-        expires_at = self._expiry_of(fetched.link_url, connection, now)
+        expires_at = self.sync.expiry_of(fetched.link_url, connection, now)
         async with self.sessions.begin() as session:
-            repo = OnboardingRepository(session)
+            repo = BankFeedRepository(session)
             await repo.store_link(connection.id, fetched.link_url, expires_at, now)
             if await repo.apply_connection_status(fetched.id, str(fetched.status), now):
                 await repo.bump_feed_version(connection.business_id)
@@ -542,38 +518,17 @@ class OnboardingService:
         log.info("onboarding.link_refreshed", extra={"connection_id": connection.codat_connection_id})
         return Link(fetched.link_url, expires_at, connection)
 
-    async def _read_connection(self, company_id: str, connection: FeedConnection) -> Connection:
-        """Codat's view of the connection; a connection deleted at Codat is retired here as history."""
-        assert connection.codat_connection_id is not None
-        with translate_codat_errors("read connection"):
-            try:
-                return await self.codat.get_connection(company_id, connection.codat_connection_id)
-            except CodatNotFound:
-                async with self.sessions.begin() as session:
-                    await OnboardingRepository(session).retire_connection(connection.id, status="Deleted")
-                log.warning(
-                    "reconcile.connection_gone", extra={"connection_id": connection.codat_connection_id}
-                )
-                raise ConnectionGone() from None
-
     async def _offered_on(self, connection_id: int) -> list[str]:
         async with self.sessions() as session:
             return sorted(
-                f.account_id for f in await OnboardingRepository(session).feed_accounts(connection_id)
+                f.account_id for f in await BankFeedRepository(session).feed_accounts(connection_id)
             )
-
-    def _expiry_of(self, link_url: str, connection: FeedConnection, now: datetime) -> datetime:
-        # Codat does not say when an OTP lapses: a new one lives a lifetime from now; the same one keeps its
-        # expiry.
-        if link_url == connection.link_url and connection.link_expires_at is not None:
-            return as_utc(connection.link_expires_at)
-        return now + timedelta(seconds=self.settings.otp_lifetime_seconds)
 
     # Loading
 
     async def _business_and_connection(self, business_id: str) -> tuple[Business, FeedConnection | None]:
         async with self.sessions() as session:
-            repo = OnboardingRepository(session)
+            repo = BankFeedRepository(session)
             return await repo.require_business(business_id), await repo.current_connection(business_id)
 
     async def _current(self, business_id: str) -> tuple[Business, FeedConnection]:
@@ -588,7 +543,7 @@ class OnboardingService:
         self, business_id: str, account_id: str
     ) -> tuple[Business, FeedConnection | None, FeedAccount | None]:
         async with self.sessions() as session:
-            repo = OnboardingRepository(session)
+            repo = BankFeedRepository(session)
             business = await repo.get_business(business_id)
             if business is None or await repo.get_bank_account(business_id, account_id) is None:
                 raise AccountNotFound("No such bank account for this business.")

@@ -5,7 +5,7 @@ and none from an account whose QuickBooks credentials were revoked. Transactions
 are kept queued, in order, and the worker leaves them alone until the feed is mended (a reconnect, or the
 account linked again with new credentials); then they go out in the order accepted, once each.
 
-Why an account is held, and what mends it: app/onboarding/holds.py.
+Why an account is held, and what mends it: app/bankfeed/holds.py.
 """
 
 from datetime import date, datetime, timedelta
@@ -13,10 +13,10 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.bankfeed.holds import hold_of
+from app.bankfeed.models import FeedAccount, FeedConnection
+from app.bankfeed.repository import BankFeedRepository
 from app.clock import as_utc
-from app.onboarding.holds import hold_of
-from app.onboarding.models import FeedAccount, FeedConnection
-from app.onboarding.repository import OnboardingRepository
 
 # Codat names the target, not a transaction, when it refuses a push because of the account or connection.
 TARGET_ITEMS = frozenset({"accountId", "connectionId"})
@@ -33,7 +33,7 @@ UNPULLED_WARNING = (
 async def current_feed(
     session: AsyncSession, business_id: str, account_id: str
 ) -> tuple[FeedConnection | None, FeedAccount | None]:
-    repo = OnboardingRepository(session)
+    repo = BankFeedRepository(session)
     connection = await repo.current_connection(business_id)
     if connection is None:
         return None, None

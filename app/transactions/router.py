@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends, Query, Request, status
 
 from app.auth.dependencies import require_scopes
 from app.auth.principals import Service
+from app.bankfeed.exceptions import AccountNotFound, BusinessNotFound
 from app.errors import Conflict, Forbidden, InvalidInput, Unauthorized, error_responses
 from app.idempotency.route import IdempotentRoute
-from app.onboarding.dependencies import IdPath
-from app.onboarding.exceptions import AccountNotFound, BusinessNotFound
+from app.inputs import IdPath
 from app.ratelimit import RateLimited, ServiceLimit
 from app.transactions.schemas import (
     MAX_PER_REQUEST,

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
+from app.bankfeed.schemas import ApiModel, StrictApiModel, UtcDateTime
 from app.inputs import Description, ExternalId, Money
-from app.onboarding.schemas import ApiModel, StrictApiModel, UtcDateTime
 
 MAX_PER_REQUEST = 1000  # Codat's maximum per push; a bigger request would only be split again.
 

@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bankfeed.exceptions import AccountNotFound
+from app.bankfeed.holds import MESSAGES, REFUSED_BY_CODAT, hold_of, set_write_hold
+from app.bankfeed.models import Business
+from app.bankfeed.repository import BankFeedRepository
 from app.clock import Clock, as_utc
 from app.codat.schemas import PushOperation, PushOperationStatus
 from app.errors import Conflict, FieldError, InvalidInput
-from app.onboarding.exceptions import AccountNotFound
-from app.onboarding.holds import MESSAGES, REFUSED_BY_CODAT, hold_of, set_write_hold
-from app.onboarding.models import Business
-from app.onboarding.repository import OnboardingRepository
 from app.transactions import holds, rules
 from app.transactions.models import (
     UNFINISHED,
@@ -101,7 +101,7 @@ class TransactionService:
         self, business_id: str, account_id: str, status: StatusFilter | None, after: int, limit: int
     ) -> TransactionsPage:
         async with self.sessions() as session:
-            business = await _registered_account(OnboardingRepository(session), business_id, account_id)
+            business = await _registered_account(BankFeedRepository(session), business_id, account_id)
             repo = TransactionRepository(session)
             statuses = list(UNFINISHED) if status == "pending" else [status] if status else None
             rows = await repo.page(business_id, account_id, statuses, after, limit)
@@ -124,7 +124,7 @@ class TransactionService:
         )
 
 
-async def _registered_account(repo: OnboardingRepository, business_id: str, account_id: str) -> Business:
+async def _registered_account(repo: BankFeedRepository, business_id: str, account_id: str) -> Business:
     business = await repo.require_business(business_id)
     if await repo.get_bank_account(business_id, account_id) is None:
         raise AccountNotFound("No such bank account for this business.")
@@ -136,7 +136,7 @@ async def _connected_account(
 ) -> tuple[Business, date | None]:
     """The business and the account's feed start date, if QuickBooks ever connected the account: QBO takes
     transactions only for a connected account, and ones accepted while it is not (any more) are held."""
-    business = await _registered_account(OnboardingRepository(session), business_id, account_id)
+    business = await _registered_account(BankFeedRepository(session), business_id, account_id)
     feed_start = await holds.latest_feed_start(session, business_id, account_id)
     if feed_start is None:
         connection, feed = await holds.current_feed(session, business_id, account_id)
@@ -246,9 +246,7 @@ async def hold_batch(
         await set_write_hold(repo.session, batch.codat_connection_id, [batch.account_id], REFUSED_BY_CODAT)
         stream = await repo.session.get(TransactionStream, batch.stream_id)
         if stream is not None:
-            await OnboardingRepository(repo.session).bump_feed_version(
-                stream.business_id
-            )  # the view shows it
+            await BankFeedRepository(repo.session).bump_feed_version(stream.business_id)  # the view shows it
 
 
 async def record_failed(repo: TransactionRepository, batch_id: int, reason: str, now: datetime) -> None:

@@ -26,7 +26,7 @@ import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -35,14 +35,13 @@ from fastapi import FastAPI
 from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bankfeed.repository import BankFeedRepository
 from app.clock import Clock, SystemClock, as_utc
 from app.codat import schemas as codat
 from app.codat.client import CodatClient, build_http_client
 from app.codat.exceptions import CodatConflict, CodatRejected, CodatUnavailable
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
-from app.housekeeping import housekeeping
-from app.onboarding.repository import OnboardingRepository
 from app.transactions import holds
 from app.transactions.models import BankTransaction, BatchStatus, TransactionBatch, TransactionStream
 from app.transactions.repository import LeaseLost, TransactionRepository
@@ -52,6 +51,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Work = Callable[[TransactionRepository, datetime], Awaitable[T]]
+# What a standalone worker runs beside delivering, on its sessions and clock.
+Alongside = Callable[[async_sessionmaker[AsyncSession], Clock], AbstractAsyncContextManager[None]]
 
 MAX_PUSH = 1000  # Codat's maxItems for one push
 # Codat replays a keyed request for 90 minutes; past that, sending a batch again could write it twice.
@@ -308,7 +309,7 @@ class TransactionWorker:
 
 async def _codat_target(session: AsyncSession, business_id: str) -> tuple[str, str] | None:
     """The business's Codat company and current connection, if both exist."""
-    repo = OnboardingRepository(session)
+    repo = BankFeedRepository(session)
     business = await repo.get_business(business_id)
     connection = await repo.current_connection(business_id)
     if (
@@ -340,23 +341,24 @@ async def in_process(app: FastAPI) -> AsyncIterator[None]:
     worker = TransactionWorker(state.sessionmaker, state.codat, state.clock, name="in-process")
     task = asyncio.create_task(worker.run_forever(), name="transactions-worker")
     try:
-        async with housekeeping(state.sessionmaker, state.settings, state.clock):
-            yield
+        yield
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def run_standalone(settings: Settings, config: WorkerConfig) -> None:
+async def run_standalone(
+    settings: Settings, config: WorkerConfig, alongside: Alongside | None = None
+) -> None:
     """`bankfeeds-bff worker`: until SIGTERM or Ctrl-C; a batch cut short is finished by the next worker.
-    It also samples the backlog gauges and prunes old rows (app/housekeeping.py)."""
+    `alongside` runs beside it on its sessions and clock (the CLI passes app/housekeeping.py's)."""
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)  # type: ignore[union-attr]
     engine = create_engine(settings, application_name="bankfeeds-bff-worker")
     sessions, clock = create_sessionmaker(engine), SystemClock()
     try:
         async with (
             build_http_client(settings.codat) as http,
-            housekeeping(sessions, settings, clock),
+            alongside(sessions, clock) if alongside else nullcontext(),
         ):
             worker = TransactionWorker(sessions, CodatClient(http, settings.codat), clock, config)
             log.info("transactions.worker_started", extra={"worker": worker.name})

@@ -17,15 +17,15 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from app.bankfeed.holds import set_write_hold
+from app.bankfeed.models import Business, FeedConnection
+from app.bankfeed.repository import BankFeedRepository
 from app.codat.quota import QUOTA_LIMIT, QUOTA_REMAINING, RATE_LIMITED
-from app.onboarding.holds import set_write_hold
-from app.onboarding.models import Business, FeedConnection
-from app.onboarding.repository import OnboardingRepository
 
-FollowUp = Callable[[OnboardingRepository, dict[str, Any], datetime], Awaitable[str | None]]
+FollowUp = Callable[[BankFeedRepository, dict[str, Any], datetime], Awaitable[str | None]]
 
 
-async def connection_failed(repo: OnboardingRepository, payload: dict[str, Any], at: datetime) -> str | None:
+async def connection_failed(repo: BankFeedRepository, payload: dict[str, Any], at: datetime) -> str | None:
     connection = payload.get("connection") or {}
     errors = connection.get("dataConnectionErrors") or []
     message = next((e.get("errorMessage") for e in reversed(errors) if isinstance(e, dict)), None)
@@ -38,7 +38,7 @@ async def connection_failed(repo: OnboardingRepository, payload: dict[str, Any],
     return result.scalar_one_or_none()
 
 
-async def connection_linked(repo: OnboardingRepository, payload: dict[str, Any], at: datetime) -> str | None:
+async def connection_linked(repo: BankFeedRepository, payload: dict[str, Any], at: datetime) -> str | None:
     connection = payload.get("connection") or {}
     result = await repo.session.execute(
         update(FeedConnection)
@@ -50,7 +50,7 @@ async def connection_linked(repo: OnboardingRepository, payload: dict[str, Any],
     return result.scalar_one_or_none()
 
 
-async def company_deleted(repo: OnboardingRepository, payload: dict[str, Any], at: datetime) -> str | None:
+async def company_deleted(repo: BankFeedRepository, payload: dict[str, Any], at: datetime) -> str | None:
     business_id = await repo.session.scalar(
         select(Business.id).where(Business.codat_company_id == str(payload.get("id")))
     )
@@ -67,13 +67,13 @@ async def company_deleted(repo: OnboardingRepository, payload: dict[str, Any], a
     return business_id
 
 
-async def account_connected(repo: OnboardingRepository, payload: dict[str, Any], at: datetime) -> str | None:
+async def account_connected(repo: BankFeedRepository, payload: dict[str, Any], at: datetime) -> str | None:
     account = payload.get("sourceAccount") or {}
     await set_write_hold(repo.session, str(payload.get("connectionId")), [str(account.get("id"))], None)
     return None  # the status change itself is recorded (and announced) by `apply`
 
 
-async def rate_limit(repo: OnboardingRepository, payload: dict[str, Any], at: datetime) -> str | None:
+async def rate_limit(repo: BankFeedRepository, payload: dict[str, Any], at: datetime) -> str | None:
     if isinstance(payload.get("dailyQuota"), int):
         QUOTA_LIMIT.set(payload["dailyQuota"])
     if isinstance(payload.get("quotaRemaining"), int):

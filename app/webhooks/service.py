@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from app.audit.trail import CODAT, Audit, record
+from app.bankfeed.changes import ChangeFeed
+from app.bankfeed.repository import BankFeedRepository
 from app.clock import Clock, SystemClock, as_utc
 from app.db import insert_ignoring_conflicts, rows_changed
 from app.errors import InvalidInput, Unauthorized
-from app.onboarding.changes import ChangeFeed
-from app.onboarding.repository import OnboardingRepository
 from app.redaction import scrub, scrub_text
 from app.transactions.service import apply_push_event
 from app.webhooks.follow_ups import FOLLOW_UPS
@@ -186,7 +186,7 @@ class WebhookProcessor:
             row = claimed.one_or_none()
             if row is None:
                 return None
-            repo = OnboardingRepository(session)
+            repo = BankFeedRepository(session)
             event = json.loads(row.body)
             changed_business = await apply(repo, event, row.generated_at)
             # The business's timeline shows what Codat told us and when; an event that changed no business's
@@ -248,9 +248,7 @@ def webhook_audit(business_id: str | None, event_type: str, webhook_id: str, out
     return Audit(business_id, CODAT, "webhook.received", outcome, f"{event_type} ({webhook_id})")
 
 
-async def apply(
-    repo: OnboardingRepository, event: dict[str, Any], generated_at: datetime | None
-) -> str | None:
+async def apply(repo: BankFeedRepository, event: dict[str, Any], generated_at: datetime | None) -> str | None:
     """Apply one event, then its follow-up (app/webhooks/follow_ups.py); the business id whose bank feed
     changed, if any."""
     event_type: str = event["eventType"]
@@ -264,7 +262,7 @@ async def apply(
 
 
 async def _apply_status(
-    repo: OnboardingRepository, event_type: str, payload: dict[str, Any], at: datetime
+    repo: BankFeedRepository, event_type: str, payload: dict[str, Any], at: datetime
 ) -> str | None:
     if event_type.startswith("connection."):
         connection = payload.get("connection") or {}
@@ -289,7 +287,7 @@ async def _apply_status(
 
 
 async def _apply_source_account(
-    repo: OnboardingRepository, event_type: str, payload: dict[str, Any], at: datetime
+    repo: BankFeedRepository, event_type: str, payload: dict[str, Any], at: datetime
 ) -> str | None:
     account = payload.get("sourceAccount") or {}
     status = account.get("status") or event_type.rsplit(".", 1)[1]

@@ -41,7 +41,7 @@ def upgrade() -> None:
     )
     if op.get_bind().dialect.name != "postgresql":
         return  # SQLite (dev, tests) has no LISTEN/NOTIFY: its readers always check the stamp
-    # Every write to what the view shows tells the listening replicas, at commit (app/onboarding/cache.py).
+    # Every write to what the view shows tells the listening replicas, at commit (app/bankfeed/cache.py).
     # Postgres sends one notification per business and transaction however many rows it touched.
     op.execute(
         """

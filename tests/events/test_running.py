@@ -25,7 +25,7 @@ async def test_dev_runs_the_events_loop_in_process_and_stops_it_with_the_server(
 def test_the_worker_command_runs_the_events_loop_beside_the_transactions_worker(monkeypatch, database_url):
     ran: list[str] = []
 
-    async def transactions(settings, config):  # type: ignore[no-untyped-def]
+    async def transactions(settings, config, alongside=None):  # type: ignore[no-untyped-def]
         await asyncio.sleep(0.05)  # the events loop is running meanwhile
         ran.append("transactions")
 

@@ -2,7 +2,7 @@
 
 from sqlalchemy import select
 
-from app.onboarding.models import FeedConnection
+from app.bankfeed.models import FeedConnection
 from tests.factories import ACCOUNTS, codat_accounts, connect_in_quickbooks, disconnect_in_quickbooks
 
 

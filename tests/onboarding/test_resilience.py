@@ -7,9 +7,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from app.bankfeed.models import Business, FeedAccount, FeedConnection
 from app.main import create_app
 from app.observability import configure_logging
-from app.onboarding.models import Business, FeedAccount, FeedConnection
 from tests.contract import contract_checked
 from tests.factories import ACCOUNTS, CODAT_AUTH, codat_get, register
 
@@ -202,7 +202,7 @@ class TestReconcile:
         from datetime import timedelta
 
         from app.onboarding.dependencies import onboarding_service
-        from app.onboarding.reconcile import reconcile_once
+        from app.webhooks.reconcile import reconcile_once
         from app.webhooks.service import WebhookProcessor
         from tests.factories import connect_in_quickbooks
 
@@ -213,7 +213,9 @@ class TestReconcile:
         before = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
 
         refreshed = await reconcile_once(
-            onboarding_service(app), WebhookProcessor(app.state.sessionmaker, app.state.changes), timedelta(0)
+            onboarding_service(app).sync,
+            WebhookProcessor(app.state.sessionmaker, app.state.changes),
+            timedelta(0),
         )
         after = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
 

@@ -1,4 +1,4 @@
-"""The per-process cache of the bank-feed view (app/onboarding/cache.py): a read is served from it only while
+"""The per-process cache of the bank-feed view (app/bankfeed/cache.py): a read is served from it only while
 the business's stamp is unchanged, so every change shows on the next read, on every replica, and a business
 only ever gets its own view."""
 
@@ -9,11 +9,11 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-import app.onboarding.view as view_module
+import app.bankfeed.view as view_module
+from app.bankfeed.cache import ViewCache
+from app.bankfeed.models import BankAccount
+from app.bankfeed.repository import BankFeedRepository
 from app.main import create_app
-from app.onboarding.cache import ViewCache
-from app.onboarding.models import BankAccount
-from app.onboarding.repository import OnboardingRepository
 from app.rawpool import RawPool
 from tests.contract import contract_checked
 from tests.factories import ACCOUNTS, register
@@ -190,7 +190,7 @@ class TestEveryChangeShowsOnTheNextRead:
                 .where(BankAccount.business_id == business, BankAccount.id == "acc-1")
                 .values(name="Draft")
             )
-            await OnboardingRepository(session).bump_feed_version(business)
+            await BankFeedRepository(session).bump_feed_version(business)
 
             seen_inside = json.loads((await view_module.served_bank_feed_view(session, business)).body)
             await session.rollback()
@@ -231,7 +231,7 @@ class TestStamp:
         await client.post("/v1/bank-feed/connect", headers=user_headers(business))
         from_cache = await ViewCache.of(app.state.sessionmaker.kw["bind"]).stamp(business)
         async with app.state.sessionmaker() as session:
-            from_repository = await OnboardingRepository(session).view_stamp(business)
+            from_repository = await BankFeedRepository(session).view_stamp(business)
 
         assert from_repository is not None
         assert from_repository[3] is not None  # the connection is part of it

@@ -5,10 +5,10 @@ import jwt
 import pytest
 from prometheus_client import REGISTRY
 
-import app.observability as observability
+from app.observability import RequestContextMiddleware
 import app.onboarding.router as router_module
 from app.auth.tokens import mint_end_user_token
-from app.onboarding.cache import ViewCache
+from app.bankfeed.cache import ViewCache
 
 
 @pytest.fixture
@@ -25,26 +25,35 @@ def routed(monkeypatch):  # type: ignore[no-untyped-def]
     return calls
 
 
+def request_context(app) -> RequestContextMiddleware:  # type: ignore[no-untyped-def]
+    """The app's request-context middleware, which main gives the fast path (its stack built now if need be)."""
+    if app.middleware_stack is None:
+        app.middleware_stack = app.build_middleware_stack()
+    layer = app.middleware_stack
+    while not isinstance(layer, RequestContextMiddleware):
+        layer = layer.app
+    return layer
+
+
 @pytest.fixture
-def answered(monkeypatch):  # type: ignore[no-untyped-def]
+def answered(app, monkeypatch):  # type: ignore[no-untyped-def]
     """What the fast path said for each request: True when it answered it."""
     outcomes: list[bool] = []
-    answer = observability.answer_from_cache
+    middleware = request_context(app)
+    answer = middleware.fast_answer
+    assert answer is not None
 
     async def spied(scope, receive, send) -> bool:  # type: ignore[no-untyped-def]
         outcomes.append(await answer(scope, receive, send))
         return outcomes[-1]
 
-    monkeypatch.setattr(observability, "answer_from_cache", spied)
+    monkeypatch.setattr(middleware, "fast_answer", spied)
     return outcomes
 
 
-async def without_fast_path(monkeypatch, read):  # type: ignore[no-untyped-def]
-    async def never(scope, receive, send) -> bool:  # type: ignore[no-untyped-def]
-        return False
-
+async def without_fast_path(app, monkeypatch, read):  # type: ignore[no-untyped-def]
     with monkeypatch.context() as patch:
-        patch.setattr(observability, "answer_from_cache", never)
+        patch.setattr(request_context(app), "fast_answer", None)
         return await read()
 
 
@@ -73,7 +82,7 @@ async def test_a_read_of_a_cached_view_skips_routing_and_is_counted_under_the_ro
 
 
 async def test_answers_exactly_what_the_route_answers(
-    client, auth_settings, user_headers, business, monkeypatch, answered
+    app, client, auth_settings, user_headers, business, monkeypatch, answered
 ):
     token = user_headers(business)["Authorization"].removeprefix("Bearer ")
     etag = (await client.get("/v1/bank-feed", headers={"Authorization": f"Bearer {token}"})).headers["etag"]
@@ -102,6 +111,7 @@ async def test_answers_exactly_what_the_route_answers(
         again = await client.get(f"/v1/bank-feed{query}", headers=headers)
         assert answered == [fast, fast], name
         slow = await without_fast_path(
+            app,
             monkeypatch,
             lambda query=query, headers=headers: client.get(f"/v1/bank-feed{query}", headers=headers),
         )
@@ -152,14 +162,16 @@ class TestWithCors:
 
 class TestLink:
     async def test_a_valid_link_is_answered_exactly_as_the_route_answers_it(
-        self, settings, client, user_headers, business, monkeypatch, answered
+        self, app, settings, client, user_headers, business, monkeypatch, answered
     ):
         headers = {**user_headers(business), "X-Request-ID": "same-correlation-id"}
         connected = await client.post("/v1/bank-feed/connect", headers=headers)
         answered.clear()
 
         fast = await client.get("/v1/bank-feed/link", headers=headers)
-        slow = await without_fast_path(monkeypatch, lambda: client.get("/v1/bank-feed/link", headers=headers))
+        slow = await without_fast_path(
+            app, monkeypatch, lambda: client.get("/v1/bank-feed/link", headers=headers)
+        )
 
         assert answered == [not settings.uses_sqlite]  # the stored link is read over raw asyncpg
         assert comparable(fast) == comparable(slow)

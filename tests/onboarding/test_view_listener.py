@@ -1,5 +1,5 @@
 """On Postgres, each process trusts its cached views while its LISTEN connection tells it of every change
-(app/onboarding/cache.py): a read is then served without a query, a change made anywhere drops the entry,
+(app/bankfeed/cache.py): a read is then served without a query, a change made anywhere drops the entry,
 and while the listener is down every read compares the stamp again. The views are stored in Postgres, so a
 view is rendered once per change for every replica."""
 
@@ -12,15 +12,15 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-import app.onboarding.cache as cache_module
-import app.onboarding.view as view_module
+import app.bankfeed.cache as cache_module
+import app.bankfeed.view as view_module
+from app.bankfeed.cache import ViewCache
+from app.bankfeed.models import StoredBankFeedView
+from app.bankfeed.repository import BankFeedRepository
 from app.db import create_engine, create_sessionmaker
 from app.http import Rendered
 from app.main import create_app
-from app.onboarding.cache import ViewCache
 from app.onboarding.fastpath import LinkCache
-from app.onboarding.models import StoredBankFeedView
-from app.onboarding.repository import OnboardingRepository
 from app.rawpool import RawPool
 from tests.contract import contract_checked
 
@@ -95,7 +95,7 @@ async def store_link_from_another_replica(settings, business_id: str, link_url: 
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine).begin() as session:
-            repo = OnboardingRepository(session)
+            repo = BankFeedRepository(session)
             connection = await repo.current_connection(business_id)
             assert connection is not None
             assert connection.link_expires_at is not None

@@ -184,10 +184,10 @@ async def wait_until_delivered(app: Any, total: int, timeout: float = 120) -> No
 
 
 async def current_connection_id(app: Any, business: str) -> str:
-    from app.onboarding.repository import OnboardingRepository
+    from app.bankfeed.repository import BankFeedRepository
 
     async with app.state.sessionmaker() as session:
-        connection = await OnboardingRepository(session).current_connection(business)
+        connection = await BankFeedRepository(session).current_connection(business)
         assert connection is not None
         assert connection.codat_connection_id is not None
         return connection.codat_connection_id

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from svix.webhooks import Webhook
 
 from app.onboarding.dependencies import onboarding_service
-from app.onboarding.reconcile import reconcile_once
 from app.webhooks import service as webhooks_service
 from app.webhooks.models import WebhookEvent
+from app.webhooks.reconcile import reconcile_once
 from app.webhooks.router import webhook_processor
 from tests.factories import connect_in_quickbooks
 
@@ -208,13 +208,13 @@ class TestPoisonEvent:
         await connect_in_quickbooks(client, connected["linkUrl"], ["acc-1"])
         dead_before = counter("bff_webhooks_dead_total")
 
-        await reconcile_once(onboarding_service(app), processor, timedelta(0))
+        await reconcile_once(onboarding_service(app).sync, processor, timedelta(0))
         view = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
         assert view["connection"]["status"] == "Linked"  # repaired though the poison failed again this round
 
         for _ in range(settings.webhooks.apply_attempts):
             sandbox.clock.advance(24 * 3600)  # past any backoff
-            await reconcile_once(onboarding_service(app), processor, timedelta(0))
+            await reconcile_once(onboarding_service(app).sync, processor, timedelta(0))
 
         admin = service_headers("webhooks:admin")
         dead = (await client.get("/internal/v1/webhooks/events", headers=admin)).json()

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.onboarding.changes import ChangeFeed
-from app.onboarding.exceptions import BusinessNotFound
-from app.onboarding.repository import OnboardingRepository
+from app.bankfeed.changes import ChangeFeed
+from app.bankfeed.exceptions import BusinessNotFound
+from app.bankfeed.repository import BankFeedRepository
 
 RECHECK_SECONDS = 2.0  # how soon a change made by another replica is seen
 KEEPALIVE_EVERY = 7  # rechecks between keep-alive comments (~15 s), so proxies keep the stream open
@@ -17,7 +17,7 @@ RECONNECT_MS = 1000  # when the server shuts down: EventSource reconnects after 
 
 async def feed_version(sessions: async_sessionmaker[AsyncSession], business_id: str) -> int:
     async with sessions() as session:
-        version = await OnboardingRepository(session).feed_version(business_id)
+        version = await BankFeedRepository(session).feed_version(business_id)
     if version is None:
         raise BusinessNotFound()
     return version

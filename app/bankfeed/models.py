@@ -127,7 +127,7 @@ class FeedAccount(Base):
 class StoredBankFeedView(Base):
     """A business's bank-feed view as served (JSON and ETag), with the stamp it was rendered at.
 
-    Written and read over raw asyncpg by app/onboarding/cache.py; any replica serves it while the stamp is
+    Written and read over raw asyncpg by app/bankfeed/cache.py; any replica serves it while the stamp is
     current, so a business's view is rendered once per change, not once per replica or per cache miss.
     """
 

@@ -5,12 +5,12 @@ from functools import cached_property
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.bankfeed.cache import ViewCache
+from app.bankfeed.holds import BROKEN_CONNECTION, MESSAGES, hold_of
+from app.bankfeed.models import BankAccount, FeedAccount, FeedConnection
+from app.bankfeed.repository import BankFeedRepository
+from app.bankfeed.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
 from app.http import Rendered
-from app.onboarding.cache import ViewCache
-from app.onboarding.holds import BROKEN_CONNECTION, MESSAGES, hold_of
-from app.onboarding.models import BankAccount, FeedAccount, FeedConnection
-from app.onboarding.repository import OnboardingRepository
-from app.onboarding.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
 
 ACTION_MESSAGES: dict[FeedAction, str | None] = {
     "connect": "Connect your bank accounts to QuickBooks Online.",
@@ -66,7 +66,7 @@ class RenderedBankFeed(BankFeedOut):
 
 
 async def served_bank_feed_view(session: AsyncSession, business_id: str) -> Rendered:
-    """The business's view as served: stored or cached while current (app/onboarding/cache.py)."""
+    """The business's view as served: stored or cached while current (app/bankfeed/cache.py)."""
     if session.in_transaction():
         return (await render_bank_feed_view(session, business_id)).rendered  # may hold uncommitted writes
     cache = ViewCache.of(session.bind)  # type: ignore[arg-type]
@@ -81,7 +81,7 @@ async def served_bank_feed_view(session: AsyncSession, business_id: str) -> Rend
 
 async def render_bank_feed_view(session: AsyncSession, business_id: str) -> RenderedBankFeed:
     """The view rendered from the database now, through the ORM (what the stored and cached ones equal)."""
-    repo = OnboardingRepository(session)
+    repo = BankFeedRepository(session)
     business = await repo.require_business(business_id)
     connection = await repo.current_connection(business_id)
     offered = {f.account_id: f for f in await repo.feed_accounts(connection.id)} if connection else {}

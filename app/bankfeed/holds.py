@@ -14,7 +14,7 @@ The view shows the message; app/transactions holds the account's transactions wh
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.onboarding.models import FeedAccount, FeedConnection
+from app.bankfeed.models import FeedAccount, FeedConnection
 
 BROKEN_CONNECTION = ("Unlinked", "Deauthorized")  # Codat: no new read or write until re-linked
 

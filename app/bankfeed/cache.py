@@ -8,7 +8,7 @@ otherwise the view is rendered (through the ORM) once and stored for every repli
 rendered once per change, and a write pays nothing for views nobody reads (a webhook burst, a bulk import).
 
 Every change the view shows bumps ``feed_version`` in the transaction that makes it, or changes a column of
-the stamp (see OnboardingRepository; tests/onboarding/test_view_cache.py checks the writes there are). The
+the stamp (see BankFeedRepository; tests/onboarding/test_view_cache.py checks the writes there are). The
 stamp is read *before* the view is rendered: a change committed in between makes the rendered view newer
 than its stamp, never older, and that stamp never comes back, so such a view is just never served.
 
@@ -41,21 +41,21 @@ from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from app.bankfeed.exceptions import BusinessNotFound
+from app.bankfeed.repository import BankFeedRepository
 from app.http import Rendered
-from app.onboarding.exceptions import BusinessNotFound
-from app.onboarding.repository import OnboardingRepository
 from app.rawpool import RawPool
 
 log = logging.getLogger(__name__)
 
-Stamp = Any  # Postgres: the text STAMP_SQL makes; SQLite: OnboardingRepository.view_stamp's tuple
+Stamp = Any  # Postgres: the text STAMP_SQL makes; SQLite: BankFeedRepository.view_stamp's tuple
 Render = Callable[[], Awaitable[Rendered]]
 
 DEFAULT_ENTRIES = 20_000  # businesses per process; the least recently read is dropped first
 LISTEN_RETRY_SECONDS = 1.0
 HEARTBEAT_SECONDS = 2.0  # how long a listener's connection may be silently dead before reads stop trusting it
 CHANNEL = "bank_feed_changed"  # migration 0005's triggers notify it
-# The stamp (OnboardingRepository.view_stamp's columns, as one text) and the stored view, in one round trip.
+# The stamp (BankFeedRepository.view_stamp's columns, as one text) and the stored view, in one round trip.
 # Times as epoch seconds: their text form would depend on the session's TimeZone.
 STAMP_SQL = """
 SELECT format('%s|%s|%s|%s|%s|%s', b.feed_version, extract(epoch FROM b.created_at), c.id,
@@ -180,7 +180,7 @@ class ViewCache:
     async def _current(self, business_id: str) -> tuple[Stamp, Rendered | None]:
         if not self._postgres:
             async with AsyncSession(self._engine()) as session:
-                stamp = await OnboardingRepository(session).view_stamp(business_id)
+                stamp = await BankFeedRepository(session).view_stamp(business_id)
             if stamp is None:
                 raise BusinessNotFound()
             return stamp, None

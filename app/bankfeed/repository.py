@@ -8,10 +8,10 @@ from datetime import date, datetime
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.bankfeed.exceptions import BusinessNotFound
+from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.bankfeed.schemas import DEFAULT_TIME_ZONES
 from app.db import insert_ignoring_conflicts, rows_changed
-from app.onboarding.exceptions import BusinessNotFound
-from app.onboarding.models import BankAccount, Business, FeedAccount, FeedConnection
-from app.onboarding.schemas import DEFAULT_TIME_ZONES
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ def new_request_key() -> str:
     return str(uuid.uuid4())
 
 
-class OnboardingRepository:
+class BankFeedRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
@@ -290,7 +290,7 @@ class OnboardingRepository:
         return await self.session.scalar(select(Business.feed_version).where(Business.id == business_id))
 
     async def view_stamp(self, business_id: str) -> tuple[object, ...] | None:
-        """What the bank-feed view's cache compares (app/onboarding/cache.py): feed_version, bumped with every
+        """What the bank-feed view's cache compares (app/bankfeed/cache.py): feed_version, bumped with every
         change to the accounts, their statuses and the name, and what of the current connection the view
         shows, which changes without a bump. None when there is no such business."""
         query = (
