@@ -3,10 +3,10 @@
 - ``no_connection``: the business has no live connection (Codat deleted the company, or none was made);
 - ``connection_unlinked`` / ``connection_deauthorized``: Codat's status for the current connection;
 - ``account_pending`` / ``account_disconnected``: the account is not connected on the current connection
-  (after a reconnect, until the user finishes in QuickBooks);
+  (after a reconnect, until the user finishes connecting it in the books);
 - ``credentials_revoked`` / ``refused_by_codat``: ``feed_account.write_hold``: it shows connected, but we
-  revoked its credentials, or Codat refused a push for the account (e.g. a disconnect in QuickBooks that
-  Codat had not reported yet). Cleared when QuickBooks reports the account connected again.
+  revoked its (QuickBooks) credentials, or Codat refused a push for the account (e.g. a disconnect in the
+  books that Codat had not reported yet). Cleared when Codat reports the account connected again.
 
 The view shows the message; app/transactions holds the account's transactions while there is one.
 """
@@ -15,21 +15,27 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bankfeed.models import FeedAccount, FeedConnection
+from app.bankfeed.platforms import by_key
 
 BROKEN_CONNECTION = ("Unlinked", "Deauthorized")  # Codat: no new read or write until re-linked
 
 CREDENTIALS_REVOKED = "credentials_revoked"
 REFUSED_BY_CODAT = "refused_by_codat"
 
-MESSAGES = {
-    "no_connection": "There is no live QuickBooks connection: connect again to resume.",
-    "connection_unlinked": "The QuickBooks connection was unlinked: reconnect to resume.",
-    "connection_deauthorized": "Codat lost access to QuickBooks (Deauthorized): reconnect to resume.",
-    "account_pending": "The account is not connected in QuickBooks yet: finish connecting it.",
-    "account_disconnected": "The account was disconnected in QuickBooks: reconnect to resume.",
-    CREDENTIALS_REVOKED: "The QuickBooks credentials were revoked: link the account again with new ones.",
+MESSAGES = {  # {platform}: the name users know (app/bankfeed/platforms.py)
+    "no_connection": "There is no live {platform} connection: connect again to resume.",
+    "connection_unlinked": "The {platform} connection was unlinked: reconnect to resume.",
+    "connection_deauthorized": "Codat lost access to {platform} (Deauthorized): reconnect to resume.",
+    "account_pending": "The account is not connected in {platform} yet: finish connecting it.",
+    "account_disconnected": "The account was disconnected in {platform}: reconnect to resume.",
+    CREDENTIALS_REVOKED: "The {platform} credentials were revoked: link the account again with new ones.",
     REFUSED_BY_CODAT: "Codat refused writes for this account: reconnect to resume.",
 }
+
+
+def message(hold: str, connection: FeedConnection | None) -> str:
+    """The hold's message for the user, naming the connection's platform."""
+    return MESSAGES[hold].format(platform=by_key(connection.platform if connection else None).label)
 
 
 def hold_of(connection: FeedConnection | None, feed: FeedAccount | None) -> str | None:

@@ -67,7 +67,8 @@ class BankAccount(Base):
 
 
 class FeedConnection(Base):
-    """One Codat `hcws` connection of a business. Earlier ones are kept as history after a reconnect."""
+    """One Codat connection of a business to its accounting platform. Earlier ones are kept as history after a
+    reconnect or a change of platform; at most one is current."""
 
     __tablename__ = "feed_connection"
     __table_args__ = (
@@ -84,6 +85,8 @@ class FeedConnection(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     business_id: Mapped[str] = mapped_column(ForeignKey("business.id", ondelete="CASCADE"), index=True)
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Codat's platform key (app/bankfeed/platforms.py), chosen when the business connects.
+    platform: Mapped[str] = mapped_column(String(8), default="hcws", server_default=text("'hcws'"))
     request_key: Mapped[str] = mapped_column(String(64))
     codat_connection_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     status: Mapped[str | None] = mapped_column(String(16))
@@ -118,6 +121,9 @@ class FeedAccount(Base):
     registered: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str | None] = mapped_column(String(16))
     feed_start_date: Mapped[date | None] = mapped_column(Date)
+    # The account in the books it feeds, once mapped through Codat (Xero, NetSuite, FreeAgent, Exact).
+    target_account_id: Mapped[str | None] = mapped_column(Text)
+    target_account_name: Mapped[str | None] = mapped_column(Text)  # the platform's, any length
     # Codat takes no write from the account though it shows connected (app/transactions/holds.py).
     write_hold: Mapped[str | None] = mapped_column(String(32))
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

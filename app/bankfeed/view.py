@@ -6,19 +6,37 @@ from functools import cached_property
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bankfeed.cache import ViewCache
-from app.bankfeed.holds import BROKEN_CONNECTION, MESSAGES, hold_of
+from app.bankfeed.holds import BROKEN_CONNECTION, hold_of, message
 from app.bankfeed.models import BankAccount, FeedAccount, FeedConnection
+from app.bankfeed.platforms import Flow, by_key
 from app.bankfeed.repository import BankFeedRepository
-from app.bankfeed.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
+from app.bankfeed.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction, TargetAccountOut
 from app.http import Rendered
 
-ACTION_MESSAGES: dict[FeedAction, str | None] = {
-    "connect": "Connect your bank accounts to QuickBooks Online.",
+ACTION_MESSAGES: dict[FeedAction, str | None] = {  # {platform}: the name users know
+    "connect": "Connect your bank accounts to your accounting software.",
+    "authorize": "Sign in to {platform} and allow the connection.",
     "finish_in_quickbooks": "Finish connecting your accounts in QuickBooks Online.",
-    "connect_new_accounts": "You have accounts that are not in QuickBooks Online yet: connect them.",
-    "reconnect": "Your bank feed to QuickBooks Online has stopped: reconnect to resume it.",
+    "map_accounts": "Choose the account in {platform} that each bank account feeds.",
+    "enter_code_in_sage": "In Sage, choose Connect bank and type the connection ID and a one-time code.",
+    "confirm_in_sage": "Confirm the bank feed in Sage to start it.",
+    "connect_new_accounts": "You have accounts that are not in {platform} yet: connect them.",
+    "reconnect": "Your bank feed to {platform} has stopped: reconnect to resume it.",
     "none": None,
 }
+# The call that gives what each action needs; the view itself carries no secret (it is stored and shared).
+ACTION_ENDPOINTS: dict[FeedAction, str | None] = {
+    "connect": "POST /v1/bank-feed/connect",
+    "authorize": "GET /v1/bank-feed/link",
+    "finish_in_quickbooks": "GET /v1/bank-feed/link",
+    "map_accounts": "GET /v1/bank-feed/mapping",
+    "enter_code_in_sage": "POST /v1/bank-feed/sage-code",
+    "confirm_in_sage": None,
+    "connect_new_accounts": "POST /v1/bank-feed/accounts",
+    "reconnect": "POST /v1/bank-feed/reconnect",
+    "none": None,
+}
+UNSETTLED = frozenset({"pending", "connecting", "unknown"})
 
 
 def account_out(
@@ -26,6 +44,7 @@ def account_out(
 ) -> FeedAccountOut:
     registered = feed_account if feed_account is not None and feed_account.registered else None
     hold = hold_of(connection, registered) if registered else None
+    target = registered.target_account_id if registered else None
     return FeedAccountOut(
         account_id=account.id,
         account_name=account.name,
@@ -35,8 +54,11 @@ def account_out(
         status=(registered.status or "pending") if registered else "not_added",
         feed_start_date=registered.feed_start_date if registered else None,
         status_confirmed_at=registered.status_changed_at if registered else None,
+        target_account=TargetAccountOut(id=target, name=registered.target_account_name)
+        if registered and target
+        else None,
         # Not yet connected is what `action` explains; a hold is about an account that was.
-        writes_held=MESSAGES[hold] if hold and hold != "account_pending" else None,
+        writes_held=message(hold, connection) if hold and hold != "account_pending" else None,
     )
 
 
@@ -50,11 +72,32 @@ def suggested_action(connection: FeedConnection | None, accounts: Sequence[FeedA
         return "reconnect"
     if connection.last_error or any(a.writes_held for a in accounts):
         return "reconnect"  # linking failed, or the account's credentials were revoked: link it again
-    if statuses & {"pending", "connecting", "unknown"}:
-        return "finish_in_quickbooks"
+    unfinished = _unfinished_step(by_key(connection.platform).flow, connection, accounts)
+    if unfinished is not None:
+        return unfinished
     if "not_added" in statuses:
         return "connect_new_accounts"
     return "none"
+
+
+def _unfinished_step(
+    flow: Flow, connection: FeedConnection, accounts: Sequence[FeedAccountOut]
+) -> FeedAction | None:
+    """The step of the platform's onboarding flow the user has yet to take, if any."""
+    authorized = connection.status != "PendingAuth"
+    waiting = [a for a in accounts if a.status in UNSETTLED]
+    if flow is Flow.QUICKBOOKS:
+        return "finish_in_quickbooks" if waiting else None
+    if flow is Flow.SAGE:
+        if not authorized:
+            return "enter_code_in_sage"
+        return "confirm_in_sage" if waiting else None  # Sage 50 waits for Confirm; Accounting does not
+    if not authorized:
+        return "authorize"
+    # Mapped accounts are `connecting` until Codat reports them connected: nothing left for the user.
+    return (
+        "map_accounts" if any(a.status == "pending" and a.target_account is None for a in waiting) else None
+    )
 
 
 class RenderedBankFeed(BankFeedOut):
@@ -89,15 +132,21 @@ async def render_bank_feed_view(session: AsyncSession, business_id: str) -> Rend
         account_out(a, offered.get(a.id), connection) for a in await repo.list_bank_accounts(business_id)
     ]
     action = suggested_action(connection, accounts)
+    platform = by_key(connection.platform) if connection else None
+    label = platform.label if platform else None
+    template = ACTION_MESSAGES[action]
     return RenderedBankFeed(
         business_id=business.id,
         business_name=business.name,
+        platform=platform.name if platform else None,
+        platform_name=label,
         connection=_connection_out(connection),
         accounts=accounts,
         connected_count=sum(a.status == "connected" for a in accounts),
         link_needed=action != "none",
         action=action,
-        action_message=ACTION_MESSAGES[action],
+        action_message=template.format(platform=label or "your accounting software") if template else None,
+        action_endpoint=ACTION_ENDPOINTS[action],
         state_confirmed_at=connection.confirmed_at if connection else None,
     )
 

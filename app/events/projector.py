@@ -32,7 +32,15 @@ from app.transactions.models import (
     TransactionStream,
 )
 
-PENDING_ONBOARDING = ("connect", "finish_in_quickbooks")
+# The steps of onboarding itself, every platform's (a business stalled in one is counted as stalled).
+PENDING_ONBOARDING = (
+    "connect",
+    "authorize",
+    "finish_in_quickbooks",
+    "map_accounts",
+    "enter_code_in_sage",
+    "confirm_in_sage",
+)
 FAILED = (TransactionStatus.FAILED, TransactionStatus.REFUSED_BY_CODAT)
 FINISHED_BATCH = (BatchStatus.SUCCESS, BatchStatus.FAILED, BatchStatus.REFUSED)
 

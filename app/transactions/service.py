@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bankfeed.exceptions import AccountNotFound
-from app.bankfeed.holds import MESSAGES, REFUSED_BY_CODAT, hold_of, set_write_hold
+from app.bankfeed.holds import REFUSED_BY_CODAT, hold_of, message, set_write_hold
 from app.bankfeed.models import Business
 from app.bankfeed.repository import BankFeedRepository
 from app.clock import Clock, as_utc
@@ -119,7 +119,7 @@ class TransactionService:
             counts={s.value: counts.get(s.value, 0) for s in TransactionStatus} | {"held": held},
             transactions=[_out(row, key, hold, at_risk_since) for row, key in rows],
             next_cursor=str(rows[-1][0].seq) if len(rows) == limit else None,
-            held=HoldOut(reason=hold, message=MESSAGES[hold]) if hold else None,
+            held=HoldOut(reason=hold, message=message(hold, connection)) if hold else None,
             accepts_from=holds.earliest_date(local_now, newest, feed_start) if feed_start else None,
         )
 

@@ -673,10 +673,15 @@ export interface components {
             accounts: components["schemas"]["FeedAccountOut"][];
             /**
              * Action
-             * @description What the user should do next; `none` when all is well.
+             * @description What the user should do next; `none` when all is well. `authorize` and `finish_in_quickbooks`: open the link (`GET /v1/bank-feed/link`); `map_accounts`: choose each account's account in the books (`GET /v1/bank-feed/mapping`); `enter_code_in_sage`: type the connection id and a code (`POST /v1/bank-feed/sage-code`) into Sage; `confirm_in_sage`: click Confirm in Sage.
              * @enum {string}
              */
-            action: "connect" | "finish_in_quickbooks" | "connect_new_accounts" | "reconnect" | "none";
+            action: "connect" | "authorize" | "finish_in_quickbooks" | "map_accounts" | "enter_code_in_sage" | "confirm_in_sage" | "connect_new_accounts" | "reconnect" | "none";
+            /**
+             * Actionendpoint
+             * @description The call that gives what the action needs (a link, a code, the accounts to choose from), e.g. `GET /v1/bank-feed/link`; null when it needs none. Secrets are never in the view itself.
+             */
+            actionEndpoint: string | null;
             /**
              * Actionmessage
              * @description The same, as a sentence for the user.
@@ -691,9 +696,19 @@ export interface components {
             connection: components["schemas"]["ConnectionOut"] | null;
             /**
              * Linkneeded
-             * @description True while the user has something to do in QuickBooks (see `action`).
+             * @description True while the user has something to do (see `action`).
              */
             linkNeeded: boolean;
+            /**
+             * Platform
+             * @description The accounting platform the feed goes to; null until the business connects.
+             */
+            platform: ("quickbooks-online" | "xero" | "sage" | "netsuite" | "freeagent" | "exact") | null;
+            /**
+             * Platformname
+             * @description The same, as users know it (e.g. `QuickBooks Online`).
+             */
+            platformName: string | null;
             /**
              * Stateconfirmedat
              * @description When Codat last confirmed these statuses.
@@ -851,7 +866,7 @@ export interface components {
             feedStartDate?: string | null;
             /**
              * Status
-             * @description `not_added` until the account is offered to QuickBooks.
+             * @description `not_added` until the account is offered to the platform.
              * @enum {string}
              */
             status: "not_added" | "pending" | "connecting" | "connected" | "disconnected" | "unknown";
@@ -860,9 +875,11 @@ export interface components {
              * @description When Codat last reported this status. A disconnect made in QuickBooks reaches Codat up to 10 days later: until then the account shows connected.
              */
             statusConfirmedAt?: string | null;
+            /** @description The account in the books this account feeds, once mapped through Codat (Xero, NetSuite, FreeAgent, Exact); QuickBooks and Sage map inside the platform and do not say. */
+            targetAccount?: components["schemas"]["TargetAccountOut"] | null;
             /**
              * Writesheld
-             * @description Why QuickBooks takes no transactions from the account now, and the fix; its transactions are held and resume in order once it is mended.
+             * @description Why the platform takes no transactions from the account now, and the fix; its transactions are held and resume in order once it is mended.
              */
             writesHeld?: string | null;
         };
@@ -1076,6 +1093,13 @@ export interface components {
             id: string;
             /** Url */
             url: string;
+        };
+        /** TargetAccountOut */
+        TargetAccountOut: {
+            /** Id */
+            id: string;
+            /** Name */
+            name?: string | null;
         };
         /** TimelineEntry */
         TimelineEntry: {

@@ -48,6 +48,10 @@ const NEXT_STEPS = {
     connect: { label: "Connect account to QuickBooks", choose: true, link: (chosen) => api.connect(chosen) },
     connect_new_accounts: { label: "Add accounts to QuickBooks", choose: true, link: (chosen) => api.addAccounts(chosen) },
     finish_in_quickbooks: { label: "Continue in QuickBooks", choose: false, link: () => api.link() },
+    authorize: { label: "Sign in to allow the connection", choose: false, link: () => api.link() },
+    map_accounts: undefined,
+    enter_code_in_sage: undefined,
+    confirm_in_sage: undefined,
     reconnect: { label: "Reconnect", choose: false, link: () => api.reconnect() },
     none: undefined,
 };
