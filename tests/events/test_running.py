@@ -41,7 +41,7 @@ def test_the_worker_command_runs_the_events_loop_beside_the_transactions_worker(
     monkeypatch.setattr(cli, "configure_logging", lambda level: None)
     monkeypatch.setenv("BANKFEEDS_ENVIRONMENT", "test")
     monkeypatch.setenv("BANKFEEDS_DATABASE__URL", database_url)
-    monkeypatch.setenv("BANKFEEDS_OPS__WORKER_METRICS_PORT", "0")  # no metrics server: nothing to collide with
+    monkeypatch.setenv("BANKFEEDS_OPS__WORKER_METRICS_PORT", "0")  # no metrics server to collide on its port
     cli.get_settings.cache_clear()
     try:
         cli.main(["worker"])

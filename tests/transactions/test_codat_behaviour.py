@@ -207,7 +207,8 @@ async def test_a_quickbooks_disconnect_seen_by_codat_10_days_later(
     await client.post("/sandbox/_sandbox/clock/advance", json={"seconds": DAY})
     day10 = await view_until(client, feed["user"], lambda v: account(v)["status"] == "disconnected")
     assert (account(day10)["status"], day10["action"]) == ("disconnected", "reconnect")
-    assert account(day10)["writesHeld"] == "The account was disconnected in QuickBooks Online: reconnect to resume."
+    disconnected = "The account was disconnected in QuickBooks Online: reconnect to resume."
+    assert account(day10)["writesHeld"] == disconnected
     pushes_before = sandbox.counters[PUSHES]
     assert (await post(client, tx_headers, [transaction("d10", local_today(sandbox))])).status_code == 202
     page = await held(client, tx_headers, "account_disconnected")
