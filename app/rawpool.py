@@ -54,6 +54,11 @@ class RawPool:
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
         return await self._run(lambda connection: connection.fetchrow(query, *args, timeout=TIMEOUT_SECONDS))
 
+    async def fetch(
+        self, query: str, *args: object, timeout: float = TIMEOUT_SECONDS
+    ) -> list[asyncpg.Record]:
+        return await self._run(lambda connection: connection.fetch(query, *args, timeout=timeout))
+
     async def execute(self, query: str, *args: object) -> None:
         await self._run(lambda connection: connection.execute(query, *args, timeout=TIMEOUT_SECONDS))
 

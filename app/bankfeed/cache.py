@@ -32,7 +32,7 @@ import logging
 import re
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,17 +54,27 @@ Render = Callable[[], Awaitable[Rendered]]
 DEFAULT_ENTRIES = 20_000  # businesses per process; the least recently read is dropped first
 LISTEN_RETRY_SECONDS = 1.0
 HEARTBEAT_SECONDS = 2.0  # how long a listener's connection may be silently dead before reads stop trusting it
+WARM_TIMEOUT_SECONDS = 30.0  # reading every stored view at start (20,000 take well under a second)
 CHANNEL = "bank_feed_changed"  # migration 0005's triggers notify it
 # The stamp (BankFeedRepository.view_stamp's columns, as one text) and the stored view, in one round trip.
 # Times as epoch seconds: their text form would depend on the session's TimeZone.
-STAMP_SQL = """
-SELECT format('%s|%s|%s|%s|%s|%s', b.feed_version, extract(epoch FROM b.created_at), c.id,
-              c.codat_connection_id, c.status, extract(epoch FROM c.confirmed_at)) AS stamp,
-       v.stamp AS stored_stamp, v.body, v.etag
+STAMP = """format('%s|%s|%s|%s|%s|%s', b.feed_version, extract(epoch FROM b.created_at), c.id,
+              c.codat_connection_id, c.status, extract(epoch FROM c.confirmed_at))"""
+STAMP_SQL = f"""
+SELECT {STAMP} AS stamp, v.stamp AS stored_stamp, v.body, v.etag
 FROM business AS b
 LEFT OUTER JOIN feed_connection AS c ON c.business_id = b.id AND c.is_current
 LEFT OUTER JOIN stored_bank_feed_view AS v ON v.business_id = b.id
 WHERE b.id = $1
+"""
+# The stored views still current, for a process that has just started listening: up to $1 of them.
+CURRENT_VIEWS_SQL = f"""
+SELECT v.business_id, v.stamp, v.body, v.etag
+FROM stored_bank_feed_view AS v
+JOIN business AS b ON b.id = v.business_id
+LEFT OUTER JOIN feed_connection AS c ON c.business_id = b.id AND c.is_current
+WHERE v.stamp = {STAMP}
+LIMIT $1
 """
 STORE_SQL = """
 INSERT INTO stored_bank_feed_view (business_id, stamp, body, etag) VALUES ($1, $2, $3, $4)
@@ -102,7 +112,7 @@ class ViewCache:
         self._engine = weakref.ref(engine)
         self._postgres = engine.dialect.name == "postgresql"
         self._pool = RawPool.of(engine) if self._postgres else None
-        self._listener = _Listener(self._pool.connect_args, self._changed) if self._pool else None
+        self._listener = _Listener(self._pool.connect_args, self._changed, self._warm) if self._pool else None
         event.listen(engine.sync_engine, "engine_disposed", self._close)
         if self._listener is not None:
             event.listen(engine.sync_engine, "after_cursor_execute", _note_write)
@@ -169,6 +179,25 @@ class ViewCache:
             return None, 0, 0
         return self.trusted_epoch(), self._listener.notifications, self._listener.local_writes
 
+    async def _warm(self) -> None:
+        """Once listening, take in the stored views that are current, so that a business this process has
+        never served costs no more than one it has: no query for either (a replica's first minutes, and a
+        fleet of 20,000 businesses polled in turn, would otherwise be a query a read)."""
+        watermark = self.watermark()
+        if self._pool is None or watermark[0] is None:
+            return
+        try:
+            rows = await self._pool.fetch(CURRENT_VIEWS_SQL, self.max_entries, timeout=WARM_TIMEOUT_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - only a head start: reads fetch what they need meanwhile
+            log.warning("view_cache.warm_failed", extra={"error": type(exc).__name__})
+            return
+        if watermark != self.watermark():
+            return  # a change came meanwhile and it could be any of them: reads fetch their own
+        for row in rows:
+            if row["business_id"] not in self._entries:
+                rendered = Rendered(row["body"], row["etag"])
+                self._put(row["business_id"], _Entry(row["stamp"], rendered, watermark[0]))
+
     def _checked_in(self, _dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         # After its commit (or rollback): a write of this process must reach the listener before entries
         # are trusted again, or this process's next read could miss its own write.
@@ -212,9 +241,15 @@ class _Listener:
     theirs is in the connection's stream before that round trip's answer.
     """
 
-    def __init__(self, connect_args: dict[str, Any], changed: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        connect_args: dict[str, Any],
+        changed: Callable[[str], None],
+        listening: Callable[[], Coroutine[Any, Any, None]],
+    ) -> None:
         self._connect_args = connect_args
         self._changed = changed
+        self._listening = listening  # called at the start of each epoch
         self.epoch: int | None = None
         self._epochs = 0
         self.notifications = 0
@@ -283,7 +318,9 @@ class _Listener:
                 continue
             self._epochs += 1
             self.epoch, self.unsynced = self._epochs, 0
+            warming = asyncio.get_running_loop().create_task(self._listening())
             await self._heartbeat(lost)
+            warming.cancel()
             self.epoch, self._connection = None, None
             log.warning("view_cache.listener_lost")
 

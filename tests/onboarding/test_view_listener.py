@@ -352,3 +352,31 @@ async def test_the_raw_reads_survive_their_connections_being_cut(
     assert [row["business"] for row in stamps] == [business] * 6  # type: ignore[index]
     assert (await read(client, headers)).content == first.content
     assert not {c.get_server_pid() for c in pool._connections} & set(pids)
+
+
+async def test_a_new_replica_serves_stored_views_it_never_read_without_a_query(
+    app, client, settings, sandbox_app, service_headers, user_headers, business, queries
+):
+    from tests.factories import register
+
+    await register(client, service_headers(), "biz-stale")
+    await read(client, user_headers(business))
+    await read(client, user_headers("biz-stale"))
+    # Changed behind every cache's back after its view was stored: that stored view is no longer current.
+    rename = "UPDATE business SET name = 'Renamed LLC', feed_version = feed_version + 1 WHERE id = $1"
+    await sql(settings.database.url, rename, "biz-stale")
+    queries.clear()
+    replica = create_app(settings, sandbox_app=contract_checked(sandbox_app))
+    async with (
+        replica.router.lifespan_context(replica),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url="http://test") as other,
+    ):
+        await listening(replica)  # the first read starts the listener; it takes in the current views
+        await eventually(lambda: business in cache_of(replica)._entries)
+        warm = await read(other, user_headers(business))
+        stale = await read(other, user_headers("biz-stale"))
+
+    assert warm.json()["businessId"] == business
+    assert stale.json()["businessName"] == "Renamed LLC"
+    assert business not in queries  # its current view came with the warm-up
+    assert "biz-stale" in queries  # the stored one was stale: read, rendered and stored again
