@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -37,14 +38,20 @@ from app.codat.exceptions import (
 from app.codat.quota import QuotaTracker, WallClock
 from app.codat.resilience import CircuitBreaker, CompanyLimiter, backoff_seconds
 from app.codat.schemas import (
+    BankFeedMapping,
     BankTransaction,
     BatchCreateResult,
     CompaniesPage,
     Company,
+    CompanyInformation,
     Connection,
     ConnectionsPage,
+    ConnectionStatus,
     Credentials,
     Integration,
+    MappingPrototype,
+    MappingResult,
+    Otp,
     PushOperation,
     SourceAccount,
     SourceAccountPrototype,
@@ -61,6 +68,10 @@ COMPANIES = "/companies"
 COMPANY = "/companies/{companyId}"
 CONNECTIONS = COMPANY + "/connections"
 CONNECTION = CONNECTIONS + "/{connectionId}"
+AUTHORIZATION = CONNECTION + "/authorization"
+MAPPING = CONNECTION + "/bankFeedAccounts/mapping"
+COMPANY_INFORMATION = CONNECTION + "/bankFeeds/info"
+OTP = CONNECTION + "/bankFeeds/otp"
 SOURCE_ACCOUNTS = CONNECTION + "/connectionInfo/bankFeedAccounts"
 SOURCE_ACCOUNTS_BATCH = SOURCE_ACCOUNTS + "/batch"
 SOURCE_ACCOUNT = SOURCE_ACCOUNTS + "/{accountId}"
@@ -124,6 +135,9 @@ class _Call:
     body: Any = None
     idempotency_key: str | None = None
     is_result: Callable[[httpx.Response], bool] = _is_success
+    # A PUT whose input Codat accepts once (Sage's authorizationId): a retry after a lost answer would turn
+    # its success into a 404, so it is never retried.
+    single_use: bool = False
 
     @property
     def path(self) -> str:
@@ -138,6 +152,8 @@ class _Call:
     @property
     def repeatable(self) -> bool:
         # POST and PATCH are retried only because their Idempotency-Key makes Codat replay the first answer.
+        if self.single_use:
+            return False
         return self.method in _REPEATABLE_METHODS or self.idempotency_key is not None
 
     @property
@@ -299,6 +315,53 @@ class CodatClient:
         call = _Call("list_connections", "GET", CONNECTIONS, {"companyId": company_id}, query=params)
         return await self._fetch(call, ConnectionsPage)
 
+    async def update_connection_authorization(
+        self, company_id: str, connection_id: str, authorization_id: str
+    ) -> Connection:
+        """Authorize a Sage connection with the ``authorizationId`` Sage passed to the fintech's login page.
+
+        Calls ``PUT /companies/{companyId}/connections/{connectionId}/authorization`` with
+        ``{"authorizationId": …}``. The connection stays ``PendingAuth`` until the SMB picks accounts in Sage.
+        Never retried: Codat takes an id once, so a retry after a lost answer would be refused as not found.
+
+        Raises:
+            CodatNotFound: no such company or connection, or an authorizationId Sage did not issue (or that
+                was already used); ``item_ids`` then names ``authorizationId``.
+            CodatRejected: any other refusal (e.g. 400: the connection is not Sage Bank Feeds).
+            CodatUnavailable: Codat did not answer in time.
+        """
+        call = _Call(
+            "update_connection_authorization",
+            "PUT",
+            AUTHORIZATION,
+            _connection_params(company_id, connection_id),
+            body={"authorizationId": authorization_id},
+            single_use=True,
+        )
+        return await self._fetch(call, Connection)
+
+    async def unlink_connection(
+        self, company_id: str, connection_id: str, *, idempotency_key: str
+    ) -> Connection:
+        """Deauthorize a connection without deleting it: its data stays readable and it can be linked again.
+
+        Calls ``PATCH /companies/{companyId}/connections/{connectionId}`` with ``{"status": "Unlinked"}``.
+
+        Raises:
+            CodatNotFound: no such company or connection.
+            CodatRejected: e.g. 400 naming ``status`` when the connection is not ``Linked``.
+            CodatUnavailable: Codat did not answer in time.
+        """
+        call = _Call(
+            "unlink_connection",
+            "PATCH",
+            CONNECTION,
+            _connection_params(company_id, connection_id),
+            body={"status": ConnectionStatus.UNLINKED.value},
+            idempotency_key=idempotency_key,
+        )
+        return await self._fetch(call, Connection)
+
     async def list_source_accounts(self, company_id: str, connection_id: str) -> list[SourceAccount]:
         """All source accounts of a connection, with status and feed start date.
 
@@ -436,6 +499,93 @@ class CodatClient:
         """
         params = _connection_params(company_id, connection_id)
         await self._request(_Call("revoke_credentials", "DELETE", CREDENTIALS, params))
+
+    async def get_bank_account_mapping(self, company_id: str, connection_id: str) -> list[BankFeedMapping]:
+        """Each source account with its target and the targets it may map to (Xero, NetSuite, FreeAgent,
+        Exact); ``target_account_options`` is None until the SMB has authorized.
+
+        Calls ``GET /companies/{companyId}/connections/{connectionId}/bankFeedAccounts/mapping``.
+
+        Raises:
+            CodatNotFound: no such company or connection.
+            CodatRejected: e.g. 400 for a platform that maps inside itself (QBO, Sage).
+            CodatUnavailable: Codat did not answer in time.
+        """
+        params = _connection_params(company_id, connection_id)
+        call = _Call("get_bank_account_mapping", "GET", MAPPING, params)
+        return await self._fetch(call, list[BankFeedMapping])
+
+    async def create_bank_account_mapping(
+        self,
+        company_id: str,
+        connection_id: str,
+        source_account_id: str,
+        target_account_id: str | None,
+        feed_start_date: datetime | date | None,
+        *,
+        idempotency_key: str,
+    ) -> MappingResult:
+        """Map a source account to a target account, or to a new one when ``target_account_id`` is None.
+
+        Calls ``POST /companies/{companyId}/connections/{connectionId}/bankFeedAccounts/mapping``. The answer
+        is usually ``connecting``; the account turns ``connected`` later, with the
+        ``bankFeeds.sourceAccount.connected`` webhook.
+
+        Raises:
+            CodatRejected: 400 with ``item_ids`` naming the field and ``validation_errors`` the reason (a
+                target in another currency or of another kind, or already fed: ``targetAccountId``).
+            CodatNotFound: no such company, connection or source account.
+            CodatUnavailable: Codat did not answer in time.
+        """
+        mapping = MappingPrototype(
+            source_account_id=source_account_id,
+            target_account_id=target_account_id,
+            feed_start_date=feed_start_date,
+        )
+        call = _Call(
+            "create_bank_account_mapping",
+            "POST",
+            MAPPING,
+            _connection_params(company_id, connection_id),
+            body=mapping.to_wire(),
+            idempotency_key=idempotency_key,
+        )
+        return await self._fetch(call, MappingResult)
+
+    async def get_company_information(self, company_id: str, connection_id: str) -> CompanyInformation:
+        """The SMB's company name, base currency and currencies, read from its books (Xero and NetSuite).
+
+        Calls ``GET /companies/{companyId}/connections/{connectionId}/bankFeeds/info``.
+
+        Raises:
+            CodatNotFound: no such company or connection.
+            CodatRejected: e.g. 400 for another platform, or before the SMB has authorized.
+            CodatUnavailable: Codat did not answer in time.
+        """
+        params = _connection_params(company_id, connection_id)
+        call = _Call("get_company_information", "GET", COMPANY_INFORMATION, params)
+        return await self._fetch(call, CompanyInformation)
+
+    async def generate_otp(self, company_id: str, connection_id: str, *, idempotency_key: str) -> Otp:
+        """A one-time password for the SMB to type into Sage with the connection id (Sage Bank Feeds only);
+        each new one replaces the last.
+
+        Calls ``POST /companies/{companyId}/connections/{connectionId}/bankFeeds/otp``. The same key replays
+        the same password, so ask for a new one with a new key.
+
+        Raises:
+            CodatNotFound: no such company or connection.
+            CodatRejected: e.g. 400 when the connection is not Sage Bank Feeds.
+            CodatUnavailable: Codat did not answer in time.
+        """
+        call = _Call(
+            "generate_otp",
+            "POST",
+            OTP,
+            _connection_params(company_id, connection_id),
+            idempotency_key=idempotency_key,
+        )
+        return await self._fetch(call, Otp)
 
     async def create_bank_transactions(
         self,

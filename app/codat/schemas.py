@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -19,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from app.clock import as_utc
 
 
 def _date_part(value: Any) -> Any:
@@ -250,3 +253,66 @@ class PushOperation(CodatModel):
     @property
     def validation_errors(self) -> list[PushValidationItem]:
         return (self.validation and self.validation.errors) or []
+
+
+class TargetAccountOption(CodatModel):
+    """An account in the SMB's books that a source account may feed."""
+
+    id: str
+    name: str | None = None
+    balance: WireDecimal | None = None
+    sort_code: str | None = None
+    account_number: str | None = None
+
+
+class BankFeedMapping(CodatModel):
+    """A source account, its target (once mapped) and the targets it may map to (``null`` until the SMB has
+    authorized). ``status`` is free text in Codat's spec (``pending``, ``connecting``, ``connected``, …)."""
+
+    source_account_id: str
+    source_account_name: str
+    source_account_number: str
+    source_balance: WireDecimal
+    source_currency: str
+    target_account_id: str | None = None
+    target_account_name: str | None = None
+    status: str | None = None
+    target_account_options: list[TargetAccountOption] | None = None
+    feed_start_date: LenientDate | None = None
+
+
+class MappingPrototype(CodatModel):
+    """A mapping to create; without ``target_account_id`` Codat creates a new target account. A ``date``
+    feed start is sent as midnight, local to the SMB, as Codat's own examples write it."""
+
+    source_account_id: str
+    target_account_id: str | None = None
+    feed_start_date: datetime | None = None
+
+
+class MappingResult(CodatModel):
+    """Codat's answer to a mapping: ``status`` is usually ``connecting``, which later turns ``connected``."""
+
+    source_account_id: str
+    target_account_id: str | None = None
+    status: str | None = None
+    error: str | None = None
+
+
+class CompanyInformation(CodatModel):
+    """The SMB's company as its accounting software tells it (Xero and NetSuite only)."""
+
+    company_name: str
+    base_currency: str
+    plan_type: str | None = None
+    # Absent means unknown: read as off, so nothing is offered in a foreign currency the books may refuse.
+    multicurrency_enabled: bool = False
+    currencies: list[str] | None = None
+
+
+class Otp(CodatModel):
+    """A one-time password the SMB types into Sage: a ``SecretStr``, so it never shows in repr or logs."""
+
+    otp: SecretStr
+    # Codat gives the expiry in UTC, with or without the offset.
+    expiry: Annotated[datetime, AfterValidator(as_utc)]
