@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tests.factories import ACCOUNTS, connect_in_quickbooks, register
+from tests.factories import ACCOUNTS, codat_accounts, connect_in_quickbooks, register
 from tests.targets import MAPPING_PLATFORMS, allow_access, choose_in_sage, sign_in_to_sage
 from tests.test_secrets_under_failure import every_table_as_text
 
@@ -65,6 +65,12 @@ class TestConnectToAPlatform:
         assert (xero["platform"], again["platform"]) == ("xero", "xero")
         assert again["connectionId"] == xero["connectionId"]
 
+    async def test_an_unknown_platform_is_a_422_naming_it(self, client, user, sandbox):
+        body = refused(await connect(client, user, "wave"), 422, "validation_error")
+
+        assert [f["field"] for f in body["fields"]] == ["body.platform"]
+        assert sandbox.counters.get("create-company", 0) == 0
+
     async def test_sage_gets_a_code_and_no_link(self, client, user, sandbox):
         out = (await connect(client, user, "sage")).json()
 
@@ -79,6 +85,17 @@ class TestConnectToAPlatform:
         assert out["linkUrl"].startswith("http://test/sandbox/")
         assert out["sageCode"] is None
         assert out["action"] == "authorize"
+
+    @pytest.mark.parametrize("platform", ["xero", "sage", "exact"])
+    async def test_a_rename_reaches_the_platforms_source_account(self, client, user, platform):
+        out = (await connect(client, user, platform)).json()
+
+        renamed = await client.patch(
+            "/v1/bank-feed/accounts/acc-1", json={"accountName": "Payroll"}, headers=user
+        )
+
+        assert renamed.json()["accountName"] == "Payroll"
+        assert (await codat_accounts(client, out["connectionId"]))["acc-1"]["accountName"] == "Payroll"
 
 
 class TestOneLiveTarget:
