@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bankfeed.exceptions import BusinessNotFound
@@ -105,12 +105,28 @@ class BankFeedRepository:
         )
         return await self.session.scalar(query)
 
+    async def latest_connection(self, business_id: str) -> FeedConnection | None:
+        """The current connection, else the newest kept as history."""
+        query = (
+            select(FeedConnection)
+            .where(FeedConnection.business_id == business_id)
+            .order_by(FeedConnection.is_current.desc(), FeedConnection.id.desc())
+            .limit(1)
+        )
+        return await self.session.scalar(query)
+
     async def get_connection(self, connection_id: int) -> FeedConnection | None:
         return await self.session.get(FeedConnection, connection_id, populate_existing=True)
 
-    async def add_connection_intent(self, business_id: str, now: datetime) -> FeedConnection:
+    async def add_connection_intent(
+        self, business_id: str, platform_key: str, now: datetime
+    ) -> FeedConnection:
         connection = FeedConnection(
-            business_id=business_id, is_current=True, request_key=new_request_key(), created_at=now
+            business_id=business_id,
+            is_current=True,
+            platform=platform_key,
+            request_key=new_request_key(),
+            created_at=now,
         )
         self.session.add(connection)
         await self.session.flush()
@@ -122,15 +138,15 @@ class BankFeedRepository:
         )
         return set((await self.session.scalars(query)).all())  # type: ignore[arg-type]
 
-    async def renew_connection_intent(self, stale_id: int, business_id: str, now: datetime) -> FeedConnection:
+    async def renew_connection_intent(self, stale: FeedConnection, now: datetime) -> FeedConnection:
         """Swap a connection intent Codat never confirmed for a new one with a new key (and a new clock)."""
         await self.session.execute(
             delete(FeedConnection).where(
-                FeedConnection.id == stale_id, FeedConnection.codat_connection_id.is_(None)
+                FeedConnection.id == stale.id, FeedConnection.codat_connection_id.is_(None)
             )
         )
-        return await self.current_connection(business_id) or await self.add_connection_intent(
-            business_id, now
+        return await self.current_connection(stale.business_id) or await self.add_connection_intent(
+            stale.business_id, stale.platform, now
         )
 
     async def retire_connection(self, connection_id: int, status: str | None = None) -> None:
@@ -235,6 +251,21 @@ class BankFeedRepository:
             for a in accounts
         ]
         await self.session.execute(update(FeedAccount), rows)
+
+    async def record_mapping(
+        self, connection_id: int, account_id: str, target_id: str | None, target_name: str | None, status: str
+    ) -> None:
+        """The target an account was mapped to, and Codat's answer (`connecting`), unless the webhook saying
+        it connected came first."""
+        await self.session.execute(
+            update(FeedAccount)
+            .where(FeedAccount.connection_id == connection_id, FeedAccount.account_id == account_id)
+            .values(
+                target_account_id=target_id,
+                target_account_name=target_name,
+                status=case((FeedAccount.status == "connected", FeedAccount.status), else_=status),
+            )
+        )
 
     # Statuses from Codat (webhooks and reconciliation): never moved backwards by an older report.
     # They return the business whose view changed; the caller bumps its feed_version *last*, so every writer

@@ -9,7 +9,7 @@ from app.auth.dependencies import BankFeedReader, BusinessesWriter, CurrentUser
 from app.bankfeed.exceptions import AccountNotFound, BusinessNotFound, NotConnected, UpstreamRejected
 from app.bankfeed.models import BankAccount
 from app.bankfeed.repository import BankFeedRepository
-from app.bankfeed.schemas import BankFeedOut, FeedAccountOut
+from app.bankfeed.schemas import BankFeedOut, FeedAccountOut, TargetAccountOut
 from app.bankfeed.stream import bank_feed_events, feed_version
 from app.bankfeed.view import render_bank_feed_view, served_bank_feed_view
 from app.codat.schemas import Credentials
@@ -19,6 +19,8 @@ from app.http import NO_STORE, etag_response, no_store
 from app.idempotency.route import IdempotentRoute
 from app.inputs import IdPath
 from app.onboarding.dependencies import ServiceDep
+from app.onboarding.exceptions import NotAuthorized, NotForThisPlatform, PlatformInUse
+from app.onboarding.flows import Handover, Link, Operation, SageCode
 from app.onboarding.schemas import (
     AddAccountsIn,
     BankAccountIn,
@@ -29,10 +31,16 @@ from app.onboarding.schemas import (
     ConnectOut,
     CredentialsOut,
     LinkOut,
+    MappingAccountOut,
+    MappingIn,
+    MappingOut,
     ReconnectIn,
     RenameAccountIn,
+    SageAuthorizationIn,
+    SageCodeOut,
+    TargetOptionOut,
 )
-from app.onboarding.service import Link
+from app.onboarding.service import AccountMapping
 from app.ratelimit import CodatCallsLimit, CredentialsLimit, RateLimited, ServiceLimit, limiter
 
 UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamRejected)
@@ -66,9 +74,47 @@ def credentials_out(credentials: Credentials) -> CredentialsOut:
     return CredentialsOut(username=credentials.username, password=credentials.password.get_secret_value())
 
 
-async def connect_out(session: SessionDep, business_id: str, link: Link) -> ConnectOut:
+def sage_code_out(code: SageCode) -> SageCodeOut:
+    return SageCodeOut(
+        connection_id=code.connection_id, code=code.code.get_secret_value(), expires_at=code.expires_at
+    )
+
+
+async def connect_out(session: SessionDep, business_id: str, handover: Handover) -> ConnectOut:
     view = await render_bank_feed_view(session, business_id)
-    return ConnectOut(**link_out(link).model_dump(), accounts=view.accounts)
+    link, connection = handover.link, handover.connection
+    return ConnectOut(
+        platform=handover.platform.name,
+        action=view.action,
+        link_url=link.url if link else None,
+        expires_at=link.expires_at if link else None,
+        connection_id=connection.codat_connection_id or "",
+        connection_status=connection.status,
+        accounts=view.accounts,
+        sage_code=sage_code_out(handover.sage_code) if handover.sage_code else None,
+    )
+
+
+def mapping_account_out(found: AccountMapping) -> MappingAccountOut:
+    account, mapping = found.account, found.mapping
+    target = mapping.target_account_id
+    return MappingAccountOut(
+        account_id=account.id,
+        account_name=account.name,
+        account_type=account.account_type,
+        currency=account.currency,
+        status=mapping.status,
+        target_account=TargetAccountOut(id=target, name=mapping.target_account_name) if target else None,
+        options=[
+            TargetOptionOut(id=o.id, name=o.name, balance=o.balance)
+            for o in mapping.target_account_options or []
+        ],
+    )
+
+
+async def account_view(session: SessionDep, business_id: str, account_id: str) -> FeedAccountOut:
+    view = await render_bank_feed_view(session, business_id)
+    return next(a for a in view.accounts if a.account_id == account_id)
 
 
 @router.get("", response_model=BankFeedOut, responses={**error_responses(BusinessNotFound), **NOT_MODIFIED})
@@ -112,7 +158,7 @@ async def stream_bank_feed_events(user: CurrentUser, request: Request) -> Stream
 @router.post(
     "/connect",
     response_model=ConnectOut,
-    responses=error_responses(BusinessNotFound, InvalidInput, *UPSTREAM_ERRORS),
+    responses=error_responses(BusinessNotFound, InvalidInput, PlatformInUse, *UPSTREAM_ERRORS),
     dependencies=[CodatCallsLimit],
 )
 async def connect(
@@ -122,16 +168,22 @@ async def connect(
     response: Response,
     body: Annotated[ConnectIn | None, Body()] = None,
 ) -> ConnectOut:
-    """Start or resume onboarding for the chosen registered accounts (all of them by default)."""
-    link = await service.connect(user.business_id, body.account_ids if body else None)
+    """Start or resume onboarding to a platform for the chosen registered accounts (all of them by default).
+
+    Answers what the SMB needs next: a link (QuickBooks Online, Xero, NetSuite, FreeAgent, Exact), or for
+    Sage the connection id and a one-time code to type into Sage (`sageCode`; no link).
+    """
+    handover = await service.connect(
+        user.business_id, body.platform if body else None, body.account_ids if body else None
+    )
     no_store(response)
-    return await connect_out(session, user.business_id, link)
+    return await connect_out(session, user.business_id, handover)
 
 
 @router.post(
     "/reconnect",
     response_model=ConnectOut,
-    responses=error_responses(BusinessNotFound, *UPSTREAM_ERRORS),
+    responses=error_responses(BusinessNotFound, NotForThisPlatform, *UPSTREAM_ERRORS),
     dependencies=[CodatCallsLimit],
 )
 async def reconnect(
@@ -142,15 +194,17 @@ async def reconnect(
     response: Response,
     body: Annotated[ReconnectIn | None, Body()] = None,
 ) -> ConnectOut:
-    """Mend a broken feed in one step: a link for the same accounts, on a new connection if Codat's is dead.
+    """Mend a broken feed in one step: the same accounts and platform, on a new connection if Codat's is dead;
+    a link, or a Sage code.
 
-    With `withCredentials`, also one-time QuickBooks credentials, for an in-app flow.
+    With `withCredentials` (QuickBooks Online only), also one-time QuickBooks credentials, for an in-app flow.
     """
-    if body and body.with_credentials:  # counted before anything is done, like POST /credentials
+    if body and body.with_credentials:  # refused or counted before anything is done, like POST /credentials
+        await service.require(user.business_id, Operation.CREDENTIALS)
         await limiter(request).hit("credentials", f"business:{user.business_id}")
-    link = await service.reconnect(user.business_id)
+    handover = await service.reconnect(user.business_id)
     no_store(response)
-    out = await connect_out(session, user.business_id, link)
+    out = await connect_out(session, user.business_id, handover)
     if body and body.with_credentials:
         credentials = await service.generate_credentials(user.business_id)
         out.credentials = credentials_out(credentials)
@@ -160,7 +214,7 @@ async def reconnect(
 @router.get(
     "/link",
     response_model=LinkOut,
-    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    responses=error_responses(NotConnected, NotForThisPlatform, *UPSTREAM_ERRORS),
     dependencies=[CodatCallsLimit],
 )
 async def get_link(user: CurrentUser, service: ServiceDep, response: Response) -> LinkOut:
@@ -173,7 +227,7 @@ async def get_link(user: CurrentUser, service: ServiceDep, response: Response) -
     "/link/redirect",
     status_code=status.HTTP_302_FOUND,
     response_class=RedirectResponse,
-    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    responses=error_responses(NotConnected, NotForThisPlatform, *UPSTREAM_ERRORS),
     dependencies=[CodatCallsLimit],
 )
 async def redirect_to_link(user: CurrentUser, service: ServiceDep) -> RedirectResponse:
@@ -185,7 +239,7 @@ async def redirect_to_link(user: CurrentUser, service: ServiceDep) -> RedirectRe
 @router.post(
     "/credentials",
     response_model=CredentialsOut,
-    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    responses=error_responses(NotConnected, NotForThisPlatform, *UPSTREAM_ERRORS),
     dependencies=[CodatCallsLimit, CredentialsLimit],
 )
 async def generate_credentials(user: CurrentUser, service: ServiceDep, response: Response) -> CredentialsOut:
@@ -198,7 +252,7 @@ async def generate_credentials(user: CurrentUser, service: ServiceDep, response:
 @router.delete(
     "/credentials",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    responses=error_responses(NotConnected, NotForThisPlatform, *UPSTREAM_ERRORS),
     dependencies=[CodatCallsLimit],
 )
 async def revoke_credentials(user: CurrentUser, service: ServiceDep) -> None:
@@ -215,10 +269,10 @@ async def revoke_credentials(user: CurrentUser, service: ServiceDep) -> None:
 async def add_accounts(
     user: CurrentUser, service: ServiceDep, session: SessionDep, body: AddAccountsIn, response: Response
 ) -> ConnectOut:
-    """Offer more registered accounts to QuickBooks, with a fresh link to connect them."""
-    link = await service.connect(user.business_id, body.account_ids)
+    """Offer more registered accounts to the platform, with a fresh link (or Sage code) to connect them."""
+    handover = await service.connect(user.business_id, None, body.account_ids)
     no_store(response)
-    return await connect_out(session, user.business_id, link)
+    return await connect_out(session, user.business_id, handover)
 
 
 @router.patch(
@@ -232,8 +286,76 @@ async def rename_account(
 ) -> FeedAccountOut:
     """Rename an account (`accountName` only), here and at Codat."""
     await service.rename_account(user.business_id, account_id, body.account_name)
-    view = await render_bank_feed_view(session, user.business_id)
-    return next(a for a in view.accounts if a.account_id == account_id)
+    return await account_view(session, user.business_id, account_id)
+
+
+@router.post(
+    "/sage-code",
+    response_model=SageCodeOut,
+    responses=error_responses(NotConnected, NotForThisPlatform, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit, CredentialsLimit],
+)
+async def generate_sage_code(user: CurrentUser, service: ServiceDep, response: Response) -> SageCodeOut:
+    """Sage only: a new one-time code to type into Sage with the connection id; it replaces the last one."""
+    code = await service.sage_code(user.business_id)
+    no_store(response)
+    return sage_code_out(code)
+
+
+@router.post(
+    "/sage/authorization",
+    response_model=BankFeedOut,
+    responses=error_responses(NotConnected, NotForThisPlatform, InvalidInput, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
+)
+async def authorize_sage(
+    user: CurrentUser, service: ServiceDep, session: SessionDep, body: SageAuthorizationIn
+) -> BankFeedOut:
+    """Sage only: the SMB signed in on the fintech's page Sage sent it to; hand on its `authorizationId`."""
+    await service.authorize_sage(user.business_id, body.authorization_id)
+    return await render_bank_feed_view(session, user.business_id)
+
+
+@router.get(
+    "/mapping",
+    response_model=MappingOut,
+    responses=error_responses(NotConnected, NotForThisPlatform, NotAuthorized, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
+)
+async def get_mapping(user: CurrentUser, service: ServiceDep, response: Response) -> MappingOut:
+    """Xero, NetSuite, FreeAgent, Exact: each account on the feed, its account in the books, and the ones it
+    may feed (same currency and kind, fed by no other account), live from Codat."""
+    mappings = await service.mapping(user.business_id)
+    no_store(response)
+    return MappingOut(accounts=[mapping_account_out(m) for m in mappings])
+
+
+@router.post(
+    "/accounts/{account_id}/mapping",
+    response_model=FeedAccountOut,
+    responses=error_responses(
+        AccountNotFound, NotConnected, NotForThisPlatform, NotAuthorized, InvalidInput, *UPSTREAM_ERRORS
+    ),
+    dependencies=[CodatCallsLimit],
+)
+async def map_account(
+    user: CurrentUser, service: ServiceDep, session: SessionDep, account_id: IdPath, body: MappingIn
+) -> FeedAccountOut:
+    """Choose the account in the books this account feeds (one of its `options`; null: a new one)."""
+    await service.map_account(user.business_id, account_id, body.target_account_id, body.feed_start_date)
+    return await account_view(session, user.business_id, account_id)
+
+
+@router.post(
+    "/disconnect",
+    response_model=BankFeedOut,
+    responses=error_responses(NotConnected, *UPSTREAM_ERRORS),
+    dependencies=[CodatCallsLimit],
+)
+async def disconnect(user: CurrentUser, service: ServiceDep, session: SessionDep) -> BankFeedOut:
+    """Stop the feed: Codat unlinks the connection. Connect again (to any platform) for a new connection."""
+    await service.disconnect(user.business_id)
+    return await render_bank_feed_view(session, user.business_id)
 
 
 @internal_router.put(

@@ -1,6 +1,7 @@
 """Bodies of the onboarding endpoints: registering businesses and accounts, connecting, links, credentials."""
 
 import re
+from datetime import date
 from decimal import Decimal
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -8,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from app.bankfeed.currencies import ISO_4217
+from app.bankfeed.platforms import PlatformName
 from app.bankfeed.schemas import (
     ACCOUNT_TYPE_ALIASES,
     SUPPORTED_COUNTRIES,
@@ -16,11 +18,13 @@ from app.bankfeed.schemas import (
     ConnectionStatus,
     DisplayName,
     FeedAccountOut,
+    FeedAction,
     Identifier,
     StrictApiModel,
+    TargetAccountOut,
     UtcDateTime,
 )
-from app.inputs import Flag, Money
+from app.inputs import Flag, Money, Name
 
 
 def _account_type(value: object) -> object:
@@ -92,6 +96,11 @@ class BankAccountOut(ApiModel):
 
 
 class ConnectIn(StrictApiModel):
+    platform: PlatformName | None = Field(
+        None,
+        description="The accounting platform to feed; default: the current connection's, else "
+        "quickbooks-online. Another platform while the connection is live is a `409 platform_in_use`.",
+    )
     account_ids: list[Identifier] | None = Field(
         None, min_length=1, max_length=200, description="Registered accounts to feed; all of them if omitted."
     )
@@ -119,9 +128,64 @@ class CredentialsOut(ApiModel):
     password: str
 
 
-class ConnectOut(LinkOut):
+class SageCodeOut(ApiModel):
+    connection_id: str = Field(description="Typed into Sage with the code.")
+    code: str = Field(
+        description="A one-time code for Sage; a new one replaces it. Do not store or share it."
+    )
+    expires_at: UtcDateTime
+
+
+class ConnectOut(ApiModel):
+    platform: PlatformName
+    action: FeedAction = Field(description="What the user does next, as in the view.")
+    link_url: str | None = Field(
+        description="Codat's Link URL (QuickBooks Online and the platforms mapped through Codat); carries a "
+        "one-time password: do not store or share it. Null for Sage, which takes `sageCode` instead."
+    )
+    expires_at: UtcDateTime | None
+    connection_id: str
+    connection_status: ConnectionStatus | None
     accounts: list[FeedAccountOut]
     credentials: CredentialsOut | None = Field(None, description="Only when asked for (`withCredentials`).")
+    sage_code: SageCodeOut | None = Field(
+        None, description="Sage only: the connection id and a one-time code to type into Sage."
+    )
+
+
+class SageAuthorizationIn(StrictApiModel):
+    authorization_id: Name = Field(
+        description="The `authorizationId` Sage put on the fintech's login-page URL."
+    )
+
+
+class TargetOptionOut(ApiModel):
+    id: str
+    name: str | None
+    balance: Decimal | None
+
+
+class MappingAccountOut(ApiModel):
+    account_id: str
+    account_name: str
+    account_type: AccountTypeName
+    currency: str
+    status: str | None = Field(description="Codat's mapping status: `pending`, `connecting`, `connected`, …")
+    target_account: TargetAccountOut | None
+    options: list[TargetOptionOut] = Field(
+        description="Accounts in the books this account may feed (same currency and kind, as Codat offers)."
+    )
+
+
+class MappingOut(ApiModel):
+    accounts: list[MappingAccountOut]
+
+
+class MappingIn(StrictApiModel):
+    target_account_id: Name | None = Field(
+        description="One of the account's `options`; null: create a new account in the books."
+    )
+    feed_start_date: date | None = Field(None, description="The first day the books take transactions for.")
 
 
 class ReconnectIn(StrictApiModel):

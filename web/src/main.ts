@@ -9,7 +9,7 @@ interface NextStep {
   label: string;
   /** Whether the user ticks which not-yet-added accounts to send. */
   choose: boolean;
-  link: (chosen: string[]) => Promise<{ linkUrl: string }>;
+  link: (chosen: string[]) => Promise<{ linkUrl: string | null }>;
 }
 
 const STATUS_LABELS: Record<FeedAccount["status"], string> = {
@@ -183,7 +183,9 @@ async function goToQuickBooks(): Promise<void> {
   showProblem(page.problem, undefined);
   try {
     const { linkUrl } = await step.link(chosen(feed));
-    window.location.assign(linkUrl);
+    if (linkUrl !== null) {
+      window.location.assign(linkUrl); // null only for Sage, which this demo does not connect to
+    }
   } catch (error) {
     showProblem(page.problem, describe(error));
     renderAction(feed);

@@ -413,7 +413,7 @@ export interface paths {
         put?: never;
         /**
          * Add Accounts
-         * @description Offer more registered accounts to QuickBooks, with a fresh link to connect them.
+         * @description Offer more registered accounts to the platform, with a fresh link (or Sage code) to connect them.
          */
         post: operations["add_accounts_v1_bank_feed_accounts_post"];
         delete?: never;
@@ -442,6 +442,26 @@ export interface paths {
         patch: operations["rename_account_v1_bank_feed_accounts__account_id__patch"];
         trace?: never;
     };
+    "/v1/bank-feed/accounts/{account_id}/mapping": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Map Account
+         * @description Choose the account in the books this account feeds (one of its `options`; null: a new one).
+         */
+        post: operations["map_account_v1_bank_feed_accounts__account_id__mapping_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/bank-feed/connect": {
         parameters: {
             query?: never;
@@ -453,7 +473,10 @@ export interface paths {
         put?: never;
         /**
          * Connect
-         * @description Start or resume onboarding for the chosen registered accounts (all of them by default).
+         * @description Start or resume onboarding to a platform for the chosen registered accounts (all of them by default).
+         *
+         *     Answers what the SMB needs next: a link (QuickBooks Online, Xero, NetSuite, FreeAgent, Exact), or for
+         *     Sage the connection id and a one-time code to type into Sage (`sageCode`; no link).
          */
         post: operations["connect_v1_bank_feed_connect_post"];
         delete?: never;
@@ -481,6 +504,26 @@ export interface paths {
          * @description Revoke every set of one-time credentials of the connection.
          */
         delete: operations["revoke_credentials_v1_bank_feed_credentials_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/bank-feed/disconnect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Disconnect
+         * @description Stop the feed: Codat unlinks the connection. Connect again (to any platform) for a new connection.
+         */
+        post: operations["disconnect_v1_bank_feed_disconnect_post"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -546,6 +589,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/bank-feed/mapping": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Mapping
+         * @description Xero, NetSuite, FreeAgent, Exact: each account on the feed, its account in the books, and the ones it
+         *     may feed (same currency and kind, fed by no other account), live from Codat.
+         */
+        get: operations["get_mapping_v1_bank_feed_mapping_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/bank-feed/reconnect": {
         parameters: {
             query?: never;
@@ -557,9 +621,10 @@ export interface paths {
         put?: never;
         /**
          * Reconnect
-         * @description Mend a broken feed in one step: a link for the same accounts, on a new connection if Codat's is dead.
+         * @description Mend a broken feed in one step: the same accounts and platform, on a new connection if Codat's is dead;
+         *     a link, or a Sage code.
          *
-         *     With `withCredentials`, also one-time QuickBooks credentials, for an in-app flow.
+         *     With `withCredentials` (QuickBooks Online only), also one-time QuickBooks credentials, for an in-app flow.
          */
         post: operations["reconnect_v1_bank_feed_reconnect_post"];
         delete?: never;
@@ -582,6 +647,46 @@ export interface paths {
          * @description Re-read the statuses from Codat now (webhooks normally keep them current), then the view.
          */
         post: operations["refresh_bank_feed_v1_bank_feed_refresh_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/bank-feed/sage-code": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Generate Sage Code
+         * @description Sage only: a new one-time code to type into Sage with the connection id; it replaces the last one.
+         */
+        post: operations["generate_sage_code_v1_bank_feed_sage_code_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/bank-feed/sage/authorization": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Authorize Sage
+         * @description Sage only: the SMB signed in on the fintech's page Sage sent it to; hand on its `authorizationId`.
+         */
+        post: operations["authorize_sage_v1_bank_feed_sage_authorization_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -766,27 +871,42 @@ export interface components {
              * @description Registered accounts to feed; all of them if omitted.
              */
             accountIds?: string[] | null;
+            /**
+             * Platform
+             * @description The accounting platform to feed; default: the current connection's, else quickbooks-online. Another platform while the connection is live is a `409 platform_in_use`.
+             */
+            platform?: ("quickbooks-online" | "xero" | "sage" | "netsuite" | "freeagent" | "exact") | null;
         };
         /** ConnectOut */
         ConnectOut: {
             /** Accounts */
             accounts: components["schemas"]["FeedAccountOut"][];
+            /**
+             * Action
+             * @description What the user does next, as in the view.
+             * @enum {string}
+             */
+            action: "connect" | "authorize" | "finish_in_quickbooks" | "map_accounts" | "enter_code_in_sage" | "confirm_in_sage" | "connect_new_accounts" | "reconnect" | "none";
             /** Connectionid */
             connectionId: string;
             /** Connectionstatus */
             connectionStatus: ("PendingAuth" | "Linked" | "Unlinked" | "Deauthorized") | null;
             /** @description Only when asked for (`withCredentials`). */
             credentials?: components["schemas"]["CredentialsOut"] | null;
-            /**
-             * Expiresat
-             * Format: date-time
-             */
-            expiresAt: string;
+            /** Expiresat */
+            expiresAt: string | null;
             /**
              * Linkurl
-             * @description Codat's Link URL; carries a one-time password. Do not store or share it.
+             * @description Codat's Link URL (QuickBooks Online and the platforms mapped through Codat); carries a one-time password: do not store or share it. Null for Sage, which takes `sageCode` instead.
              */
-            linkUrl: string;
+            linkUrl: string | null;
+            /**
+             * Platform
+             * @enum {string}
+             */
+            platform: "quickbooks-online" | "xero" | "sage" | "netsuite" | "freeagent" | "exact";
+            /** @description Sage only: the connection id and a one-time code to type into Sage. */
+            sageCode?: components["schemas"]["SageCodeOut"] | null;
         };
         /** ConnectionOut */
         ConnectionOut: {
@@ -951,6 +1071,49 @@ export interface components {
              */
             linkUrl: string;
         };
+        /** MappingAccountOut */
+        MappingAccountOut: {
+            /** Accountid */
+            accountId: string;
+            /** Accountname */
+            accountName: string;
+            /**
+             * Accounttype
+             * @enum {string}
+             */
+            accountType: "checking" | "savings" | "loan" | "creditCard" | "prepaidCard";
+            /** Currency */
+            currency: string;
+            /**
+             * Options
+             * @description Accounts in the books this account may feed (same currency and kind, as Codat offers).
+             */
+            options: components["schemas"]["TargetOptionOut"][];
+            /**
+             * Status
+             * @description Codat's mapping status: `pending`, `connecting`, `connected`, …
+             */
+            status: string | null;
+            targetAccount: components["schemas"]["TargetAccountOut"] | null;
+        };
+        /** MappingIn */
+        MappingIn: {
+            /**
+             * Feedstartdate
+             * @description The first day the books take transactions for.
+             */
+            feedStartDate?: string | null;
+            /**
+             * Targetaccountid
+             * @description One of the account's `options`; null: create a new account in the books.
+             */
+            targetAccountId: string | null;
+        };
+        /** MappingOut */
+        MappingOut: {
+            /** Accounts */
+            accounts: components["schemas"]["MappingAccountOut"][];
+        };
         /** OutboundRow */
         OutboundRow: {
             /** Attempts */
@@ -998,6 +1161,32 @@ export interface components {
         ReplayOut: {
             /** Queued */
             queued: number;
+        };
+        /** SageAuthorizationIn */
+        SageAuthorizationIn: {
+            /**
+             * Authorizationid
+             * @description The `authorizationId` Sage put on the fintech's login-page URL.
+             */
+            authorizationId: string;
+        };
+        /** SageCodeOut */
+        SageCodeOut: {
+            /**
+             * Code
+             * @description A one-time code for Sage; a new one replaces it. Do not store or share it.
+             */
+            code: string;
+            /**
+             * Connectionid
+             * @description Typed into Sage with the code.
+             */
+            connectionId: string;
+            /**
+             * Expiresat
+             * Format: date-time
+             */
+            expiresAt: string;
         };
         /**
          * StoredEvent
@@ -1100,6 +1289,15 @@ export interface components {
             id: string;
             /** Name */
             name?: string | null;
+        };
+        /** TargetOptionOut */
+        TargetOptionOut: {
+            /** Balance */
+            balance: string | null;
+            /** Id */
+            id: string;
+            /** Name */
+            name: string | null;
         };
         /** TimelineEntry */
         TimelineEntry: {
@@ -3160,6 +3358,117 @@ export interface operations {
             };
         };
     };
+    map_account_v1_bank_feed_accounts__account_id__mapping_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MappingIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedAccountOut"];
+                };
+            };
+            /** @description `http_error`: the body could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_connected`, `not_for_this_platform`, `not_authorized` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `payload_too_large`: the body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_error` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upstream_rejected` */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upstream_unavailable`, `database_unavailable` (or Codat unavailable): retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     connect_v1_bank_feed_connect_post: {
         parameters: {
             query?: never;
@@ -3202,6 +3511,15 @@ export interface operations {
             };
             /** @description `business_not_found` */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `platform_in_use` */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3296,7 +3614,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `not_connected` */
+            /** @description `not_connected`, `not_for_this_platform` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3381,8 +3699,104 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `not_connected`, `not_for_this_platform` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_error` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upstream_rejected` */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upstream_unavailable`, `database_unavailable` (or Codat unavailable): retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    disconnect_v1_bank_feed_disconnect_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BankFeedOut"];
+                };
+            };
+            /** @description `http_error`: the body could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `not_connected` */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `payload_too_large`: the body is over the size limit */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3519,7 +3933,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `not_connected` */
+            /** @description `not_connected`, `not_for_this_platform` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3595,7 +4009,85 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `not_connected` */
+            /** @description `not_connected`, `not_for_this_platform` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_error` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upstream_rejected` */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upstream_unavailable`, `database_unavailable` (or Codat unavailable): retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_mapping_v1_bank_feed_mapping_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MappingOut"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_connected`, `not_for_this_platform`, `not_authorized` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3688,6 +4180,15 @@ export interface operations {
             };
             /** @description `business_not_found` */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_for_this_platform` */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3790,6 +4291,202 @@ export interface operations {
                 };
             };
             /** @description `not_connected` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `payload_too_large`: the body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_error` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upstream_rejected` */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upstream_unavailable`, `database_unavailable` (or Codat unavailable): retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    generate_sage_code_v1_bank_feed_sage_code_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SageCodeOut"];
+                };
+            };
+            /** @description `http_error`: the body could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_connected`, `not_for_this_platform` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `payload_too_large`: the body is over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_error` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upstream_rejected` */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upstream_unavailable`, `database_unavailable` (or Codat unavailable): retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    authorize_sage_v1_bank_feed_sage_authorization_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SageAuthorizationIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BankFeedOut"];
+                };
+            };
+            /** @description `http_error`: the body could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_connected`, `not_for_this_platform` */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -166,7 +166,9 @@ async function goToQuickBooks() {
     showProblem(page.problem, undefined);
     try {
         const { linkUrl } = await step.link(chosen(feed));
-        window.location.assign(linkUrl);
+        if (linkUrl !== null) {
+            window.location.assign(linkUrl); // null only for Sage, which this demo does not connect to
+        }
     }
     catch (error) {
         showProblem(page.problem, describe(error));
