@@ -126,7 +126,7 @@ async def test_deauthorized_holds_then_reconnect_delivers_in_order_once(
     assert await held_gauge(app) == 3  # what the operator sees
     assert (broken["action"], account(broken)["writesHeld"]) == (
         "reconnect",
-        "Codat lost access to QuickBooks (Deauthorized): reconnect to resume.",
+        "Codat lost access to QuickBooks Online (Deauthorized): reconnect to resume.",
     )
 
     mended = (await client.post("/v1/bank-feed/reconnect", headers=feed["user"])).json()
@@ -207,7 +207,10 @@ async def test_a_quickbooks_disconnect_seen_by_codat_10_days_later(
     await client.post("/sandbox/_sandbox/clock/advance", json={"seconds": DAY})
     day10 = await view_until(client, feed["user"], lambda v: account(v)["status"] == "disconnected")
     assert (account(day10)["status"], day10["action"]) == ("disconnected", "reconnect")
-    assert account(day10)["writesHeld"] == "The account was disconnected in QuickBooks: reconnect to resume."
+    assert (
+        account(day10)["writesHeld"]
+        == "The account was disconnected in QuickBooks Online: reconnect to resume."
+    )
     pushes_before = sandbox.counters[PUSHES]
     assert (await post(client, tx_headers, [transaction("d10", local_today(sandbox))])).status_code == 202
     page = await held(client, tx_headers, "account_disconnected")
