@@ -15,11 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bankfeed.holds import hold_of
 from app.bankfeed.models import FeedAccount, FeedConnection
+from app.bankfeed.platforms import BY_NAME, Platform, by_key
 from app.bankfeed.repository import BankFeedRepository
 from app.clock import as_utc
 
 # Codat names the target, not a transaction, when it refuses a push because of the account or connection.
 TARGET_ITEMS = frozenset({"accountId", "connectionId"})
+QUICKBOOKS = BY_NAME["quickbooks-online"]
 # QuickBooks takes history up to this many days before the feed start date, on an account's first write.
 HISTORY_DAYS = 7
 # A disconnect made in QuickBooks reaches Codat this long after (Codat's QBO Bank Feeds page).
@@ -41,20 +43,32 @@ async def current_feed(
     return connection, next((f for f in feeds if f.account_id == account_id), None)
 
 
+async def current_platform(session: AsyncSession, business_id: str) -> Platform:
+    """The platform the business's current connection feeds; QuickBooks Online until it has one."""
+    query = select(FeedConnection.platform).where(
+        FeedConnection.business_id == business_id, FeedConnection.is_current.is_(True)
+    )
+    return by_key(await session.scalar(query))
+
+
 async def current_hold(session: AsyncSession, business_id: str, account_id: str) -> str | None:
     return hold_of(*await current_feed(session, business_id, account_id))
 
 
-def unpulled_since(feed: FeedAccount | None) -> datetime | None:
-    """For an account Codat reports disconnected: from when a transaction Codat took may never have been
-    pulled by QuickBooks (the disconnect may have happened up to the lag before the report)."""
+def unpulled_since(platform: Platform, feed: FeedAccount | None) -> datetime | None:
+    """For a QuickBooks account Codat reports disconnected: from when a transaction Codat took may never have
+    been pulled by QuickBooks (the disconnect may have happened up to the lag before the report). Codat
+    documents the lag for QuickBooks only."""
+    if platform != QUICKBOOKS:
+        return None
     if feed is None or feed.status != "disconnected" or feed.status_changed_at is None:
         return None
     return as_utc(feed.status_changed_at) - DISCONNECT_LAG
 
 
 async def latest_feed_start(session: AsyncSession, business_id: str, account_id: str) -> date | None:
-    """The feed start date QuickBooks gave the account most recently; None if it was never connected."""
+    """The feed start date the account was given most recently (by QuickBooks, or at mapping or in Sage);
+    None if it was never connected."""
     query = (
         select(FeedAccount.feed_start_date)
         .where(FeedAccount.business_id == business_id, FeedAccount.account_id == account_id)
@@ -65,9 +79,22 @@ async def latest_feed_start(session: AsyncSession, business_id: str, account_id:
     return await session.scalar(query)
 
 
-def earliest_date(local_now: datetime, newest: datetime | None, feed_start: date | None) -> date:
-    """The earliest cleared date the account takes now: yesterday; on its first write (nothing accepted
-    yet), back to 7 days before its feed start date, as QuickBooks takes it."""
+def earliest_date(
+    platform: Platform, local_now: datetime, newest: datetime | None, feed_start: date | None
+) -> date | None:
+    """The earliest cleared date the account takes now; None when the platform has no such window (Sage,
+    NetSuite, FreeAgent, Exact: only "not in the future, never older than the newest").
+
+    QuickBooks: yesterday; on its first write (nothing accepted yet), back to 7 days before its feed start
+    date. A platform with ``history_days`` (Xero: 365): that many days before the business's today."""
+    if platform == QUICKBOOKS:
+        return _quickbooks_earliest(local_now, newest, feed_start)
+    if platform.history_days is not None:
+        return local_now.date() - timedelta(days=platform.history_days)
+    return None
+
+
+def _quickbooks_earliest(local_now: datetime, newest: datetime | None, feed_start: date | None) -> date:
     yesterday = local_now.date() - timedelta(days=1)
     if newest is not None or feed_start is None:
         return yesterday

@@ -65,7 +65,7 @@ class TransactionStream(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     business_id: Mapped[str] = mapped_column(String(64))
     account_id: Mapped[str] = mapped_column(String(64))
-    # Local date-time of the newest transaction accepted (queued or delivered): QBO takes none older.
+    # Local date-time of the newest transaction accepted (queued or delivered): none older is taken.
     newest_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -127,7 +127,7 @@ class BankTransaction(Base):
     business_id: Mapped[str] = mapped_column(String(64))
     account_id: Mapped[str] = mapped_column(String(64))
     transaction_id: Mapped[str] = mapped_column(String(100))
-    # The bank's local date-time of clearing, as QBO takes it (no time zone).
+    # The bank's local date-time of clearing, as Codat takes it (no time zone).
     cleared_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
     description: Mapped[str] = mapped_column(Text)
     amount: Mapped[Decimal] = mapped_column(Numeric(18, 2))

@@ -49,13 +49,16 @@ router = APIRouter(
 async def post_transactions(
     business_id: IdPath, account_id: IdPath, body: TransactionsIn, _: TransactionsWriter, service: ServiceDep
 ) -> TransactionsAccepted:
-    """Queue cleared transactions for QuickBooks Online, earliest first, up to 1,000 a request.
+    """Queue cleared transactions for the accounting platform the business feeds, earliest first, up to
+    1,000 a request.
 
-    QuickBooks' rules are checked first: the account is connected; each date is today or yesterday in the
-    business's time zone, not in the future, not older than the newest transaction already accepted for the
-    account, and not earlier than the one before it in the request; a Credit's amount is positive, a Debit's
-    negative. One broken rule refuses the whole request (`transactions_refused`, nothing queued), naming each
-    transaction and rule. Ids accepted before are acknowledged in `duplicates` and not queued again.
+    The platform's rules are checked first: the account is connected; each date is not in the future in the
+    business's time zone, not older than the newest transaction already accepted for the account, and not
+    earlier than the one before it in the request; it is within the platform's window (`acceptsFrom`:
+    QuickBooks Online takes today or yesterday, Xero up to 365 days back, the others state no window); a
+    Credit's amount is positive, a Debit's negative. One broken rule refuses the whole request
+    (`transactions_refused`, nothing queued), naming each transaction and rule. Ids accepted before are
+    acknowledged in `duplicates` and not queued again.
     """
     return await service.accept(business_id, account_id, body.transactions)
 

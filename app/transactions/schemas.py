@@ -17,7 +17,7 @@ StatusFilter = Literal["pending", "queued", "sending", "delivered", "failed", "r
 
 
 def _local_date_time(value: object) -> object:
-    """A date or a date-time without an offset: QBO takes the bank's local date, never converting it."""
+    """A date or a date-time without an offset: Codat takes the bank's local date, never converting it."""
     if isinstance(value, str) and len(value) == 10:
         return datetime.combine(date.fromisoformat(value), datetime.min.time())
     if isinstance(value, str):
@@ -35,7 +35,10 @@ class TransactionIn(StrictApiModel):
     id: ExternalId = Field(
         description="Your id for the transaction, unique within the business; a repeated id is a duplicate."
     )
-    date: LocalDateTime = Field(description="The cleared date (or local date-time), today or yesterday.")
+    date: LocalDateTime = Field(
+        description="The cleared date (or local date-time), not in the future and no earlier than the "
+        "account's `acceptsFrom` (QuickBooks Online: today or yesterday; Xero: up to 365 days old)."
+    )
     description: Description
     amount: Money = Field(description="Positive for a Credit, negative for a Debit.")
     balance: Money = Field(description="The account's balance after this transaction.")
@@ -52,7 +55,9 @@ class TransactionsIn(StrictApiModel):
 
 class TransactionsAccepted(ApiModel):
     account_id: str
-    accepted: list[str] = Field(description="Ids queued for delivery to QuickBooks, in the order given.")
+    accepted: list[str] = Field(
+        description="Ids queued for delivery to the accounting platform, in the order given."
+    )
     duplicates: list[str] = Field(
         description="Ids already accepted earlier (or twice in this request): not queued again."
     )
@@ -97,10 +102,13 @@ class TransactionsPage(ApiModel):
     next_cursor: str | None = Field(description="Pass as `after` for the next page; null on the last one.")
     held: HoldOut | None = Field(
         None,
-        description="Why deliveries to QuickBooks are held now; they resume in order once it is mended.",
+        description="Why deliveries to the accounting platform are held now; they resume in order once it "
+        "is mended.",
     )
     accepts_from: date | None = Field(
         None,
-        description="The earliest cleared date the account accepts now: yesterday, or on its first write 7 "
-        "days before its feed start date. Null until QuickBooks has connected the account.",
+        description="The earliest cleared date the account accepts now, by the platform it feeds. "
+        "QuickBooks Online: yesterday, or on its first write 7 days before its feed start date. Xero: 365 "
+        "days before today. Null for a platform with no such limit (Sage, NetSuite, FreeAgent, Exact), "
+        "and until the account is connected.",
     )

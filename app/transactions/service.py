@@ -1,5 +1,6 @@
-"""Cleared transactions: accept them under QBO's rules into the outbox, show where each one is, and record
-what Codat did with each push (from the worker's polls and from `bankTransactions.write.*` webhooks).
+"""Cleared transactions: accept them into the outbox under the rules of the platform the business feeds, show
+where each one is, and record what Codat did with each push (from the worker's polls and from
+`bankTransactions.write.*` webhooks).
 
 A request is accepted whole or refused whole: if any new transaction breaks a rule, nothing is queued and
 the 422 names every transaction and rule. Ids accepted before are acknowledged as duplicates and skipped,
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.bankfeed.exceptions import AccountNotFound
 from app.bankfeed.holds import REFUSED_BY_CODAT, hold_of, message, set_write_hold
 from app.bankfeed.models import Business
+from app.bankfeed.platforms import Platform, by_key
 from app.bankfeed.repository import BankFeedRepository
 from app.clock import Clock, as_utc
 from app.codat.schemas import PushOperation, PushOperationStatus
@@ -40,7 +42,7 @@ from app.transactions.schemas import (
     TransactionsPage,
 )
 
-TIMED_OUT = "Codat timed the push out; it is not sent again, since QuickBooks may have written it."
+TIMED_OUT = "Codat timed the push out; it is not sent again, since the platform may have written it."
 
 
 class AccountNotConnected(Conflict):
@@ -71,7 +73,7 @@ class TransactionService:
     async def _accept(
         self, session: AsyncSession, business_id: str, account_id: str, transactions: Sequence[TransactionIn]
     ) -> TransactionsAccepted:
-        business, feed_start = await _connected_account(session, business_id, account_id)
+        business, platform, feed_start = await _connected_account(session, business_id, account_id)
         now = self.clock.now()
         repo = TransactionRepository(session)
         stream = await repo.lock_stream(business_id, account_id, now)
@@ -80,15 +82,16 @@ class TransactionService:
         local_now = now.astimezone(ZoneInfo(business.time_zone)).replace(tzinfo=None)
         found = rules.refusals(
             fresh,
+            platform=platform,
             local_now=local_now,
             newest=stream.newest_date,
-            earliest=holds.earliest_date(local_now, stream.newest_date, feed_start),
+            earliest=holds.earliest_date(platform, local_now, stream.newest_date, feed_start),
             used_elsewhere={tid: owner for tid, owner in owners.items() if owner != account_id},
         )
         if found:
             fields = [FieldError(field=r.field, reason=r.reason) for r in found]
             raise TransactionsRefused(
-                f"{len(found)} QuickBooks rule(s) broken; nothing was queued.", fields=fields
+                f"{len(found)} rule(s) of {platform.label} broken; nothing was queued.", fields=fields
             )
         if fresh:
             await repo.enqueue([_row(business_id, account_id, t, now) for _, t in fresh])
@@ -107,8 +110,9 @@ class TransactionService:
             rows = await repo.page(business_id, account_id, statuses, after, limit)
             counts = await repo.counts(business_id, account_id)
             connection, feed = await holds.current_feed(session, business_id, account_id)
+            platform = by_key(connection.platform if connection else None)
             hold = hold_of(connection, feed)
-            at_risk_since = holds.unpulled_since(feed)
+            at_risk_since = holds.unpulled_since(platform, feed)
             stream = await repo.stream(business_id, account_id)
             feed_start = await holds.latest_feed_start(session, business_id, account_id)
         newest = stream.newest_date if stream else None
@@ -120,7 +124,7 @@ class TransactionService:
             transactions=[_out(row, key, hold, at_risk_since) for row, key in rows],
             next_cursor=str(rows[-1][0].seq) if len(rows) == limit else None,
             held=HoldOut(reason=hold, message=message(hold, connection)) if hold else None,
-            accepts_from=holds.earliest_date(local_now, newest, feed_start) if feed_start else None,
+            accepts_from=holds.earliest_date(platform, local_now, newest, feed_start) if feed_start else None,
         )
 
 
@@ -133,19 +137,21 @@ async def _registered_account(repo: BankFeedRepository, business_id: str, accoun
 
 async def _connected_account(
     session: AsyncSession, business_id: str, account_id: str
-) -> tuple[Business, date | None]:
-    """The business and the account's feed start date, if QuickBooks ever connected the account: QBO takes
-    transactions only for a connected account, and ones accepted while it is not (any more) are held."""
+) -> tuple[Business, Platform, date | None]:
+    """The business, the platform it feeds now and the account's feed start date, if the account was ever
+    connected: Codat takes transactions only for a connected account, and ones accepted while it is not (any
+    more) are held. Until the business connects, its platform is QuickBooks Online."""
     business = await _registered_account(BankFeedRepository(session), business_id, account_id)
+    platform = await holds.current_platform(session, business_id)
     feed_start = await holds.latest_feed_start(session, business_id, account_id)
     if feed_start is None:
         connection, feed = await holds.current_feed(session, business_id, account_id)
         status = feed.status if feed and feed.registered else "not_added"
         raise AccountNotConnected(
-            f"The account is {status} in QuickBooks Online (connection "
+            f"The account is {status} in {platform.label} (connection "
             f"{connection.status if connection else 'none'}); connect it before sending transactions."
         )
-    return business, feed_start
+    return business, platform, feed_start
 
 
 def _split(
@@ -238,7 +244,7 @@ async def hold_batch(
 ) -> None:
     """Codat refused the push for its target (the account or the connection), not for a transaction: none
     was written, so all of them go back to the queue, held until the feed is mended. A refused account is
-    held until QuickBooks reports it connected again; a dead connection holds by its status already."""
+    held until Codat reports it connected again; a dead connection holds by its status already."""
     if not await repo.close_batch(batch.id, BatchStatus.REFUSED, summary, now):
         return
     await repo.requeue_rest(batch.id)

@@ -59,13 +59,16 @@ export interface paths {
         put?: never;
         /**
          * Post Transactions
-         * @description Queue cleared transactions for QuickBooks Online, earliest first, up to 1,000 a request.
+         * @description Queue cleared transactions for the accounting platform the business feeds, earliest first, up to
+         *     1,000 a request.
          *
-         *     QuickBooks' rules are checked first: the account is connected; each date is today or yesterday in the
-         *     business's time zone, not in the future, not older than the newest transaction already accepted for the
-         *     account, and not earlier than the one before it in the request; a Credit's amount is positive, a Debit's
-         *     negative. One broken rule refuses the whole request (`transactions_refused`, nothing queued), naming each
-         *     transaction and rule. Ids accepted before are acknowledged in `duplicates` and not queued again.
+         *     The platform's rules are checked first: the account is connected; each date is not in the future in the
+         *     business's time zone, not older than the newest transaction already accepted for the account, and not
+         *     earlier than the one before it in the request; it is within the platform's window (`acceptsFrom`:
+         *     QuickBooks Online takes today or yesterday, Xero up to 365 days back, the others state no window); a
+         *     Credit's amount is positive, a Debit's negative. One broken rule refuses the whole request
+         *     (`transactions_refused`, nothing queued), naming each transaction and rule. Ids accepted before are
+         *     acknowledged in `duplicates` and not queued again.
          */
         post: operations["post_transactions_internal_v1_businesses__business_id__accounts__account_id__transactions_post"];
         delete?: never;
@@ -1332,7 +1335,7 @@ export interface components {
             /**
              * Date
              * Format: date-time
-             * @description The cleared date (or local date-time), today or yesterday.
+             * @description The cleared date (or local date-time), not in the future and no earlier than the account's `acceptsFrom` (QuickBooks Online: today or yesterday; Xero: up to 365 days old).
              */
             date: string;
             /** Description */
@@ -1420,7 +1423,7 @@ export interface components {
         TransactionsAccepted: {
             /**
              * Accepted
-             * @description Ids queued for delivery to QuickBooks, in the order given.
+             * @description Ids queued for delivery to the accounting platform, in the order given.
              */
             accepted: string[];
             /** Accountid */
@@ -1443,7 +1446,7 @@ export interface components {
         TransactionsPage: {
             /**
              * Acceptsfrom
-             * @description The earliest cleared date the account accepts now: yesterday, or on its first write 7 days before its feed start date. Null until QuickBooks has connected the account.
+             * @description The earliest cleared date the account accepts now, by the platform it feeds. QuickBooks Online: yesterday, or on its first write 7 days before its feed start date. Xero: 365 days before today. Null for a platform with no such limit (Sage, NetSuite, FreeAgent, Exact), and until the account is connected.
              */
             acceptsFrom?: string | null;
             /** Accountid */
@@ -1455,7 +1458,7 @@ export interface components {
             counts: {
                 [key: string]: number;
             };
-            /** @description Why deliveries to QuickBooks are held now; they resume in order once it is mended. */
+            /** @description Why deliveries to the accounting platform are held now; they resume in order once it is mended. */
             held?: components["schemas"]["HoldOut"] | null;
             /**
              * Nextcursor
