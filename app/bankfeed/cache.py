@@ -257,6 +257,7 @@ class _Listener:
         self.unsynced = 0
         self._task: asyncio.Task[None] | None = None
         self._sync_task: asyncio.Task[None] | None = None
+        self._warm_task: asyncio.Task[None] | None = None
         self._connection: asyncpg.Connection | None = None
         self._round_trips = asyncio.Lock()
 
@@ -265,10 +266,10 @@ class _Listener:
             self._task = asyncio.get_running_loop().create_task(self._listen_forever())
 
     def stop(self) -> None:
-        for task in (self._task, self._sync_task):
+        for task in (self._task, self._sync_task, self._warm_task):
             if task is not None:
                 task.cancel()
-        self._task = self._sync_task = None
+        self._task = self._sync_task = self._warm_task = None
         self.epoch = None
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -318,9 +319,8 @@ class _Listener:
                 continue
             self._epochs += 1
             self.epoch, self.unsynced = self._epochs, 0
-            warming = asyncio.get_running_loop().create_task(self._listening())
+            self._warm_task = asyncio.get_running_loop().create_task(self._listening())
             await self._heartbeat(lost)
-            warming.cancel()
             self.epoch, self._connection = None, None
             log.warning("view_cache.listener_lost")
 
