@@ -22,6 +22,9 @@ from app.clock import as_utc
 # Codat names the target, not a transaction, when it refuses a push because of the account or connection.
 TARGET_ITEMS = frozenset({"accountId", "connectionId"})
 QUICKBOOKS = BY_NAME["quickbooks-online"]
+# Where it is latest on Earth (UTC+14). Codat gives Xero's year no time zone: counted from the date there, the
+# window never takes a transaction that is a year old by some other time zone's date.
+LATEST_ON_EARTH = timedelta(hours=14)
 # QuickBooks takes history up to this many days before the feed start date, on an account's first write.
 HISTORY_DAYS = 7
 # A disconnect made in QuickBooks reaches Codat this long after (Codat's QBO Bank Feeds page).
@@ -80,17 +83,23 @@ async def latest_feed_start(session: AsyncSession, business_id: str, account_id:
 
 
 def earliest_date(
-    platform: Platform, local_now: datetime, newest: datetime | None, feed_start: date | None
+    platform: Platform,
+    now: datetime,
+    local_now: datetime,
+    newest: datetime | None,
+    feed_start: date | None,
 ) -> date | None:
     """The earliest cleared date the account takes now; None when the platform has no such window (Sage,
     NetSuite, FreeAgent, Exact: only "not in the future, never older than the newest").
 
-    QuickBooks: yesterday; on its first write (nothing accepted yet), back to 7 days before its feed start
-    date. A platform with ``history_days`` (Xero: 365): that many days before the business's today."""
+    QuickBooks: yesterday in the business's time zone (``local_now``); on its first write (nothing accepted
+    yet), back to 7 days before its feed start date. A platform with ``history_days`` (Xero: 365): that many
+    days before today where it is latest on Earth, which is the business's today or the day after."""
     if platform == QUICKBOOKS:
         return _quickbooks_earliest(local_now, newest, feed_start)
     if platform.history_days is not None:
-        return local_now.date() - timedelta(days=platform.history_days)
+        latest_today = (as_utc(now) + LATEST_ON_EARTH).date()
+        return latest_today - timedelta(days=platform.history_days)
     return None
 
 

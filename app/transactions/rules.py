@@ -8,7 +8,8 @@ Each refusal names the transaction's field and the rule, e.g. ``transactions.3.d
 - ``future_date``: no transaction dated after now, in the business's time zone (every platform);
 - ``before_earliest_date``: the platform's window (``holds.earliest_date``). QuickBooks Online takes the
   cleared date of today or yesterday, and on the account's first write history back to 7 days before its
-  feed start date; Xero takes a year (365 days); Sage, NetSuite, FreeAgent and Exact state no window;
+  feed start date; Xero takes a year (365 days, counted from the date at UTC+14: Codat names no time zone
+  for it); Sage, NetSuite, FreeAgent and Exact state no window;
 - ``older_than_newest``: nothing older than the newest transaction already accepted for the account.
   Every platform refuses it but Xero, which asks only for order within a push; we hold Xero to it too, so
   that an account's transactions reach the books in date order and its balance is the newest one's;
@@ -51,7 +52,7 @@ def window(platform: Platform) -> str:
     """The platform's window in words, for a ``before_earliest_date`` refusal."""
     if platform == QUICKBOOKS:
         return QUICKBOOKS_WINDOW
-    return f"{platform.label} takes transactions up to {platform.history_days} days old"
+    return f"{platform.label} takes transactions up to {platform.history_days} days old, from today at UTC+14"
 
 
 @dataclass(frozen=True)

@@ -85,13 +85,13 @@ class TransactionService:
             platform=platform,
             local_now=local_now,
             newest=stream.newest_date,
-            earliest=holds.earliest_date(platform, local_now, stream.newest_date, feed_start),
+            earliest=holds.earliest_date(platform, now, local_now, stream.newest_date, feed_start),
             used_elsewhere={tid: owner for tid, owner in owners.items() if owner != account_id},
         )
         if found:
             fields = [FieldError(field=r.field, reason=r.reason) for r in found]
             raise TransactionsRefused(
-                f"{len(found)} rule(s) of {platform.label} broken; nothing was queued.", fields=fields
+                f"{len(found)} rule(s) broken for {platform.label}; nothing was queued.", fields=fields
             )
         if fresh:
             await repo.enqueue([_row(business_id, account_id, t, now) for _, t in fresh])
@@ -116,7 +116,11 @@ class TransactionService:
             stream = await repo.stream(business_id, account_id)
             feed_start = await holds.latest_feed_start(session, business_id, account_id)
         newest = stream.newest_date if stream else None
-        local_now = self.clock.now().astimezone(ZoneInfo(business.time_zone)).replace(tzinfo=None)
+        now = self.clock.now()
+        local_now = now.astimezone(ZoneInfo(business.time_zone)).replace(tzinfo=None)
+        accepts_from = (
+            holds.earliest_date(platform, now, local_now, newest, feed_start) if feed_start else None
+        )
         held = counts.get(TransactionStatus.QUEUED, 0) if hold else 0
         return TransactionsPage(
             account_id=account_id,
@@ -124,7 +128,7 @@ class TransactionService:
             transactions=[_out(row, key, hold, at_risk_since) for row, key in rows],
             next_cursor=str(rows[-1][0].seq) if len(rows) == limit else None,
             held=HoldOut(reason=hold, message=message(hold, connection)) if hold else None,
-            accepts_from=holds.earliest_date(platform, local_now, newest, feed_start) if feed_start else None,
+            accepts_from=accepts_from,
         )
 
 

@@ -8,6 +8,7 @@ before the SMB authorizes it in the platform's own way: Codat Link's consent and
 and the others Codat maps, the connection id and a one-time code typed into Sage.
 """
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -94,7 +95,12 @@ def on_platform(client, app, sandbox, service_headers, user_headers):  # type: i
             return view["connectedCount"] == 1
 
         assert await eventually(acc_1_connected)  # a mapping turns connected on the sandbox's next turn
-        return {"connection_id": connection["connectionId"], "today": local_today(sandbox)}
+        latest_today = (sandbox.clock.now() + timedelta(hours=14)).date()  # the latest date on Earth
+        return {
+            "connection_id": connection["connectionId"],
+            "today": local_today(sandbox),
+            "latest_today": latest_today,
+        }
 
     return make
 
@@ -127,16 +133,15 @@ class TestXero:
         self, client, tx_headers, on_platform, sandbox, worker
     ):
         feed = await on_platform("gbol")
-        today = feed["today"]
+        today, earliest = feed["today"], feed["latest_today"] - days(365)
         worker()
 
         [(field, reason)] = await refusals(client, tx_headers, [transaction("t-old", today - days(366))])
 
         assert field == "transactions.0.date"
         assert reason == (
-            "before_earliest_date: Xero takes transactions up to 365 days old: "
-            f"{today - days(366)}T00:00:00 is before {today - days(365)}, "
-            "the earliest date this account takes now"
+            "before_earliest_date: Xero takes transactions up to 365 days old, from today at UTC+14: "
+            f"{today - days(366)}T00:00:00 is before {earliest}, the earliest date this account takes now"
         )
         assert (await listing(client, tx_headers))["counts"] == NOTHING
         # Nothing went to Codat: what the worker sends next is the only push the sandbox ever saw.
@@ -149,7 +154,6 @@ class TestXero:
     ):
         feed = await on_platform("gbol")
         today = feed["today"]
-        assert (await listing(client, tx_headers))["acceptsFrom"] == str(today - days(365))
 
         first = await post(client, tx_headers, [transaction("t1", today - days(300))])
         # QuickBooks would refuse this second write (before yesterday); Xero takes it.
@@ -160,7 +164,25 @@ class TestXero:
         assert (first.status_code, second.status_code) == (202, 202)
         worker()
         await delivered(client, tx_headers, sandbox, feed["connection_id"], ["t1", "t2", "t3"])
-        assert (await listing(client, tx_headers))["acceptsFrom"] == str(today - days(365))
+
+    async def test_the_year_counts_from_today_at_utc_plus_14_so_codat_never_finds_a_day_too_many(
+        self, client, tx_headers, on_platform, sandbox, worker
+    ):
+        feed = await on_platform("gbol")
+        today, latest_today = feed["today"], feed["latest_today"]
+        assert latest_today == today + days(1)  # noon in New York is tomorrow already at UTC+14
+        assert (await listing(client, tx_headers))["acceptsFrom"] == str(latest_today - days(365))
+
+        # 365 days before New York's today is 366 before UTC+14's: refused now, not by Codat after a 202.
+        edge = await refusals(client, tx_headers, [transaction("edge", today - days(365))])
+        accepted = await post(client, tx_headers, [transaction("t1", latest_today - days(365))])
+
+        assert [(field, reason.split(":")[0]) for field, reason in edge] == [
+            ("transactions.0.date", "before_earliest_date")
+        ]
+        assert accepted.status_code == 202
+        worker()
+        await delivered(client, tx_headers, sandbox, feed["connection_id"], ["t1"])
 
     async def test_older_than_the_newest_and_future_dates_are_refused_too(
         self, client, tx_headers, on_platform

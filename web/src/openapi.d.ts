@@ -1446,7 +1446,7 @@ export interface components {
         TransactionsPage: {
             /**
              * Acceptsfrom
-             * @description The earliest cleared date the account accepts now, by the platform it feeds. QuickBooks Online: yesterday, or on its first write 7 days before its feed start date. Xero: 365 days before today. Null for a platform with no such limit (Sage, NetSuite, FreeAgent, Exact), and until the account is connected.
+             * @description The earliest cleared date the account accepts now, by the platform it feeds. QuickBooks Online: yesterday, or on its first write 7 days before its feed start date. Xero: 365 days before today's date at UTC+14 (Codat names no time zone for Xero's year). Null for a platform with no such limit (Sage, NetSuite, FreeAgent, Exact), and until the account is connected.
              */
             acceptsFrom?: string | null;
             /** Accountid */
