@@ -282,13 +282,20 @@ async function connect(): Promise<void> {
   showProblem(page.softwareProblem, undefined);
   try {
     const answer = await api.connect(platform, chosen(feed));
-    picked = undefined;
+    forgetPick();
     follow(answer);
   } catch (error) {
     const inUse = error instanceof ApiError && error.code === "platform_in_use";
     showProblem(page.softwareProblem, inUse ? platformInUse(feed, platform) : describe(error));
     renderSoftware(feed);
   }
+}
+
+/** Back to the feed's own platform. The view may already show what the call changed (the live update can
+ * beat the answer, and the next read is then a 304): render it again rather than wait for a change. */
+function forgetPick(): void {
+  picked = undefined;
+  if (feed !== undefined) render(feed);
 }
 
 function platformInUse(feed: BankFeed, platform: PlatformName): string {
@@ -327,7 +334,7 @@ function follow(answer: ConnectAnswer): void {
     return;
   }
   if (answer.sageCode) {
-    sage.show(answer.sageCode);
+    sage.open(answer.sageCode);
   }
   refresh();
 }
@@ -350,8 +357,8 @@ async function disconnect(): Promise<void> {
   try {
     await api.disconnect();
     page.disconnectDialog.close();
-    picked = undefined;
     showProblem(page.softwareProblem, undefined);
+    forgetPick();
     refresh();
     page.platform.focus();
   } catch (error) {

@@ -259,7 +259,7 @@ async function connect() {
     showProblem(page.softwareProblem, undefined);
     try {
         const answer = await api.connect(platform, chosen(feed));
-        picked = undefined;
+        forgetPick();
         follow(answer);
     }
     catch (error) {
@@ -267,6 +267,13 @@ async function connect() {
         showProblem(page.softwareProblem, inUse ? platformInUse(feed, platform) : describe(error));
         renderSoftware(feed);
     }
+}
+/** Back to the feed's own platform. The view may already show what the call changed (the live update can
+ * beat the answer, and the next read is then a 304): render it again rather than wait for a change. */
+function forgetPick() {
+    picked = undefined;
+    if (feed !== undefined)
+        render(feed);
 }
 function platformInUse(feed, platform) {
     const current = feed.platformName ?? "other software";
@@ -300,7 +307,7 @@ function follow(answer) {
         return;
     }
     if (answer.sageCode) {
-        sage.show(answer.sageCode);
+        sage.open(answer.sageCode);
     }
     refresh();
 }
@@ -320,8 +327,8 @@ async function disconnect() {
     try {
         await api.disconnect();
         page.disconnectDialog.close();
-        picked = undefined;
         showProblem(page.softwareProblem, undefined);
+        forgetPick();
         refresh();
         page.platform.focus();
     }

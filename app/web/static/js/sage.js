@@ -22,6 +22,13 @@ export class SageCard {
         this.current = code;
         this.paint();
     }
+    /** Straight after connecting: the card before the view says so, and the focus on it. */
+    open(code) {
+        this.show(code);
+        this.card.hidden = this.enter.hidden = false;
+        this.confirm.hidden = true;
+        this.heading.focus();
+    }
     render(feed) {
         const entering = feed.action === "enter_code_in_sage";
         this.card.hidden = !entering && feed.action !== "confirm_in_sage";
