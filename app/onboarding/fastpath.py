@@ -34,19 +34,24 @@ from app.auth.principals import EndUser
 from app.auth.tokens import TokenVerifier
 from app.bankfeed.cache import ViewCache
 from app.bankfeed.models import FeedConnection
+from app.bankfeed.platforms import PLATFORMS
 from app.http import NO_STORE, rendered_response
 from app.onboarding import router as routes
+from app.onboarding.flows import Operation, strategy
 from app.onboarding.schemas import LinkOut
 from app.rawpool import RawPool
 
 # What OnboardingService.link serves without calling Codat: the current connection's link, with more than
-# the safety margin ($2 = now + margin) left, of a business whose Codat company is known.
+# the safety margin ($2 = now + margin) left, of a business whose Codat company is known, on a platform whose
+# flow has links ($3; Sage's connection has a link Codat says must not be sent: the route refuses it).
 VALID_LINK_SQL = """
 SELECT c.link_url, c.link_expires_at, c.codat_connection_id, c.status
 FROM feed_connection AS c JOIN business AS b ON b.id = c.business_id
 WHERE c.business_id = $1 AND c.is_current AND c.codat_connection_id IS NOT NULL
   AND b.codat_company_id IS NOT NULL AND c.link_url IS NOT NULL AND c.link_expires_at > $2
+  AND c.platform = ANY($3)
 """
+LINK_PLATFORMS = [p.key for p in PLATFORMS if Operation.LINK in strategy(p).operations]
 
 Answer = Callable[[FastAPI, EndUser, dict[bytes, bytes]], Awaitable[Response | None]]
 
@@ -89,7 +94,7 @@ class LinkCache:
         if entry is not None and entry[2] == self._views.trusted_epoch() and entry[1] > fresh_after:
             return entry[0]
         watermark = self._views.watermark()
-        row = await self._pool.fetchrow(VALID_LINK_SQL, business_id, fresh_after)
+        row = await self._pool.fetchrow(VALID_LINK_SQL, business_id, fresh_after, LINK_PLATFORMS)
         if row is None:
             return None
         body = (

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -255,20 +255,30 @@ class OnboardingService:
             )
 
     async def disconnect(self, business_id: str) -> None:
-        """Stop the feed at Codat (the connection turns Unlinked); a later connect makes a new connection."""
+        """Stop the feed at Codat (the connection turns Unlinked); a later connect makes a new connection.
+
+        Codat is asked first: a missed webhook must not make us skip the unlink of a connection it links.
+        """
         with codat_deadline(self.settings.request_deadline_seconds):
             business, connection = await self._current(business_id)
-            if connection.status in BROKEN_CONNECTION:
-                return  # already stopped
-            if connection.status != "Linked":
-                await self._abandon(connection)  # Codat unlinks only Linked ones; nothing flows yet
-                return
-            with translate_codat_errors("disconnect"):
-                unlinked = await self.codat.unlink_connection(
-                    *_codat_ids(business, connection), idempotency_key=new_request_key()
+            company_id, connection_id = _codat_ids(business, connection)
+            try:
+                at_codat = await self.sync.read_connection(company_id, connection)
+            except ConnectionGone:
+                return  # deleted at Codat: already set aside here
+            if str(at_codat.status) == "Linked":
+                with translate_codat_errors("disconnect"):
+                    at_codat = await self.codat.unlink_connection(
+                        company_id, connection_id, idempotency_key=new_request_key()
+                    )
+                log.info(
+                    "onboarding.disconnected",
+                    extra={"business_id": business_id, "connection_id": connection_id},
                 )
-            await self._apply_status(business_id, unlinked)
-        log.info("onboarding.disconnected", extra={"business_id": business_id, "connection_id": unlinked.id})
+            if str(at_codat.status) == "PendingAuth":
+                await self._abandon(connection)  # Codat unlinks only Linked ones; nothing flows yet
+            else:
+                await self._apply_status(business_id, at_codat)
 
     async def rename_account(self, business_id: str, account_id: str, name: str) -> None:
         """Rename at Codat first (if the account is offered there), then here: a failure changes nothing."""
@@ -670,7 +680,13 @@ class OnboardingService:
             for m in mappings
             if m.source_account_id in accounts
         ]
-        if any(m.mapping.target_account_options is None for m in ours):
+        authorized = all(m.mapping.target_account_options is not None for m in ours)
+        if authorized and connection.status == "PendingAuth":
+            # Codat offers targets only once the SMB has authorized: the connection.connected webhook is late
+            # or lost, so read the connection now rather than have the view ask to authorize again.
+            with suppress(ConnectionGone):
+                await self.sync.refresh_connection(business.codat_company_id, connection)  # type: ignore[arg-type]
+        if not authorized:
             raise NotAuthorized(
                 f"Sign in to {by_key(connection.platform).label} first: GET /v1/bank-feed/link; the accounts "
                 "to choose from are known once the connection is allowed."

@@ -1,5 +1,5 @@
-"""Every bank-feed target: each connection records its platform (Codat's key), each feed account the account in
-the books it was mapped to (the platforms that map through Codat).
+"""Every bank-feed target: each connection records its platform (Codat's key), each feed account the account
+in the books it was mapped to (the platforms that map through Codat).
 
 Revision ID: 0012
 Revises: 0011

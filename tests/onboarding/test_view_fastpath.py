@@ -5,10 +5,10 @@ import jwt
 import pytest
 from prometheus_client import REGISTRY
 
-from app.observability import RequestContextMiddleware
 import app.onboarding.router as router_module
 from app.auth.tokens import mint_end_user_token
 from app.bankfeed.cache import ViewCache
+from app.observability import RequestContextMiddleware
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def routed(monkeypatch):  # type: ignore[no-untyped-def]
 
 
 def request_context(app) -> RequestContextMiddleware:  # type: ignore[no-untyped-def]
-    """The app's request-context middleware, which main gives the fast path (its stack built now if need be)."""
+    """The app's request-context middleware, which main gives the fast path (its stack built if need be)."""
     if app.middleware_stack is None:
         app.middleware_stack = app.build_middleware_stack()
     layer = app.middleware_stack
