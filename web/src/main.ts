@@ -230,7 +230,7 @@ function canInclude(account: FeedAccount, feed: BankFeed): boolean {
   return !isLive(feed) || offersConnect(feed) || account.status === "not_added";
 }
 
-/** The not-yet-added accounts the user left ticked. */
+/** The accounts the user may send and left ticked. */
 function chosen(feed: BankFeed): string[] {
   return feed.accounts
     .filter((account) => canInclude(account, feed) && !unticked.has(account.accountId))

@@ -208,7 +208,7 @@ function isChoosing(feed) {
 function canInclude(account, feed) {
     return !isLive(feed) || offersConnect(feed) || account.status === "not_added";
 }
-/** The not-yet-added accounts the user left ticked. */
+/** The accounts the user may send and left ticked. */
 function chosen(feed) {
     return feed.accounts
         .filter((account) => canInclude(account, feed) && !unticked.has(account.accountId))
