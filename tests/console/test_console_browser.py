@@ -27,9 +27,8 @@ from tests.browser import ARTIFACTS as BROWSER_ARTIFACTS
 from tests.browser import chromium
 from tests.conftest import _empty_tables
 from tests.factories import ACCOUNTS, connect_in_quickbooks, disconnect_in_quickbooks, register
-from tests.web import test_demo_browser
 from tests.web.conftest import run_async
-from tests.web.test_demo_browser import Steps
+from tests.web.support import Steps
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = BROWSER_ARTIFACTS / "console"
@@ -160,8 +159,7 @@ def test_support_finds_a_broken_feed_reapplies_its_dead_webhook_and_it_recovers(
         15_000
     )  # a shared, busy machine: waits for state, never a time limit asserted
     page: Page = context.new_page()
-    monkeypatch.setattr(test_demo_browser, "ARTIFACTS", ARTIFACTS)  # Steps' screenshots go to console/
-    step = Steps(page)
+    step = Steps(page, ARTIFACTS)
 
     with step("sign-in"):
         page.goto(f"{base}/console")

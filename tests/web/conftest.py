@@ -1,7 +1,8 @@
 """The demo as `bankfeeds-bff dev` serves it, and headless Chromium to use it.
 
-`demo_url` runs the BFF under uvicorn on a loopback port, wired the way `dev` wires it: the sandbox's links,
-webhooks and "Return to" link all point at that port, and the demo business is registered.
+`demo` runs the BFF under uvicorn on a loopback port, wired the way `dev` wires it (the transactions worker
+in-process; the sandbox's links, webhooks and "Return to" link all point at that port), with the demo business
+registered; `demo_url` is its address.
 """
 
 import asyncio
@@ -10,6 +11,7 @@ import socket
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pytest
 import uvicorn
@@ -42,8 +44,19 @@ def page(browser: Browser, demo_url: str) -> Iterator[Page]:
     context.close()
 
 
+@dataclass(frozen=True)
+class Demo:
+    url: str
+    settings: Settings
+
+
 @pytest.fixture
-def demo_url(database_url: str) -> Iterator[str]:
+def demo_url(demo: Demo) -> str:
+    return demo.url
+
+
+@pytest.fixture
+def demo(database_url: str) -> Iterator[Demo]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -68,7 +81,7 @@ def demo_url(database_url: str) -> Iterator[str]:
             if not thread.is_alive():
                 pytest.fail("the BFF did not start under uvicorn")
             threading.Event().wait(0.01)
-        yield base
+        yield Demo(base, settings)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -1,43 +1,15 @@
-"""A person in headless Chromium: the demo, Connect, the Codat Link page, the QuickBooks stand-in, and back.
+"""A person in headless Chromium: the demo, QuickBooks Online picked, Connect, the Codat Link page, the
+QuickBooks stand-in, and back.
 
 Each step saves a screenshot under tests/artifacts/demo/ (gitignored); a failing step shows the page's text.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.web.conftest import ARTIFACTS
+from tests.web.support import Steps, row
 
 pytestmark = pytest.mark.browser
-
-
-class Steps:
-    """Numbered steps: a screenshot after each; a failed one fails the test with what the page said."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.number = 0
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        self.number += 1
-        shot = ARTIFACTS / f"{self.number:02d}-{name}.png"
-        try:
-            yield
-        except (AssertionError, PlaywrightError) as failure:
-            self.page.screenshot(path=shot.with_stem(f"{shot.stem}-failed"), full_page=True)
-            said = self.page.inner_text("body")
-            message = f"step {name!r} failed at {self.page.url}: {failure}\n--- the page said ---\n{said}"
-            raise pytest.fail.Exception(message, pytrace=False) from None
-        self.page.screenshot(path=shot, full_page=True)
-
-
-def row(page: Page, account_id: str) -> Locator:
-    return page.locator(f"#account-{account_id}")
 
 
 def test_a_person_connects_chosen_accounts_and_comes_back_to_see_them_connected(
@@ -47,13 +19,14 @@ def test_a_person_connects_chosen_accounts_and_comes_back_to_see_them_connected(
 
     with step("demo"):
         page.goto(demo_url)
-        expect(page.locator("#connected-count")).to_have_text("0 of 3 accounts connected to QuickBooks")
+        expect(page.locator("#connected-count")).to_have_text("0 of 3 accounts connected")
         for account_id in ("acc-checking", "acc-savings", "acc-card"):
             expect(row(page, account_id).locator(".status")).to_have_text("not added")
+        page.get_by_label("Where do you keep your books?").select_option(label="QuickBooks Online")
         page.get_by_label("Include Business credit card").uncheck()
 
     with step("link-page"):
-        page.get_by_role("button", name="Connect account to QuickBooks").click()
+        page.get_by_role("button", name="Connect to QuickBooks Online").click()
         expect(page.locator("#heading")).to_have_text("Connect to QuickBooks Online Bank Feeds")
 
     with step("credentials"):
@@ -78,7 +51,9 @@ def test_a_person_connects_chosen_accounts_and_comes_back_to_see_them_connected(
 
     with step("demo-connected"):
         page.get_by_role("link", name="Return to").click()
-        expect(page.locator("#connected-count")).to_have_text("2 of 3 accounts connected to QuickBooks")
+        expect(page.locator("#connected-count")).to_have_text(
+            "2 of 3 accounts connected to QuickBooks Online"
+        )
         expect(row(page, "acc-checking").locator(".status")).to_have_text("connected")
         expect(row(page, "acc-savings").locator(".status")).to_have_text("connected")
         expect(row(page, "acc-card").locator(".status")).to_have_text("not added")
@@ -105,6 +80,8 @@ def test_a_person_connects_chosen_accounts_and_comes_back_to_see_them_connected(
         # QuickBooks tells Codat 10 days later: move the sandbox's clock rather than wait.
         page.request.post(f"{demo_url}/sandbox/_sandbox/clock/advance", data={"seconds": 10 * 86400})
         expect(row(page, "acc-savings").locator(".status")).to_have_text("disconnected")
-        expect(page.locator("#connected-count")).to_have_text("1 of 3 accounts connected to QuickBooks")
+        expect(page.locator("#connected-count")).to_have_text(
+            "1 of 3 accounts connected to QuickBooks Online"
+        )
         expect(page.get_by_role("button", name="Reconnect")).to_be_visible()
         expect(page.locator("#liveness")).to_contain_text("Live")

@@ -12,7 +12,12 @@ type Body<O> = O extends { requestBody?: infer B } ? Json<NonNullable<B>> : neve
 
 export type BankFeed = components["schemas"]["BankFeedOut"];
 export type FeedAccount = components["schemas"]["FeedAccountOut"];
+export type ConnectAnswer = components["schemas"]["ConnectOut"];
+export type SageCode = components["schemas"]["SageCodeOut"];
+export type Mapping = components["schemas"]["MappingOut"];
+export type MappingAccount = components["schemas"]["MappingAccountOut"];
 type ErrorBody = components["schemas"]["ErrorBody"];
+type Platform = NonNullable<components["schemas"]["ConnectIn"]["platform"]>;
 
 /** An answer other than 2xx/304, with the API's error body when it sent one. */
 export class ApiError extends Error {
@@ -21,6 +26,11 @@ export class ApiError extends Error {
     readonly body: ErrorBody | undefined,
   ) {
     super(body?.detail ?? `The server answered ${status}.`);
+  }
+
+  /** The API's stable error code (e.g. `platform_in_use`), when it sent its error body. */
+  get code(): string | undefined {
+    return this.body?.error;
   }
 }
 
@@ -42,8 +52,27 @@ export class BankFeedApi {
     return this.fetch("get", "/v1/bank-feed/events", { Accept: "text/event-stream" });
   }
 
-  connect(accountIds: string[]) {
-    return this.send("post", "/v1/bank-feed/connect", { accountIds });
+  /** Every registered account when `accountIds` is empty. */
+  connect(platform: Platform, accountIds: string[]) {
+    return this.send("post", "/v1/bank-feed/connect", accountIds.length ? { platform, accountIds } : { platform });
+  }
+
+  disconnect() {
+    return this.send("post", "/v1/bank-feed/disconnect");
+  }
+
+  sageCode() {
+    return this.send("post", "/v1/bank-feed/sage-code");
+  }
+
+  mapping() {
+    return this.send("get", "/v1/bank-feed/mapping");
+  }
+
+  /** `targetAccountId` null: a new account in the books. */
+  map(accountId: string, targetAccountId: string | null) {
+    const path = "/v1/bank-feed/accounts/{account_id}/mapping";
+    return this.send("post", path, { targetAccountId }, path.replace("{account_id}", encodeURIComponent(accountId)));
   }
 
   addAccounts(accountIds: string[]) {

@@ -1,36 +1,32 @@
 /**
- * The demo: the business's bank feed with each account's status and the connected count, the next step
- * (connect, add accounts, finish in QuickBooks, reconnect), renaming, and live updates.
+ * The demo: the business's bank feed with each account's status and the connected count; the accounting
+ * software to feed, and the next step for it (the view's `action`): a link for QuickBooks Online, signing in
+ * then mapping for Xero and the like, a code for Sage; disconnecting, renaming, and live updates.
  */
-import { ApiError, BankFeedApi, type BankFeed, type FeedAccount } from "./api.js";
+import { ApiError, BankFeedApi, type BankFeed, type ConnectAnswer, type FeedAccount } from "./api.js";
+import { byId, describe, fromTemplate, part, showProblem } from "./dom.js";
 import { watchBankFeed, type Liveness } from "./events.js";
+import { MappingCard } from "./mapping.js";
+import { PLATFORMS, connectLabel, isPlatformName, preview, type PlatformName } from "./platforms.js";
+import { SageCard } from "./sage.js";
+import { CONNECTION_STATES, STATUS_LABELS, accountDetail } from "./words.js";
 
+type Action = BankFeed["action"];
+
+/** A step the summary's button takes; the other actions have a card of their own. */
 interface NextStep {
-  label: string;
+  label: (platform: string) => string;
   /** Whether the user ticks which not-yet-added accounts to send. */
   choose: boolean;
-  link: (chosen: string[]) => Promise<{ linkUrl: string | null }>;
+  take: (chosen: string[]) => Promise<void>;
 }
 
-const STATUS_LABELS: Record<FeedAccount["status"], string> = {
-  not_added: "not added",
-  pending: "pending",
-  connecting: "connecting",
-  connected: "connected",
-  disconnected: "disconnected",
-  unknown: "unknown",
-};
-const ACCOUNT_TYPES: Record<string, string> = {
-  checking: "Checking",
-  savings: "Savings",
-  creditCard: "Credit card",
-  loan: "Loan",
-  prepaidCard: "Prepaid card",
-};
 const LIVENESS: Record<Liveness, string> = {
   live: "Live: this page updates as soon as your accounts change.",
   polling: "Checking for changes every few seconds.",
 };
+/** Answers after which the user goes to the link: the rest are taken on this page. */
+const STAY_HERE = new Set<Action>(["map_accounts", "enter_code_in_sage", "confirm_in_sage", "none"]);
 const dates = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeZone: "UTC" });
 
 const page = {
@@ -41,6 +37,13 @@ const page = {
   message: byId("action-message", HTMLParagraphElement),
   action: byId("action", HTMLButtonElement),
   connection: byId("connection-status", HTMLParagraphElement),
+  software: byId("software", HTMLElement),
+  softwareForm: byId("software-form", HTMLFormElement),
+  platform: byId("platform", HTMLSelectElement),
+  platformHint: byId("platform-hint", HTMLParagraphElement),
+  softwareProblem: byId("software-problem", HTMLParagraphElement),
+  connect: byId("connect", HTMLButtonElement),
+  disconnect: byId("disconnect", HTMLButtonElement),
   accounts: byId("accounts", HTMLTableElement),
   includeHint: byId("include-hint", HTMLParagraphElement),
   rowTemplate: byId("account-row", HTMLTemplateElement),
@@ -51,18 +54,35 @@ const page = {
   renameProblem: byId("rename-problem", HTMLParagraphElement),
   renameSave: byId("rename-save", HTMLButtonElement),
   renameCancel: byId("rename-cancel", HTMLButtonElement),
+  disconnectDialog: byId("disconnect-dialog", HTMLDialogElement),
+  disconnectTitle: byId("disconnect-title", HTMLHeadingElement),
+  disconnectExplain: byId("disconnect-explain", HTMLParagraphElement),
+  disconnectForm: byId("disconnect-form", HTMLFormElement),
+  disconnectProblem: byId("disconnect-problem", HTMLParagraphElement),
+  disconnectConfirm: byId("disconnect-confirm", HTMLButtonElement),
+  disconnectCancel: byId("disconnect-cancel", HTMLButtonElement),
 };
 
 const api = new BankFeedApi(await demoToken());
-const NEXT_STEPS: Record<BankFeed["action"], NextStep | undefined> = {
-  connect: { label: "Connect account to QuickBooks", choose: true, link: (chosen) => api.connect(chosen) },
-  connect_new_accounts: { label: "Add accounts to QuickBooks", choose: true, link: (chosen) => api.addAccounts(chosen) },
-  finish_in_quickbooks: { label: "Continue in QuickBooks", choose: false, link: () => api.link() },
-  authorize: { label: "Sign in to allow the connection", choose: false, link: () => api.link() },
-  map_accounts: undefined,
-  enter_code_in_sage: undefined,
-  confirm_in_sage: undefined,
-  reconnect: { label: "Reconnect", choose: false, link: () => api.reconnect() },
+const sage = new SageCard(api);
+const mapping = new MappingCard(api, refresh);
+const NEXT_STEPS: Record<Action, NextStep | undefined> = {
+  connect: undefined, // the accounting-software card
+  connect_new_accounts: {
+    label: (platform) => `Add accounts to ${platform}`,
+    choose: true,
+    take: async (chosen) => follow(await api.addAccounts(chosen)),
+  },
+  finish_in_quickbooks: { label: () => "Continue in QuickBooks", choose: false, take: openLink },
+  authorize: { label: (platform) => `Sign in to ${platform}`, choose: false, take: openLink },
+  map_accounts: undefined, // the mapping card
+  enter_code_in_sage: undefined, // the Sage card
+  confirm_in_sage: undefined, // the Sage card
+  reconnect: {
+    label: (platform) => `Reconnect to ${platform}`,
+    choose: false,
+    take: async () => follow(await api.reconnect()),
+  },
   none: undefined,
 };
 
@@ -71,9 +91,27 @@ let etag: string | undefined;
 let readFailed = false;
 let reading = Promise.resolve();
 let renaming: FeedAccount | undefined;
+/** The platform picked in the select; undefined: the feed's own. */
+let picked: PlatformName | undefined;
 const unticked = new Set<string>();
 
-page.action.addEventListener("click", () => void goToQuickBooks());
+page.platform.append(...Object.entries(PLATFORMS).map(([name, platform]) => new Option(platform.label, name)));
+page.platform.addEventListener("change", () => {
+  picked = isPlatformName(page.platform.value) ? page.platform.value : undefined;
+  showProblem(page.softwareProblem, undefined);
+  if (feed !== undefined) render(feed);
+});
+page.softwareForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  void connect();
+});
+page.action.addEventListener("click", () => void takeNextStep());
+page.disconnect.addEventListener("click", openDisconnect);
+page.disconnectForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  void disconnect();
+});
+page.disconnectCancel.addEventListener("click", () => page.disconnectDialog.close());
 page.renameForm.addEventListener("submit", (event) => {
   event.preventDefault();
   void saveName();
@@ -115,40 +153,47 @@ async function read(): Promise<void> {
 }
 
 function render(feed: BankFeed): void {
-  const step = NEXT_STEPS[feed.action];
+  const platform = feed.platformName ?? "your accounting software";
+  const connected = `${feed.connectedCount} of ${feed.accounts.length} accounts connected`;
   page.signedIn.textContent = `Signed in as the demo user of ${feed.businessName}`;
-  page.count.textContent = `${feed.connectedCount} of ${feed.accounts.length} accounts connected to QuickBooks`;
-  page.message.textContent = feed.actionMessage ?? "All set: your transactions flow into QuickBooks Online.";
+  page.count.textContent = feed.platformName ? `${connected} to ${feed.platformName}` : connected;
+  page.message.textContent = feed.actionMessage ?? `All set: your transactions flow into ${platform}.`;
   const connectionStatus = feed.connection?.status;
   page.connection.hidden = !connectionStatus;
-  page.connection.textContent = connectionStatus ? `QuickBooks connection: ${connectionStatus}` : "";
+  page.connection.textContent = connectionStatus
+    ? `${platform} connection: ${CONNECTION_STATES[connectionStatus]}`
+    : "";
   page.summary.setAttribute("aria-busy", "false");
-  page.accounts.classList.toggle("choosing", step?.choose ?? false);
-  page.includeHint.hidden = !step?.choose;
+  const choosing = isChoosing(feed);
+  page.accounts.classList.toggle("choosing", choosing);
+  page.includeHint.hidden = !choosing;
   page.accounts.tBodies[0]?.replaceChildren(...feed.accounts.map((account) => accountRow(account, feed)));
+  renderSoftware(feed);
   renderAction(feed);
+  sage.render(feed);
+  mapping.render(feed);
 }
 
 function accountRow(account: FeedAccount, feed: BankFeed): HTMLTableRowElement {
-  const row = page.rowTemplate.content.firstElementChild?.cloneNode(true);
-  if (!(row instanceof HTMLTableRowElement)) {
-    throw new Error("#account-row must hold one <tr>");
-  }
+  const row = fromTemplate(page.rowTemplate, HTMLTableRowElement);
   row.id = `account-${account.accountId}`;
   row.dataset["status"] = account.status;
   part(row, ".name").textContent = account.accountName;
-  const type = ACCOUNT_TYPES[account.accountType] ?? account.accountType;
-  part(row, ".detail").textContent = `${type} ending ${account.accountNumberLast4} · ${account.currency}`;
+  part(row, ".detail").textContent = accountDetail(account);
+  const target = account.targetAccount;
+  part(row, ".target").textContent =
+    target && feed.platformName ? `Into ${target.name ?? "a new account"} in ${feed.platformName}` : "";
   part(row, ".status").textContent = STATUS_LABELS[account.status];
   part(row, ".start").textContent = account.feedStartDate ? dates.format(new Date(account.feedStartDate)) : "—";
 
-  const include = part(row, ".include");
-  if (include instanceof HTMLInputElement && account.status === "not_added") {
+  const include = part(row, ".include", HTMLInputElement);
+  if (isChoosing(feed) && canInclude(account, feed)) {
     include.checked = !unticked.has(account.accountId);
     include.setAttribute("aria-label", `Include ${account.accountName}`);
     include.addEventListener("change", () => {
       if (include.checked) unticked.delete(account.accountId);
       else unticked.add(account.accountId);
+      renderSoftware(feed);
       renderAction(feed);
     });
   } else {
@@ -160,21 +205,109 @@ function accountRow(account: FeedAccount, feed: BankFeed): HTMLTableRowElement {
   return row;
 }
 
-function renderAction(feed: BankFeed): void {
-  const step = NEXT_STEPS[feed.action];
-  page.action.hidden = step === undefined;
-  page.action.textContent = step?.label ?? "";
-  page.action.disabled = step?.choose === true && chosen(feed).length === 0;
+/** Made at Codat and not stopped: another platform needs a disconnect first. */
+function isLive(feed: BankFeed): boolean {
+  const status = feed.connection?.status;
+  return Boolean(feed.connection?.connectionId) && status !== "Unlinked" && status !== "Deauthorized";
 }
 
-/** The not-yet-added accounts the user left ticked. */
+/** The platform the software card would connect to. */
+function chosenPlatform(feed: BankFeed): PlatformName | undefined {
+  return picked ?? feed.platform ?? undefined;
+}
+
+/** Whether the software card offers to connect: nothing connected yet, or another platform picked. */
+function offersConnect(feed: BankFeed): boolean {
+  return feed.accounts.length > 0 && (feed.action === "connect" || chosenPlatform(feed) !== feed.platform);
+}
+
+function isChoosing(feed: BankFeed): boolean {
+  return offersConnect(feed) || (NEXT_STEPS[feed.action]?.choose ?? false);
+}
+
+/** A new connection may take any account; a live one, those not yet on it. */
+function canInclude(account: FeedAccount, feed: BankFeed): boolean {
+  return !isLive(feed) || offersConnect(feed) || account.status === "not_added";
+}
+
+/** The accounts the user may send and left ticked. */
 function chosen(feed: BankFeed): string[] {
   return feed.accounts
-    .filter((account) => account.status === "not_added" && !unticked.has(account.accountId))
+    .filter((account) => canInclude(account, feed) && !unticked.has(account.accountId))
     .map((account) => account.accountId);
 }
 
-async function goToQuickBooks(): Promise<void> {
+function renderSoftware(feed: BankFeed): void {
+  const platform = chosenPlatform(feed);
+  const live = isLive(feed);
+  const current = feed.platformName ?? "";
+  page.software.hidden = feed.accounts.length === 0;
+  page.platform.value = platform ?? "";
+  if (platform === undefined) {
+    page.platformHint.textContent = "Choose your accounting software to continue.";
+  } else if (live && platform !== feed.platform) {
+    const other = PLATFORMS[platform].label;
+    page.platformHint.textContent = `${goesTo(feed)}: disconnect from it before you connect to ${other}.`;
+  } else if (live) {
+    page.platformHint.textContent = `${goesTo(feed)}. To use other software instead, disconnect first.`;
+  } else {
+    page.platformHint.textContent = preview(platform);
+  }
+  page.connect.hidden = !offersConnect(feed);
+  page.connect.textContent = platform ? connectLabel(platform) : "Connect";
+  page.connect.disabled = platform === undefined || chosen(feed).length === 0;
+  page.disconnect.hidden = !live;
+  page.disconnect.textContent = `Disconnect from ${current}`;
+}
+
+/** Where the feed goes, or will once the user finishes connecting. */
+function goesTo(feed: BankFeed): string {
+  const authorized = feed.connection?.status !== "PendingAuth";
+  return authorized ? `Your bank feed goes to ${feed.platformName}` : `You are connecting to ${feed.platformName}`;
+}
+
+function renderAction(feed: BankFeed): void {
+  const step = offersConnect(feed) ? undefined : NEXT_STEPS[feed.action];
+  page.action.hidden = step === undefined;
+  page.action.textContent = step?.label(feed.platformName ?? "your accounting software") ?? "";
+  page.action.disabled = step?.choose === true && chosen(feed).length === 0;
+}
+
+async function connect(): Promise<void> {
+  const platform = feed && chosenPlatform(feed);
+  if (feed === undefined || platform === undefined) {
+    return;
+  }
+  page.connect.disabled = true;
+  showProblem(page.softwareProblem, undefined);
+  try {
+    const answer = await api.connect(platform, chosen(feed));
+    forgetPick();
+    follow(answer);
+  } catch (error) {
+    const inUse = error instanceof ApiError && error.code === "platform_in_use";
+    showProblem(page.softwareProblem, inUse ? platformInUse(feed, platform) : describe(error));
+    renderSoftware(feed);
+  }
+}
+
+/** Back to the feed's own platform. The view may already show what the call changed (the live update can
+ * beat the answer, and the next read is then a 304): render it again rather than wait for a change. */
+function forgetPick(): void {
+  picked = undefined;
+  if (feed !== undefined) render(feed);
+}
+
+function platformInUse(feed: BankFeed, platform: PlatformName): string {
+  const current = feed.platformName ?? "other software";
+  return (
+    `Your bank feed already goes to ${current}, and a bank account can feed only one set of books (or its ` +
+    `transactions would be counted twice). Disconnect from ${current} first, then connect to ` +
+    `${PLATFORMS[platform].label}.`
+  );
+}
+
+async function takeNextStep(): Promise<void> {
   const step = feed && NEXT_STEPS[feed.action];
   if (feed === undefined || step === undefined) {
     return;
@@ -182,13 +315,56 @@ async function goToQuickBooks(): Promise<void> {
   page.action.disabled = true;
   showProblem(page.problem, undefined);
   try {
-    const { linkUrl } = await step.link(chosen(feed));
-    if (linkUrl !== null) {
-      window.location.assign(linkUrl); // null only for Sage, which this demo does not connect to
-    }
+    await step.take(chosen(feed));
   } catch (error) {
     showProblem(page.problem, describe(error));
     renderAction(feed);
+  }
+}
+
+async function openLink(): Promise<void> {
+  const { linkUrl } = await api.link();
+  window.location.assign(linkUrl);
+}
+
+/** After connecting: to the link, or the Sage code here; the view then says what is next. */
+function follow(answer: ConnectAnswer): void {
+  if (answer.linkUrl !== null && !STAY_HERE.has(answer.action)) {
+    window.location.assign(answer.linkUrl);
+    return;
+  }
+  if (answer.sageCode) {
+    sage.open(answer.sageCode);
+  }
+  refresh();
+}
+
+function openDisconnect(): void {
+  const platform = feed?.platformName ?? "your accounting software";
+  const sent =
+    feed?.connection?.status === "PendingAuth"
+      ? `Nothing has gone to ${platform} yet.`
+      : `Your transactions stop going to ${platform}; what is already there stays.`;
+  page.disconnectTitle.textContent = `Disconnect from ${platform}?`;
+  page.disconnectExplain.textContent = `${sent} You can then connect again, to ${platform} or to other software.`;
+  showProblem(page.disconnectProblem, undefined);
+  page.disconnectDialog.showModal();
+  page.disconnectCancel.focus(); // the safe choice first
+}
+
+async function disconnect(): Promise<void> {
+  page.disconnectConfirm.disabled = true;
+  try {
+    await api.disconnect();
+    page.disconnectDialog.close();
+    showProblem(page.softwareProblem, undefined);
+    forgetPick();
+    refresh();
+    page.platform.focus();
+  } catch (error) {
+    showProblem(page.disconnectProblem, describe(error));
+  } finally {
+    page.disconnectConfirm.disabled = false;
   }
 }
 
@@ -214,32 +390,4 @@ async function saveName(): Promise<void> {
   } finally {
     page.renameSave.disabled = false;
   }
-}
-
-function showProblem(where: HTMLElement, text: string | undefined): void {
-  where.textContent = text ?? "";
-  where.hidden = text === undefined;
-}
-
-function describe(error: unknown): string {
-  if (error instanceof ApiError) {
-    return error.message;
-  }
-  return "The server could not be reached: is `bankfeeds-bff dev` still running?";
-}
-
-function byId<T extends HTMLElement>(id: string, type: new () => T): T {
-  const element = document.getElementById(id);
-  if (!(element instanceof type)) {
-    throw new Error(`index.html has no #${id} of the expected kind`);
-  }
-  return element;
-}
-
-function part(row: HTMLElement, selector: string): HTMLElement {
-  const element = row.querySelector(selector);
-  if (!(element instanceof HTMLElement)) {
-    throw new Error(`#account-row has no ${selector}`);
-  }
-  return element;
 }

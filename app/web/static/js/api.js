@@ -7,6 +7,10 @@ export class ApiError extends Error {
         this.status = status;
         this.body = body;
     }
+    /** The API's stable error code (e.g. `platform_in_use`), when it sent its error body. */
+    get code() {
+        return this.body?.error;
+    }
 }
 export class BankFeedApi {
     token;
@@ -26,8 +30,23 @@ export class BankFeedApi {
     events() {
         return this.fetch("get", "/v1/bank-feed/events", { Accept: "text/event-stream" });
     }
-    connect(accountIds) {
-        return this.send("post", "/v1/bank-feed/connect", { accountIds });
+    /** Every registered account when `accountIds` is empty. */
+    connect(platform, accountIds) {
+        return this.send("post", "/v1/bank-feed/connect", accountIds.length ? { platform, accountIds } : { platform });
+    }
+    disconnect() {
+        return this.send("post", "/v1/bank-feed/disconnect");
+    }
+    sageCode() {
+        return this.send("post", "/v1/bank-feed/sage-code");
+    }
+    mapping() {
+        return this.send("get", "/v1/bank-feed/mapping");
+    }
+    /** `targetAccountId` null: a new account in the books. */
+    map(accountId, targetAccountId) {
+        const path = "/v1/bank-feed/accounts/{account_id}/mapping";
+        return this.send("post", path, { targetAccountId }, path.replace("{account_id}", encodeURIComponent(accountId)));
     }
     addAccounts(accountIds) {
         return this.send("post", "/v1/bank-feed/accounts", { accountIds });
