@@ -21,6 +21,7 @@ from app.inputs import IdPath
 from app.onboarding.dependencies import ServiceDep
 from app.onboarding.exceptions import NotAuthorized, NotForThisPlatform, PlatformInUse
 from app.onboarding.flows import Handover, Link, Operation, SageCode
+from app.onboarding.mapping import AccountMapping
 from app.onboarding.schemas import (
     AddAccountsIn,
     BankAccountIn,
@@ -40,7 +41,6 @@ from app.onboarding.schemas import (
     SageCodeOut,
     TargetOptionOut,
 )
-from app.onboarding.service import AccountMapping
 from app.ratelimit import CodatCallsLimit, CredentialsLimit, RateLimited, ServiceLimit, limiter
 
 UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamRejected)

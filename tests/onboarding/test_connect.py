@@ -266,10 +266,10 @@ class TestManyAccounts:
     @pytest.fixture
     def calls(self, app, monkeypatch):  # type: ignore[no-untyped-def]
         """Batches of 2; the most account-creating calls in flight at once; the accounts whose call fails."""
-        import app.onboarding.service as service_module
+        import app.onboarding.accounts as accounts_module
         from app.codat.exceptions import CodatUnavailable, UnavailableReason
 
-        monkeypatch.setattr(service_module, "BATCH_SIZE", 2)
+        monkeypatch.setattr(accounts_module, "BATCH_SIZE", 2)
         codat = app.state.codat
         seen: dict = {"in_flight": 0, "most": 0, "fail": set()}
 
