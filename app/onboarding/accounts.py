@@ -6,11 +6,8 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from app.bankfeed.exceptions import translate_codat_errors
-from app.bankfeed.models import BankAccount, FeedAccount, FeedConnection
-from app.bankfeed.repository import BankFeedRepository, FeedAccountOutcome
+from app.bankfeed.models import BankAccount, FeedAccount
 from app.codat.client import CodatClient
 from app.codat.exceptions import CodatRejected
 from app.codat.schemas import BatchCreateResult, RoutingInfo, SourceAccount, SourceAccountPrototype
@@ -48,61 +45,49 @@ def already_exists(result: BatchCreateResult) -> bool:
 
 
 class SourceAccounts:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], codat: CodatClient) -> None:
-        self.sessions = sessions
+    def __init__(self, codat: CodatClient) -> None:
         self.codat = codat
 
     async def offer(
-        self, company_id: str, connection: FeedConnection, country: str, accounts: Sequence[BankAccount]
+        self,
+        company_id: str,
+        codat_connection_id: str,
+        country: str,
+        pending: Sequence[tuple[BankAccount, FeedAccount]],
+        offered: list[SourceAccount],
     ) -> None:
-        async with self.sessions.begin() as session:
-            feed_accounts = await BankFeedRepository(session).add_feed_account_intents(
-                connection.id, connection.business_id, [a.id for a in accounts]
-            )
-        by_id = {a.id: a for a in accounts}
-        pending = [f for f in feed_accounts if not f.registered]
+        """Offer the accounts in batches sent at once (the client keeps within Codat's concurrency per
+        company): one round trip for 500 accounts as for 50.
+
+        Codat's answers go to `offered`; every batch is waited for before a failure is raised, so the caller
+        records what succeeded, and a retry resumes the rest with the same keys.
+        """
         chunks = [pending[start : start + BATCH_SIZE] for start in range(0, len(pending), BATCH_SIZE)]
-        # The batches at once (the client keeps within Codat's concurrency per company): one round trip for
-        # 500 accounts as for 50. Each records its own outcome; every one is waited for before a failure is
-        # raised, so what succeeded is kept, and a retry resumes the rest with the same keys.
-        outcomes = await asyncio.gather(
-            *(
-                self._offer_chunk(
-                    company_id,
-                    connection,
-                    [source_account_prototype(by_id[f.account_id], country) for f in chunk],
-                    chunk,
-                )
-                for chunk in chunks
-            ),
+        results = await asyncio.gather(
+            *(self._offer_chunk(company_id, codat_connection_id, country, chunk) for chunk in chunks),
             return_exceptions=True,
         )
-        failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
-        if failure is not None:
-            raise failure
+        failures = [r for r in results if isinstance(r, BaseException)]
+        offered.extend(a for r in results if not isinstance(r, BaseException) for a in r)
+        if failures:
+            raise failures[0]
 
     async def _offer_chunk(
         self,
         company_id: str,
-        connection: FeedConnection,
-        prototypes: list[SourceAccountPrototype],
-        feed_accounts: list[FeedAccount],
-    ) -> None:
-        codat_connection_id = connection.codat_connection_id
-        assert codat_connection_id is not None
-        if len(prototypes) == 1:
-            created = await self._offer_one(company_id, codat_connection_id, prototypes[0], feed_accounts[0])
-            results = [created]
-        else:
-            with translate_codat_errors("add source accounts"):
-                batch = await self.codat.create_source_accounts(
-                    company_id,
-                    codat_connection_id,
-                    prototypes,
-                    idempotency_key=batch_request_key(feed_accounts),
-                )
-            results = await self._batch_outcome(company_id, codat_connection_id, batch)
-        await self._record(connection, results)
+        codat_connection_id: str,
+        country: str,
+        chunk: Sequence[tuple[BankAccount, FeedAccount]],
+    ) -> list[SourceAccount]:
+        prototypes = [source_account_prototype(account, country) for account, _ in chunk]
+        feed_accounts = [feed_account for _, feed_account in chunk]
+        if len(chunk) == 1:
+            return [await self._offer_one(company_id, codat_connection_id, prototypes[0], feed_accounts[0])]
+        with translate_codat_errors("add source accounts"):
+            batch = await self.codat.create_source_accounts(
+                company_id, codat_connection_id, prototypes, idempotency_key=batch_request_key(feed_accounts)
+            )
+        return await self._batch_outcome(company_id, codat_connection_id, batch)
 
     async def _offer_one(
         self,
@@ -153,13 +138,3 @@ class SourceAccounts:
         adopted = [a for a in listed if a.id in set(account_ids)]
         log.info("onboarding.accounts_adopted", extra={"accounts": [a.id for a in adopted]})
         return adopted
-
-    async def _record(self, connection: FeedConnection, accounts: Sequence[SourceAccount]) -> None:
-        async with self.sessions.begin() as session:
-            repo = BankFeedRepository(session)
-            outcomes = [
-                FeedAccountOutcome(a.id, str(a.status) if a.status is not None else None, a.feed_start_date)
-                for a in accounts
-            ]
-            await repo.record_feed_accounts(connection.id, outcomes)
-            await repo.bump_feed_version(connection.business_id)

@@ -8,6 +8,7 @@ through Codat is in app/onboarding/mapping.py.
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,6 +20,7 @@ from app.bankfeed.models import Business, FeedAccount, FeedConnection
 from app.bankfeed.platforms import DEFAULT, Platform, PlatformName, by_key
 from app.bankfeed.repository import BankFeedRepository, new_request_key
 from app.bankfeed.sync import FeedSync
+from app.bankfeed.view import bank_feed_view
 from app.clock import Clock
 from app.codat import codat_deadline
 from app.codat.client import CodatClient
@@ -226,7 +228,16 @@ class OnboardingService:
     ) -> Handover:
         connected = await self.connector.connect(business_id, requested, account_ids)
         platform = connected.platform
-        return await strategy(platform).handover(self, platform, connected.company_id, connected.connection)
+        handover = await strategy(platform).handover(
+            self, platform, connected.company_id, connected.connection
+        )
+        # The view of the rows connect has just recorded, rather than a read of them back; a link read afresh
+        # from Codat comes with the connection as it now is.
+        connection = handover.link.connection if handover.link else connected.connection
+        view = bank_feed_view(
+            connected.business, connection, connected.feed_accounts, connected.bank_accounts
+        )
+        return replace(handover, view=view)
 
     # Statuses
 

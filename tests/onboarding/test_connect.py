@@ -174,9 +174,11 @@ class TestAccounts:
         )
 
         body = added.json()
+        view = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
         assert added.status_code == 200
         assert body["connectionId"] == first["connectionId"]
         assert [a["status"] for a in body["accounts"]] == ["pending"] * 3
+        assert (body["accounts"], body["action"]) == (view["accounts"], view["action"])  # what it recorded
         assert sorted(await codat_accounts(client, body["connectionId"])) == ["acc-1", "acc-2", "acc-3"]
         assert creates(sandbox)["create-batch-source-account"] == 1
 
