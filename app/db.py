@@ -89,8 +89,14 @@ def insert_ignoring_conflicts(
     session: AsyncSession, model: type[Base], rows: list[dict[str, Any]], conflict_columns: list[str]
 ) -> Insert:
     """``INSERT … ON CONFLICT DO NOTHING`` on Postgres and SQLite: two writers of a row both succeed."""
+    return ignoring_conflicts(session, model, conflict_columns).values(rows)
+
+
+def ignoring_conflicts(session: AsyncSession, model: type[Base], conflict_columns: list[str]) -> Insert:
+    """The same statement without values, to execute with many rows as parameters: one statement compiled
+    once (a multi-row VALUES is compiled afresh for each size), its rows sent together (executemany)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    return insert(model).values(rows).on_conflict_do_nothing(index_elements=conflict_columns)
+    return insert(model).on_conflict_do_nothing(index_elements=conflict_columns)
 
 
 def rows_changed(result: Result[Any]) -> int:

@@ -170,12 +170,15 @@ def serve_command(factory: str, port: int, workers: int) -> list[str]:
 
 
 @contextmanager
-def bff(database_url: str, codat_url: str, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The BFF served by uvicorn (`app.main:create_served_app`, as `bankfeeds-bff serve` does)."""
+def bff(
+    database_url: str, codat_url: str, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The BFF served by uvicorn (`app.main:create_served_app`, as `bankfeeds-bff serve` does); `env` adds
+    to or overrides its settings."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = serve_command("app.main:create_served_app", port, workers)
-    with process(command, f"{url}/healthz", bff_env(database_url, codat_url)) as proc:
+    with process(command, f"{url}/healthz", {**bff_env(database_url, codat_url), **(env or {})}) as proc:
         yield url, proc
 
 

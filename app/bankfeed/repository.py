@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bankfeed.exceptions import BusinessNotFound
 from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.bankfeed.schemas import DEFAULT_TIME_ZONES
-from app.db import insert_ignoring_conflicts, rows_changed
+from app.db import ignoring_conflicts, rows_changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +218,9 @@ class BankFeedRepository:
 
     async def add_feed_account_intents(
         self, connection_id: int, business_id: str, account_ids: Sequence[str]
-    ) -> list[FeedAccount]:
-        """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows win."""
+    ) -> Sequence[FeedAccount]:
+        """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows win.
+        Answers every row on the connection."""
         rows = [
             {
                 "connection_id": connection_id,
@@ -231,10 +232,9 @@ class BankFeedRepository:
             for account_id in account_ids
         ]
         await self.session.execute(
-            insert_ignoring_conflicts(self.session, FeedAccount, rows, ["connection_id", "account_id"])
+            ignoring_conflicts(self.session, FeedAccount, ["connection_id", "account_id"]), rows
         )
-        stored = {a.account_id: a for a in await self.feed_accounts(connection_id)}
-        return [stored[a] for a in account_ids]
+        return await self.feed_accounts(connection_id)
 
     async def record_feed_accounts(self, connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> None:
         """Codat's answer for accounts offered on the connection, in one executemany (by primary key)."""

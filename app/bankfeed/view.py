@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bankfeed.cache import ViewCache
 from app.bankfeed.holds import BROKEN_CONNECTION, hold_of, message
-from app.bankfeed.models import BankAccount, FeedAccount, FeedConnection
+from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.bankfeed.platforms import Flow, by_key
 from app.bankfeed.repository import BankFeedRepository
 from app.bankfeed.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction, TargetAccountOut
@@ -127,10 +127,20 @@ async def render_bank_feed_view(session: AsyncSession, business_id: str) -> Rend
     repo = BankFeedRepository(session)
     business = await repo.require_business(business_id)
     connection = await repo.current_connection(business_id)
-    offered = {f.account_id: f for f in await repo.feed_accounts(connection.id)} if connection else {}
-    accounts = [
-        account_out(a, offered.get(a.id), connection) for a in await repo.list_bank_accounts(business_id)
-    ]
+    offered = await repo.feed_accounts(connection.id) if connection else []
+    return bank_feed_view(business, connection, offered, await repo.list_bank_accounts(business_id))
+
+
+def bank_feed_view(
+    business: Business,
+    connection: FeedConnection | None,
+    feed_accounts: Sequence[FeedAccount],
+    bank_accounts: Sequence[BankAccount],
+) -> RenderedBankFeed:
+    """The view of the business's rows as the caller has them: its current connection, the rows of the
+    accounts offered on it, and every registered bank account."""
+    offered = {f.account_id: f for f in feed_accounts}
+    accounts = [account_out(a, offered.get(a.id), connection) for a in bank_accounts]
     action = suggested_action(connection, accounts)
     platform = by_key(connection.platform) if connection else None
     label = platform.label if platform else None

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from app.bankfeed.models import FeedConnection
 from app.bankfeed.platforms import Flow, Platform
+from app.bankfeed.schemas import BankFeedOut
 
 
 class Operation(StrEnum):
@@ -51,12 +52,13 @@ class SageCode:
 
 @dataclass(frozen=True, slots=True)
 class Handover:
-    """What connect gives the SMB to take the next step at the platform."""
+    """What connect gives the SMB to take the next step at the platform, and the view it left."""
 
     platform: Platform
     connection: FeedConnection
     link: Link | None = None
     sage_code: SageCode | None = None
+    view: BankFeedOut | None = None  # set by the service once the flow has handed over
 
 
 class Steps(Protocol):

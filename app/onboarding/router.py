@@ -21,6 +21,7 @@ from app.inputs import IdPath
 from app.onboarding.dependencies import ServiceDep
 from app.onboarding.exceptions import NotAuthorized, NotForThisPlatform, PlatformInUse
 from app.onboarding.flows import Handover, Link, Operation, SageCode
+from app.onboarding.mapping import AccountMapping
 from app.onboarding.schemas import (
     AddAccountsIn,
     BankAccountIn,
@@ -40,7 +41,6 @@ from app.onboarding.schemas import (
     SageCodeOut,
     TargetOptionOut,
 )
-from app.onboarding.service import AccountMapping
 from app.ratelimit import CodatCallsLimit, CredentialsLimit, RateLimited, ServiceLimit, limiter
 
 UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamRejected)
@@ -80,9 +80,9 @@ def sage_code_out(code: SageCode) -> SageCodeOut:
     )
 
 
-async def connect_out(session: SessionDep, business_id: str, handover: Handover) -> ConnectOut:
-    view = await render_bank_feed_view(session, business_id)
-    link, connection = handover.link, handover.connection
+def connect_out(handover: Handover) -> ConnectOut:
+    view, link, connection = handover.view, handover.link, handover.connection
+    assert view is not None  # connect answers the view it left
     return ConnectOut(
         platform=handover.platform.name,
         action=view.action,
@@ -164,7 +164,6 @@ async def stream_bank_feed_events(user: CurrentUser, request: Request) -> Stream
 async def connect(
     user: CurrentUser,
     service: ServiceDep,
-    session: SessionDep,
     response: Response,
     body: Annotated[ConnectIn | None, Body()] = None,
 ) -> ConnectOut:
@@ -177,7 +176,7 @@ async def connect(
         user.business_id, body.platform if body else None, body.account_ids if body else None
     )
     no_store(response)
-    return await connect_out(session, user.business_id, handover)
+    return connect_out(handover)
 
 
 @router.post(
@@ -190,7 +189,6 @@ async def reconnect(
     request: Request,
     user: CurrentUser,
     service: ServiceDep,
-    session: SessionDep,
     response: Response,
     body: Annotated[ReconnectIn | None, Body()] = None,
 ) -> ConnectOut:
@@ -204,7 +202,7 @@ async def reconnect(
         await limiter(request).hit("credentials", f"business:{user.business_id}")
     handover = await service.reconnect(user.business_id)
     no_store(response)
-    out = await connect_out(session, user.business_id, handover)
+    out = connect_out(handover)
     if body and body.with_credentials:
         credentials = await service.generate_credentials(user.business_id)
         out.credentials = credentials_out(credentials)
@@ -267,12 +265,12 @@ async def revoke_credentials(user: CurrentUser, service: ServiceDep) -> None:
     dependencies=[CodatCallsLimit],
 )
 async def add_accounts(
-    user: CurrentUser, service: ServiceDep, session: SessionDep, body: AddAccountsIn, response: Response
+    user: CurrentUser, service: ServiceDep, body: AddAccountsIn, response: Response
 ) -> ConnectOut:
     """Offer more registered accounts to the platform, with a fresh link (or Sage code) to connect them."""
     handover = await service.connect(user.business_id, None, body.account_ids)
     no_store(response)
-    return await connect_out(session, user.business_id, handover)
+    return connect_out(handover)
 
 
 @router.patch(

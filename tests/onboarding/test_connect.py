@@ -174,9 +174,11 @@ class TestAccounts:
         )
 
         body = added.json()
+        view = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
         assert added.status_code == 200
         assert body["connectionId"] == first["connectionId"]
         assert [a["status"] for a in body["accounts"]] == ["pending"] * 3
+        assert (body["accounts"], body["action"]) == (view["accounts"], view["action"])  # what it recorded
         assert sorted(await codat_accounts(client, body["connectionId"])) == ["acc-1", "acc-2", "acc-3"]
         assert creates(sandbox)["create-batch-source-account"] == 1
 
@@ -266,10 +268,10 @@ class TestManyAccounts:
     @pytest.fixture
     def calls(self, app, monkeypatch):  # type: ignore[no-untyped-def]
         """Batches of 2; the most account-creating calls in flight at once; the accounts whose call fails."""
-        import app.onboarding.service as service_module
+        import app.onboarding.accounts as accounts_module
         from app.codat.exceptions import CodatUnavailable, UnavailableReason
 
-        monkeypatch.setattr(service_module, "BATCH_SIZE", 2)
+        monkeypatch.setattr(accounts_module, "BATCH_SIZE", 2)
         codat = app.state.codat
         seen: dict = {"in_flight": 0, "most": 0, "fail": set()}
 

@@ -124,6 +124,44 @@ class TestResume:
         }
         await assert_no_orphans(app, expected_businesses=1)
 
+    async def test_a_failure_at_the_accounts_keeps_company_and_connection_and_a_retry_makes_neither_again(
+        self, client, sandbox, user_headers, business, app
+    ):
+        sandbox.set_knobs(errorRate=1.0, operations=["create-batch-source-account"])
+
+        failed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+        view = (await client.get("/v1/bank-feed", headers=user_headers(business))).json()
+        sandbox.set_knobs(errorRate=0.0, operations=[])
+        resumed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+
+        assert failed.status_code == 503
+        assert view["connection"]["connectionId"] is not None  # recorded though the chain failed after it
+        assert [a["status"] for a in view["accounts"]] == ["not_added"] * len(ACCOUNTS)
+        assert resumed.status_code == 200
+        assert resumed.json()["connectionId"] == view["connection"]["connectionId"]
+        assert (sandbox.counters["create-company"], sandbox.counters["create-connection"]) == (1, 1)
+        assert await codat_inventory(client) == {
+            f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}
+        }
+        await assert_no_orphans(app, expected_businesses=1)
+
+    async def test_accounts_made_at_codat_whose_answer_was_lost_are_replayed_on_retry_not_made_twice(
+        self, client, sandbox, user_headers, business, app
+    ):
+        sandbox.set_knobs(timeoutRate=1.0, timeoutSeconds=0, operations=["create-batch-source-account"])
+        lost = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+        made_before_retry = await codat_inventory(client)
+        sandbox.set_knobs(timeoutRate=0.0, operations=[])
+
+        resumed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+
+        assert lost.status_code == 503
+        assert list(made_before_retry.values()) == [{resumed.json()["connectionId"]: sorted(ACCOUNTS)}]
+        assert resumed.status_code == 200
+        assert [a["status"] for a in resumed.json()["accounts"]] == ["pending"] * len(ACCOUNTS)
+        assert await codat_inventory(client) == made_before_retry
+        await assert_no_orphans(app, expected_businesses=1)
+
 
 @pytest.fixture
 def production_logging(caplog):  # type: ignore[no-untyped-def]

@@ -56,6 +56,9 @@ def webhook_count(event_type: str, outcome: str) -> float:
 async def connected(client, user_headers, business, live_url) -> dict:  # type: ignore[no-untyped-def]
     response = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
     assert response.status_code == 200
+    # What connect made Codat announce lands before the test starts: connect answers without waiting for it.
+    for event_type in ("company.created", "connection.created"):
+        assert await eventually(lambda event_type=event_type: delivered(client, event_type))
     return response.json()
 
 

@@ -1,0 +1,140 @@
+"""The last step of connect: the chosen bank accounts offered to Codat as source accounts on the connection,
+in batches sent at once; accounts Codat already has (a lost answer, or made by hand) are adopted."""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+
+from app.bankfeed.exceptions import translate_codat_errors
+from app.bankfeed.models import BankAccount, FeedAccount
+from app.codat.client import CodatClient
+from app.codat.exceptions import CodatRejected
+from app.codat.schemas import BatchCreateResult, RoutingInfo, SourceAccount, SourceAccountPrototype
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100  # Codat sets no maximum for the batch endpoint; keep each request a sensible size.
+
+
+def routing_info(account: BankAccount, country: str) -> RoutingInfo | None:
+    if account.routing_number is None:
+        return None
+    return RoutingInfo(bank_code=account.routing_number, type="aba" if country == "US" else "rtn")
+
+
+def source_account_prototype(account: BankAccount, country: str) -> SourceAccountPrototype:
+    return SourceAccountPrototype(
+        id=account.id,
+        account_name=account.name,
+        account_type=account.account_type,
+        account_number=account.account_number,
+        currency=account.currency,
+        balance=account.balance,
+        routing_info=routing_info(account, country),
+    )
+
+
+def batch_request_key(feed_accounts: Sequence[FeedAccount]) -> str:
+    """The same set of pending accounts always gets the same batch key, so a resumed batch replays."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, ",".join(sorted(a.request_key for a in feed_accounts))))
+
+
+def already_exists(result: BatchCreateResult) -> bool:
+    return result.status_code in (400, 409) and "exist" in (result.error or "").lower()
+
+
+class SourceAccounts:
+    def __init__(self, codat: CodatClient) -> None:
+        self.codat = codat
+
+    async def offer(
+        self,
+        company_id: str,
+        codat_connection_id: str,
+        country: str,
+        pending: Sequence[tuple[BankAccount, FeedAccount]],
+        offered: list[SourceAccount],
+    ) -> None:
+        """Offer the accounts in batches sent at once (the client keeps within Codat's concurrency per
+        company): one round trip for 500 accounts as for 50.
+
+        Codat's answers go to `offered`; every batch is waited for before a failure is raised, so the caller
+        records what succeeded, and a retry resumes the rest with the same keys.
+        """
+        chunks = [pending[start : start + BATCH_SIZE] for start in range(0, len(pending), BATCH_SIZE)]
+        results = await asyncio.gather(
+            *(self._offer_chunk(company_id, codat_connection_id, country, chunk) for chunk in chunks),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        offered.extend(a for r in results if not isinstance(r, BaseException) for a in r)
+        if failures:
+            raise failures[0]
+
+    async def _offer_chunk(
+        self,
+        company_id: str,
+        codat_connection_id: str,
+        country: str,
+        chunk: Sequence[tuple[BankAccount, FeedAccount]],
+    ) -> list[SourceAccount]:
+        prototypes = [source_account_prototype(account, country) for account, _ in chunk]
+        feed_accounts = [feed_account for _, feed_account in chunk]
+        if len(chunk) == 1:
+            return [await self._offer_one(company_id, codat_connection_id, prototypes[0], feed_accounts[0])]
+        with translate_codat_errors("add source accounts"):
+            batch = await self.codat.create_source_accounts(
+                company_id, codat_connection_id, prototypes, idempotency_key=batch_request_key(feed_accounts)
+            )
+        return await self._batch_outcome(company_id, codat_connection_id, batch)
+
+    async def _offer_one(
+        self,
+        company_id: str,
+        codat_connection_id: str,
+        prototype: SourceAccountPrototype,
+        feed_account: FeedAccount,
+    ) -> SourceAccount:
+        with translate_codat_errors("add source account"):
+            try:
+                return await self.codat.create_source_account(
+                    company_id, codat_connection_id, prototype, idempotency_key=feed_account.request_key
+                )
+            except CodatRejected as exc:
+                # Codat refuses an id it already has: adopt that account instead of failing the onboarding.
+                adopted = (
+                    await self._adopt(company_id, codat_connection_id, [prototype.id])
+                    if exc.status_code in (400, 409)
+                    else []
+                )
+                if not adopted:
+                    raise
+                return adopted[0]
+
+    async def _batch_outcome(
+        self, company_id: str, codat_connection_id: str, batch: list[BatchCreateResult]
+    ) -> list[SourceAccount]:
+        created = [r.account for r in batch if r.account is not None and r.status_code < 300]
+        existing = [r.source_account_id for r in batch if already_exists(r)]
+        failed = [r for r in batch if r.account is None and not already_exists(r)]
+        if failed:
+            log.error(
+                "codat.batch_rejected",
+                extra={
+                    "accounts": [r.source_account_id for r in failed],
+                    "errors": [r.error for r in failed],
+                },
+            )
+        adopted = await self._adopt(company_id, codat_connection_id, existing) if existing else []
+        return created + adopted
+
+    async def _adopt(
+        self, company_id: str, codat_connection_id: str, account_ids: Sequence[str]
+    ) -> list[SourceAccount]:
+        """Accounts Codat already has (a lost response, or created by hand) are taken as they are there."""
+        with translate_codat_errors("list source accounts"):
+            listed = await self.codat.list_source_accounts(company_id, codat_connection_id)
+        adopted = [a for a in listed if a.id in set(account_ids)]
+        log.info("onboarding.accounts_adopted", extra={"accounts": [a.id for a in adopted]})
+        return adopted

@@ -1,0 +1,356 @@
+"""Connect's common steps, the same for every platform: a Codat company, a connection to the platform, the
+chosen accounts as source accounts on it. Three Codat round trips, back to back.
+
+Every Codat write's idempotency key is committed before the first call: all of them are known up front, so
+one transaction records every intent. Codat's answers are recorded in one transaction after the last call,
+and also when a call fails, so what was made is kept. No transaction is held across a Codat call, and an
+interrupted connect resumes with the same keys: Codat replays instead of creating twice. A key older than any
+request still in flight is resumed by first looking at Codat for what it made (rare: a transaction more).
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.bankfeed.exceptions import translate_codat_errors
+from app.bankfeed.holds import BROKEN_CONNECTION
+from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.bankfeed.platforms import BY_NAME, DEFAULT, Platform, PlatformName, by_key
+from app.bankfeed.repository import BankFeedRepository, FeedAccountOutcome
+from app.clock import Clock, as_utc
+from app.codat.client import CodatClient
+from app.codat.schemas import Connection, SourceAccount
+from app.config import CodatSettings
+from app.errors import InvalidInput
+from app.onboarding.accounts import SourceAccounts
+from app.onboarding.exceptions import PlatformInUse
+
+log = logging.getLogger(__name__)
+
+BUSINESS_TAG = "businessId"  # the Codat company tag that names our business
+# An idempotency key older than this cannot belong to a request still in flight (their Codat deadline is
+# shorter), so a resumed step may look for what it created and, finding nothing, use a new key.
+STALE_REQUEST = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """Where connect's common steps left the business: what the platform's flow hands over next, and the
+    rows of its view as recorded."""
+
+    platform: Platform
+    company_id: str
+    connection: FeedConnection
+    business: Business
+    bank_accounts: Sequence[BankAccount]  # every registered one
+    feed_accounts: Sequence[FeedAccount]  # every one offered on the connection
+
+
+@dataclass(slots=True)
+class Intents:
+    """What connect committed before its first Codat call: the keys of every step."""
+
+    business: Business
+    platform: Platform
+    bank_accounts: Sequence[BankAccount]  # every registered one
+    chosen: list[BankAccount]
+    connection: FeedConnection  # current, or the intent of one (its key)
+    feed_accounts: Sequence[FeedAccount]  # every row on it, the chosen accounts' with their keys
+    company_key: str | None  # None: the company is known, or an earlier attempt's key is stale
+
+
+@dataclass(slots=True)
+class Outcomes:
+    """What Codat made, recorded at once however far the chain got."""
+
+    company_id: str | None = None
+    connection: Connection | None = None
+    accounts: list[SourceAccount] = field(default_factory=list)
+
+
+class Connector:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        codat: CodatClient,
+        settings: CodatSettings,
+        clock: Clock,
+    ) -> None:
+        self.sessions = sessions
+        self.codat = codat
+        self.settings = settings
+        self.clock = clock
+        self.source_accounts = SourceAccounts(codat)
+
+    async def connect(
+        self, business_id: str, requested: PlatformName | None, account_ids: Sequence[str] | None
+    ) -> Connected:
+        intents = await self._record_intents(business_id, requested, account_ids)
+        outcomes = Outcomes()
+        try:
+            company_id = await self._company(intents, outcomes)
+            await self._connection(intents, company_id, outcomes)
+            await self._source_accounts(intents, company_id, outcomes)
+        finally:
+            await self._record_outcomes(intents, outcomes)
+        _registered(intents.feed_accounts, outcomes.accounts)
+        return Connected(
+            intents.platform,
+            company_id,
+            intents.connection,
+            intents.business,
+            intents.bank_accounts,
+            intents.feed_accounts,
+        )
+
+    # Before the first call: one transaction
+
+    async def _record_intents(
+        self, business_id: str, requested: PlatformName | None, account_ids: Sequence[str] | None
+    ) -> Intents:
+        try:
+            return await self._intents(business_id, requested, account_ids)
+        except IntegrityError:
+            # Another process recorded the connection intent first (one current connection per business):
+            # the same steps again take it.
+            return await self._intents(business_id, requested, account_ids)
+
+    async def _intents(
+        self, business_id: str, requested: PlatformName | None, account_ids: Sequence[str] | None
+    ) -> Intents:
+        now = self.clock.now()
+        async with self.sessions.begin() as session:
+            repo = BankFeedRepository(session)
+            business = await repo.require_business(business_id)
+            bank_accounts = await repo.list_bank_accounts(business_id)
+            chosen = _chosen(bank_accounts, account_ids)
+            latest = await repo.latest_connection(business_id)
+            platform = _platform_for(latest, requested)
+            current = latest if latest is not None and latest.is_current else None
+            connection = await _connection_intent(repo, business_id, current, platform, now)
+            feed_accounts = await repo.add_feed_account_intents(
+                connection.id, business_id, [a.id for a in chosen]
+            )
+            company_key = await _company_key(repo, business, now)  # last: it locks the business row
+        if connection is not current and current is not None:
+            log.info(
+                "onboarding.connection_replaced",
+                extra={"business_id": business_id, "old_connection_id": current.codat_connection_id},
+            )
+        return Intents(business, platform, bank_accounts, chosen, connection, feed_accounts, company_key)
+
+    # The calls
+
+    async def _company(self, intents: Intents, outcomes: Outcomes) -> str:
+        business = intents.business
+        if business.codat_company_id is not None:
+            return business.codat_company_id
+        key = intents.company_key
+        if key is None:
+            outcomes.company_id = await self._find_company(business.id)
+            if outcomes.company_id is not None:
+                return outcomes.company_id
+            key = await self._claim_company_key(business.id)
+        with translate_codat_errors("create company"):
+            company = await self.codat.create_company(
+                business.name, idempotency_key=key, tags={BUSINESS_TAG: business.id}
+            )
+        log.info("onboarding.company_created", extra={"business_id": business.id, "company_id": company.id})
+        outcomes.company_id = company.id
+        return company.id
+
+    async def _find_company(self, business_id: str) -> str | None:
+        """A company an earlier attempt created but never heard back about, found by our tag."""
+        with translate_codat_errors("find company"):
+            page = await self.codat.list_companies(tags=f"{BUSINESS_TAG} = {business_id}")
+        if not page.results:
+            return None
+        log.info(
+            "reconcile.company_adopted", extra={"business_id": business_id, "company_id": page.results[0].id}
+        )
+        return page.results[0].id
+
+    async def _claim_company_key(self, business_id: str) -> str:
+        """A new key for a stale one, so that Codat's replay of an old answer (its cache keeps even a 5xx for
+        90 minutes) cannot block the business."""
+        now = self.clock.now()
+        async with self.sessions.begin() as session:
+            repo = BankFeedRepository(session)
+            return await repo.claim_company_request_key(business_id, now, now - STALE_REQUEST)
+
+    async def _connection(self, intents: Intents, company_id: str, outcomes: Outcomes) -> None:
+        if intents.connection.codat_connection_id is not None:
+            return
+        if _stale(intents.connection.created_at, self.clock.now()):
+            adopted = await self._find_connection(intents.connection, company_id)
+            if adopted is not None:
+                self._made(intents.connection, adopted, outcomes)
+                return
+            await self._renew_connection_intent(intents)
+        intent = intents.connection
+        with translate_codat_errors("create connection"):
+            created = await self.codat.create_connection(
+                company_id, intent.platform, idempotency_key=intent.request_key
+            )
+        self._made(intent, created, outcomes)
+        log.info(
+            "onboarding.connection_created",
+            extra={"business_id": intent.business_id, "connection_id": created.id},
+        )
+
+    async def _find_connection(self, intent: FeedConnection, company_id: str) -> Connection | None:
+        """A connection to the intent's platform an earlier attempt created but never heard back about."""
+        with translate_codat_errors("find connection"):
+            page = await self.codat.list_connections(company_id)
+        async with self.sessions() as session:
+            known = await BankFeedRepository(session).known_connection_ids(intent.business_id)
+        unknown = [c for c in page.results if c.integration_key == intent.platform and c.id not in known]
+        adopted = max(unknown, key=lambda c: c.created, default=None)
+        if adopted is not None:
+            log.info(
+                "reconcile.connection_adopted",
+                extra={"business_id": intent.business_id, "connection_id": adopted.id},
+            )
+        return adopted
+
+    async def _renew_connection_intent(self, intents: Intents) -> None:
+        """Replace an abandoned intent (its accounts' intents with it), so Codat's replay of an old answer
+        under its key cannot block us."""
+        try:
+            await self._move_intents(intents, renew=True)
+        except IntegrityError:
+            await self._move_intents(intents, renew=False)  # another process renewed it: take its intent
+
+    async def _move_intents(self, intents: Intents, renew: bool) -> None:
+        stale = intents.connection
+        async with self.sessions.begin() as session:
+            repo = BankFeedRepository(session)
+            if renew:
+                connection = await repo.renew_connection_intent(stale, self.clock.now())
+            else:
+                current = await repo.current_connection(stale.business_id)
+                assert current is not None  # the unique index: there is one
+                connection = current
+            feed_accounts = await repo.add_feed_account_intents(
+                connection.id, stale.business_id, [a.id for a in intents.chosen]
+            )
+        intents.connection, intents.feed_accounts = connection, feed_accounts
+
+    def _made(self, connection: FeedConnection, made: Connection, outcomes: Outcomes) -> None:
+        connection.codat_connection_id, connection.status = made.id, str(made.status)
+        connection.link_url = made.link_url
+        connection.link_expires_at = self.clock.now() + timedelta(seconds=self.settings.otp_lifetime_seconds)
+        outcomes.connection = made
+
+    async def _source_accounts(self, intents: Intents, company_id: str, outcomes: Outcomes) -> None:
+        codat_connection_id = intents.connection.codat_connection_id
+        assert codat_connection_id is not None
+        rows = {f.account_id: f for f in intents.feed_accounts}
+        pending = [(a, rows[a.id]) for a in intents.chosen if not rows[a.id].registered]
+        await self.source_accounts.offer(
+            company_id, codat_connection_id, intents.business.country, pending, outcomes.accounts
+        )
+
+    # After the last call, or a failed one: one transaction
+
+    async def _record_outcomes(self, intents: Intents, outcomes: Outcomes) -> None:
+        if outcomes.company_id is None and outcomes.connection is None and not outcomes.accounts:
+            return
+        business_id, connection = intents.business.id, intents.connection
+        async with self.sessions.begin() as session:
+            repo = BankFeedRepository(session)
+            made = outcomes.connection
+            if made is not None:
+                assert connection.link_expires_at is not None  # set with it (_made)
+                await repo.record_connection(
+                    connection.id, made.id, str(made.status), made.link_url, connection.link_expires_at
+                )
+            await repo.record_feed_accounts(connection.id, [_outcome(a) for a in outcomes.accounts])
+            if outcomes.company_id is not None:
+                await repo.record_company(business_id, outcomes.company_id)
+            await repo.bump_feed_version(business_id)  # last: the business row, as every writer does
+
+
+async def _connection_intent(
+    repo: BankFeedRepository,
+    business_id: str,
+    current: FeedConnection | None,
+    platform: Platform,
+    now: datetime,
+) -> FeedConnection:
+    """The current connection, or the intent of a new one. An Unlinked or Deauthorized connection cannot
+    be revived, and one never made at Codat may be for another platform: kept as history."""
+    if current is not None and not _replaced(current, platform):
+        return current
+    if current is not None:
+        await repo.retire_connection(current.id)
+    return await repo.add_connection_intent(business_id, platform.key, now)
+
+
+async def _company_key(repo: BankFeedRepository, business: Business, now: datetime) -> str | None:
+    """The create-company key: stored once, shared by every caller; None when no company is to be made
+    with it yet (known, or an earlier attempt's key is stale: what it made is looked for first)."""
+    if business.codat_company_id is not None or _stale(business.company_requested_at, now):
+        return None
+    return await repo.claim_company_request_key(business.id, now, now - STALE_REQUEST)
+
+
+def _chosen(registered: Sequence[BankAccount], account_ids: Sequence[str] | None) -> list[BankAccount]:
+    """The accounts to connect (every registered one by default), each registered, else a 422 naming it."""
+    if account_ids is None:
+        if not registered:
+            raise InvalidInput.for_field("accountIds", "the business has no registered bank accounts yet")
+        return list(registered)
+    by_id = {a.id: a for a in registered}
+    for index, account_id in enumerate(account_ids):
+        if account_id not in by_id:
+            raise InvalidInput.for_field(
+                f"accountIds.{index}", f"no bank account {account_id!r} is registered"
+            )
+    return [by_id[a] for a in account_ids]
+
+
+def _platform_for(latest: FeedConnection | None, requested: PlatformName | None) -> Platform:
+    """The requested platform, else the latest connection's; another one only once that is not live."""
+    current = by_key(latest.platform) if latest else DEFAULT
+    platform = BY_NAME[requested] if requested else current
+    if latest is not None and latest.is_current and _live(latest) and platform is not current:
+        raise PlatformInUse(
+            f"This business's bank feed goes to {current.label} ({current.name}); one platform at a time, or "
+            "the same bank account would be counted twice. To move to another, disconnect first: "
+            "POST /v1/bank-feed/disconnect."
+        )
+    return platform
+
+
+def _live(connection: FeedConnection) -> bool:
+    """Made at Codat and not stopped: the business's platform until it disconnects."""
+    return connection.codat_connection_id is not None and connection.status not in BROKEN_CONNECTION
+
+
+def _replaced(connection: FeedConnection, platform: Platform) -> bool:
+    return connection.status in BROKEN_CONNECTION or (
+        connection.codat_connection_id is None and connection.platform != platform.key
+    )
+
+
+def _stale(requested_at: datetime | None, now: datetime) -> bool:
+    return requested_at is not None and as_utc(requested_at) < now - STALE_REQUEST
+
+
+def _registered(feed_accounts: Sequence[FeedAccount], offered: Sequence[SourceAccount]) -> None:
+    """The rows as just recorded (record_feed_accounts), for the view."""
+    outcomes = {a.id: _outcome(a) for a in offered}
+    for row in feed_accounts:
+        outcome = outcomes.get(row.account_id)
+        if outcome is not None:
+            row.registered, row.status, row.feed_start_date = True, outcome.status, outcome.feed_start_date
+
+
+def _outcome(account: SourceAccount) -> FeedAccountOutcome:
+    status = str(account.status) if account.status is not None else None
+    return FeedAccountOutcome(account.id, status, account.feed_start_date)
