@@ -31,6 +31,7 @@ from app.transactions.models import (
     TransactionStatus,
     TransactionStream,
 )
+from app.transactions.repository import in_batch
 
 PENDING_ONBOARDING = ("connect", "finish_in_quickbooks")
 FAILED = (TransactionStatus.FAILED, TransactionStatus.REFUSED_BY_CODAT)
@@ -171,7 +172,7 @@ class Projector:
         rows = (
             await session.execute(
                 select(BankTransaction.transaction_id, BankTransaction.status, BankTransaction.error)
-                .where(BankTransaction.batch_id == batch_id)
+                .where(*in_batch(batch_id))  # by the primary key: batch_id is not indexed
                 .order_by(BankTransaction.seq)
             )
         ).all()

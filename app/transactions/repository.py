@@ -274,7 +274,7 @@ class TransactionRepository:
     async def batch_transactions(self, batch_id: int) -> Sequence[BankTransaction]:
         query = (
             select(BankTransaction)
-            .where(*_in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
+            .where(*in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
             .order_by(BankTransaction.cleared_at, BankTransaction.seq)
         )
         return (await self.session.scalars(query)).all()
@@ -310,7 +310,7 @@ class TransactionRepository:
     ) -> int:
         """Give the batch's transactions (or `only` these ids of it) their outcome; how many there were."""
         query = update(BankTransaction).where(
-            *_in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING
+            *in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING
         )
         if only is not None:
             query = query.where(BankTransaction.transaction_id.in_(only))
@@ -330,7 +330,7 @@ class TransactionRepository:
         requeued = (
             await self.session.execute(
                 update(BankTransaction)
-                .where(*_in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
+                .where(*in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
                 .values(status=TransactionStatus.QUEUED, batch_id=None)
                 .returning(BankTransaction.cleared_at, BankTransaction.seq)
             )
@@ -375,7 +375,7 @@ def _has_open_batch() -> Exists:
     )
 
 
-def _in_batch(batch_id: int) -> tuple[ColumnElement[bool], ...]:
+def in_batch(batch_id: int) -> tuple[ColumnElement[bool], ...]:
     """The batch's rows, found through the primary key within its seq range (batch_id is not indexed)."""
     batch = TransactionBatch.id == batch_id
     return (
