@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import as_utc
-from app.onboarding.holds import hold_of
 from app.onboarding.models import FeedAccount, FeedConnection
 from app.onboarding.repository import OnboardingRepository
 
@@ -39,10 +38,6 @@ async def current_feed(
         return None, None
     feeds = await repo.feed_accounts(connection.id)
     return connection, next((f for f in feeds if f.account_id == account_id), None)
-
-
-async def current_hold(session: AsyncSession, business_id: str, account_id: str) -> str | None:
-    return hold_of(*await current_feed(session, business_id, account_id))
 
 
 def unpulled_since(feed: FeedAccount | None) -> datetime | None:
