@@ -15,7 +15,9 @@ of 10,000):
 3. delivered/s: start the workers; from the first batch cut to the last transaction delivered (process
    start-up is not counted), as the database records it;
 4. `bank_transaction`'s size (heap, and with its indexes) after accepting and after delivery, and how many
-   of its updates were HOT (no new index entries, the old version pruned from its page).
+   of its updates were HOT (no new index entries, the old version pruned from its page);
+5. the CPU each kind of process (workers, BFF, sandbox, Postgres's backends) spent on delivery, per 1,000
+   transactions: steadier than delivered/s when others share the machine.
 
 Finally the sandbox's ledgers are checked: every transaction once, in order per account.
 
@@ -201,11 +203,21 @@ async def post_all(
     await asyncio.gather(*(one_account(b, a) for b, a in targets))
 
 
-async def delivery_window(database_dsn: str, total: int, timeout: float) -> float:
-    """Seconds from the first batch cut to the last transaction delivered, once all `total` are."""
+async def delivery_window(
+    database_dsn: str, total: int, timeout: float, processes: dict[str, list[subprocess.Popen[bytes]]]
+) -> tuple[float, dict[str, float]]:
+    """Seconds from the first batch cut to the last transaction delivered, once all `total` are; and the CPU
+    seconds each kind of process spent meanwhile (from when the first batch shows, so that the workers'
+    start-up is left out), Postgres's backends of the database included."""
     connection = await asyncpg.connect(database_dsn)
     try:
         deadline = time.monotonic() + timeout
+        while not await connection.fetchval("SELECT EXISTS (SELECT FROM transaction_batch)"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no batch cut after {timeout} s")
+            await asyncio.sleep(0.05)
+        cpu = CpuMeter(processes)
+        await cpu.sample(connection)
         while (
             delivered := await connection.fetchval(
                 "SELECT count(*) FROM bank_transaction WHERE status = 'delivered'"
@@ -214,13 +226,50 @@ async def delivery_window(database_dsn: str, total: int, timeout: float) -> floa
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {delivered} of {total} delivered after {timeout} s")
             await asyncio.sleep(0.25)
+            await cpu.sample(connection)
         first, last = await connection.fetchrow(
             "SELECT (SELECT min(created_at) FROM transaction_batch),"
             " (SELECT max(completed_at) FROM bank_transaction)"
         )
-        return (last - first).total_seconds()
+        return (last - first).total_seconds(), cpu.spent()
     finally:
         await connection.close()
+
+
+class CpuMeter:
+    """User+system CPU seconds spent since the first sample by each kind of process, and by Postgres's
+    backends of the database: sampled often, since a backend takes its seconds with it when it exits."""
+
+    def __init__(self, processes: dict[str, list[subprocess.Popen[bytes]]]) -> None:
+        self.processes = processes
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.backends_first: dict[int, float] = {}
+        self.backends_last: dict[int, float] = {}
+
+    async def sample(self, connection: asyncpg.Connection) -> None:
+        import psutil
+
+        for kind, procs in self.processes.items():
+            self.last[kind] = sum(harness.cpu_seconds(p) for p in procs)
+            self.first.setdefault(kind, self.last[kind])
+        started = bool(self.backends_first) or bool(self.backends_last)
+        query = (
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        for row in await connection.fetch(query):
+            try:
+                seconds = sum(psutil.Process(row["pid"]).cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                continue
+            self.backends_last[row["pid"]] = seconds
+            # A backend first seen later started within the window: all of its seconds count.
+            self.backends_first.setdefault(row["pid"], 0.0 if started else seconds)
+
+    def spent(self) -> dict[str, float]:
+        spent = {kind: self.last[kind] - self.first[kind] for kind in self.processes}
+        spent["postgres"] = sum(s - self.backends_first[pid] for pid, s in self.backends_last.items())
+        return spent
 
 
 async def verify_ledgers(
@@ -352,8 +401,8 @@ async def run_shape(args: argparse.Namespace, accounts: int, per_account: int) -
     shape = f"{accounts:,} accounts x {per_account:,}"
     print(f"{shape}: {total:,} transactions, {len(businesses)} businesses", file=sys.stderr, flush=True)
     with (
-        process(["sandbox", "--port", str(sandbox_port)], env, f"{sandbox_url}/_sandbox/clock"),
-        process(["serve", "--port", str(bff_port)], env, f"{bff_url}/healthz"),
+        process(["sandbox", "--port", str(sandbox_port)], env, f"{sandbox_url}/_sandbox/clock") as codat,
+        process(["serve", "--port", str(bff_port)], env, f"{bff_url}/healthz") as served,
     ):
         async with (
             httpx.AsyncClient(base_url=bff_url, timeout=120) as bff,
@@ -379,10 +428,13 @@ async def run_shape(args: argparse.Namespace, accounts: int, per_account: int) -
             accepted_size = await table_size(dsn(DATABASE))
             floors = await floor(dsn(DATABASE), targets, per_account, args.post_concurrency)
 
-            with ExitStack() as workers:
-                for _ in range(args.workers):
-                    workers.enter_context(process(["worker", "--concurrency", str(args.concurrency)], env))
-                delivering = await delivery_window(dsn(DATABASE), total, timeout=args.timeout)
+            with ExitStack() as stack:
+                workers = [
+                    stack.enter_context(process(["worker", "--concurrency", str(args.concurrency)], env))
+                    for _ in range(args.workers)
+                ]
+                processes = {"workers": workers, "BFF": [served], "sandbox": [codat]}
+                delivering, cpu = await delivery_window(dsn(DATABASE), total, args.timeout, processes)
             delivered_size = await table_size(dsn(DATABASE))
             await verify_ledgers(sandbox, await current_connections(dsn(DATABASE)), targets, per_account)
     accepted_rate = total / accepting
@@ -396,6 +448,7 @@ async def run_shape(args: argparse.Namespace, accounts: int, per_account: int) -
         "accepted / COPY floor": accepted_rate / floors["COPY"],
         "machine busy (accepting)": f"{accept_busy:.0%}",
         "delivered/s": total / delivering,
+        "CPU ms per 1,000 delivered": {kind: seconds * 1e6 / total for kind, seconds in cpu.items()},
         "size accepted": accepted_size,
         "size delivered": delivered_size,
     }
@@ -474,8 +527,22 @@ async def run(args: argparse.Namespace) -> None:
             rows,
         )
     )
+    kinds = ["workers", "BFF", "sandbox", "postgres"]
+    cpu = [r["CPU ms per 1,000 delivered"] for r in results]
+    print("\nCPU ms per 1,000 transactions delivered (steadier than delivered/s on a shared machine):\n")
+    print(
+        harness.table(
+            ["shape", *kinds, "all"],
+            [
+                [r["shape"], *(f"{c[kind]:,.0f}" for kind in kinds), f"{sum(c.values()):,.0f}"]
+                for r, c in zip(results, cpu, strict=True)
+            ],
+        )
+    )
     rates = [float(r["delivered/s"]) for r in results]
     print(f"\ndelivered/s, fastest shape / slowest: {max(rates) / min(rates):.2f}x (goal <= 2x)")
+    totals = [sum(c.values()) for c in cpu]
+    print(f"CPU per transaction, dearest shape / cheapest: {max(totals) / min(totals):.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print("verified: each account's ledger at the sandbox holds its transactions once, in order")
 

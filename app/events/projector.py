@@ -31,6 +31,7 @@ from app.transactions.models import (
     TransactionStatus,
     TransactionStream,
 )
+from app.transactions.repository import in_batch
 
 # The steps of onboarding itself, every platform's (a business stalled in one is counted as stalled).
 PENDING_ONBOARDING = (
@@ -179,7 +180,7 @@ class Projector:
         rows = (
             await session.execute(
                 select(BankTransaction.transaction_id, BankTransaction.status, BankTransaction.error)
-                .where(BankTransaction.batch_id == batch_id)
+                .where(*in_batch(batch_id))  # by the primary key: batch_id is not indexed
                 .order_by(BankTransaction.seq)
             )
         ).all()

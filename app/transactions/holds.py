@@ -13,7 +13,6 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bankfeed.holds import hold_of
 from app.bankfeed.models import FeedAccount, FeedConnection
 from app.bankfeed.platforms import BY_NAME, Platform, by_key
 from app.bankfeed.repository import BankFeedRepository
@@ -52,10 +51,6 @@ async def current_platform(session: AsyncSession, business_id: str) -> Platform:
         FeedConnection.business_id == business_id, FeedConnection.is_current.is_(True)
     )
     return by_key(await session.scalar(query))
-
-
-async def current_hold(session: AsyncSession, business_id: str, account_id: str) -> str | None:
-    return hold_of(*await current_feed(session, business_id, account_id))
 
 
 def unpulled_since(platform: Platform, feed: FeedAccount | None) -> datetime | None:

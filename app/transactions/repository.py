@@ -10,13 +10,16 @@ never wait on each other.
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 from sqlalchemy import (
     ColumnElement,
     Exists,
+    Row,
     Select,
     String,
     bindparam,
@@ -30,8 +33,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, load_only
 
+from app.bankfeed.holds import hold_of
+from app.bankfeed.models import Business, FeedAccount, FeedConnection
 from app.db import insert_ignoring_conflicts, rows_changed
 from app.transactions.models import (
     OPEN_BATCH,
@@ -49,6 +54,29 @@ class IdTaken(Exception):
 
 class LeaseLost(Exception):
     """Another worker took this stream over (our lease expired): stop touching it."""
+
+
+# What a push sends of each transaction, with what the cut needs (seq, cleared_at).
+WIRE_COLUMNS = (
+    BankTransaction.seq,
+    BankTransaction.transaction_id,
+    BankTransaction.cleared_at,
+    BankTransaction.description,
+    BankTransaction.amount,
+    BankTransaction.balance,
+    BankTransaction.transaction_type,
+)
+WireRow = Row[int, str, datetime, str, Decimal, Decimal, str]  # a row of WIRE_COLUMNS
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """What a worker's next step on a stream depends on, read in one query."""
+
+    cut: tuple[datetime, int]
+    open_batch: TransactionBatch | None
+    hold: str | None  # why Codat would refuse the account's writes now (app/transactions/holds.py)
+    target: tuple[str, str] | None  # the Codat company and connection, when both exist
 
 
 class TransactionRepository:
@@ -187,12 +215,15 @@ class TransactionRepository:
         if rows_changed(renewed) != 1:
             raise LeaseLost()
 
-    async def release(self, stream_id: int, owner: str, next_attempt_at: datetime, waits: int) -> None:
-        await self.session.execute(
+    async def release(self, stream_id: int, owner: str, next_attempt_at: datetime, waits: int) -> bool:
+        """Hand the stream back; False when it was not ours (any more). As the first statement of a
+        transaction it is the fence of the writes after it, like renew_lease."""
+        released = await self.session.execute(
             update(TransactionStream)
             .where(TransactionStream.id == stream_id, TransactionStream.lease_owner == owner)
             .values(lease_owner=None, lease_until=None, next_attempt_at=next_attempt_at, waits=waits)
         )
+        return rows_changed(released) == 1
 
     async def note_hold(self, stream_id: int, reason: str | None) -> None:
         await self.session.execute(
@@ -215,28 +246,59 @@ class TransactionRepository:
 
     # Batches
 
-    async def open_batch(self, stream_id: int) -> TransactionBatch | None:
-        query = select(TransactionBatch).where(
-            TransactionBatch.stream_id == stream_id, TransactionBatch.status.in_(OPEN_BATCH)
+    async def state(self, stream_id: int) -> StreamState:
+        """The stream's cut, its open batch, the account's hold and the Codat target: one query rather than
+        one each, as the worker takes them before every batch."""
+        current = (
+            FeedConnection.business_id == TransactionStream.business_id
+        ) & FeedConnection.is_current.is_(True)
+        this_account = (FeedAccount.connection_id == FeedConnection.id) & (
+            FeedAccount.account_id == TransactionStream.account_id
         )
-        return await self.session.scalar(query)
-
-    async def new_batch(
-        self, stream: TransactionStream, company_id: str, connection_id: str, size: int, now: datetime
-    ) -> TransactionBatch | None:
-        """The next up-to-`size` queued transactions, earliest first, under a fresh idempotency key."""
-        # The cut as stored now: a batch requeued since this stream was claimed may have moved it back.
-        cut = (
-            await self.session.execute(
-                select(TransactionStream.cut_cleared_at, TransactionStream.cut_seq).where(
-                    TransactionStream.id == stream.id
-                )
+        is_open = (TransactionBatch.stream_id == TransactionStream.id) & TransactionBatch.status.in_(
+            OPEN_BATCH
+        )
+        query = (
+            select(
+                TransactionStream.cut_cleared_at,
+                TransactionStream.cut_seq,
+                Business.codat_company_id,
+                FeedConnection,
+                FeedAccount,
+                TransactionBatch,
             )
-        ).one()
+            .outerjoin(Business, Business.id == TransactionStream.business_id)
+            .outerjoin(FeedConnection, current)
+            .outerjoin(FeedAccount, this_account)
+            .outerjoin(TransactionBatch, is_open)
+            .where(TransactionStream.id == stream_id)
+            # Only what hold_of reads: a connection's other columns include its encrypted link.
+            .options(
+                load_only(FeedConnection.codat_connection_id, FeedConnection.status),
+                load_only(FeedAccount.registered, FeedAccount.status, FeedAccount.write_hold),
+            )
+        )
+        row = (await self.session.execute(query)).one()
+        cut_cleared_at, cut_seq, company_id, connection, feed, batch = row
+        connection_id = connection.codat_connection_id if connection is not None else None
+        return StreamState(
+            cut=(cut_cleared_at, cut_seq),
+            open_batch=batch,
+            hold=hold_of(connection, feed),
+            target=(company_id, connection_id) if company_id and connection_id else None,
+        )
+
+    async def cut_batch(
+        self, stream: TransactionStream, state: StreamState, size: int, now: datetime
+    ) -> tuple[TransactionBatch, Sequence[WireRow]] | None:
+        """The next up-to-`size` queued transactions, earliest first, bound to a new batch under a fresh
+        idempotency key; None when none is queued. Only after the fence (renew_lease), with `state` read
+        after it: read before, another task on the same lease could cut the same rows meanwhile."""
+        assert state.target is not None
         queued = (
             await self.session.execute(
-                select(BankTransaction.seq, BankTransaction.cleared_at)
-                .where(*_same_account(stream), _after_cut(cut.cut_cleared_at, cut.cut_seq))
+                select(*WIRE_COLUMNS)
+                .where(*_same_account(stream), _after_cut(*state.cut))
                 .where(BankTransaction.status == TransactionStatus.QUEUED)
                 .order_by(BankTransaction.cleared_at, BankTransaction.seq)
                 .limit(size)
@@ -244,40 +306,41 @@ class TransactionRepository:
         ).all()
         if not queued:
             return None
-        seqs = [seq for seq, _ in queued]
-        batch = TransactionBatch(
-            stream_id=stream.id,
-            idempotency_key=str(uuid.uuid4()),
-            status=BatchStatus.SENDING,
-            codat_company_id=company_id,
-            codat_connection_id=connection_id,
-            account_id=stream.account_id,
-            created_at=now,
-            first_seq=min(seqs),
-            last_seq=max(seqs),
-        )
-        self.session.add(batch)
-        await self.session.flush()
-        await self.session.execute(
-            update(BankTransaction)
-            .where(BankTransaction.seq.in_(seqs))
-            .values(status=TransactionStatus.SENDING, batch_id=batch.id)
-        )
-        last_seq, last_cleared_at = queued[-1]
+        last = queued[-1]
         await self.session.execute(
             update(TransactionStream)
             .where(TransactionStream.id == stream.id)
-            .values(cut_cleared_at=last_cleared_at, cut_seq=last_seq)
+            .values(cut_cleared_at=last.cleared_at, cut_seq=last.seq)
         )
-        return batch
+        seqs = [row.seq for row in queued]
+        values = {
+            "stream_id": stream.id,
+            "idempotency_key": str(uuid.uuid4()),
+            "status": BatchStatus.SENDING.value,
+            "codat_company_id": state.target[0],
+            "codat_connection_id": state.target[1],
+            "account_id": stream.account_id,
+            "created_at": now,
+            "first_seq": min(seqs),
+            "last_seq": max(seqs),
+        }
+        batch_id = await self.session.scalar(
+            insert(TransactionBatch).values(values).returning(TransactionBatch.id)
+        )
+        await self.session.execute(
+            update(BankTransaction)
+            .where(BankTransaction.seq.in_(seqs))
+            .values(status=TransactionStatus.SENDING, batch_id=batch_id)
+        )
+        return TransactionBatch(id=batch_id, **values), queued
 
-    async def batch_transactions(self, batch_id: int) -> Sequence[BankTransaction]:
+    async def batch_transactions(self, batch_id: int) -> Sequence[WireRow]:
         query = (
-            select(BankTransaction)
-            .where(*_in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
+            select(*WIRE_COLUMNS)
+            .where(*in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
             .order_by(BankTransaction.cleared_at, BankTransaction.seq)
         )
-        return (await self.session.scalars(query)).all()
+        return (await self.session.execute(query)).all()
 
     async def batch_by_push_key(self, push_operation_key: str) -> TransactionBatch | None:
         return await self.session.scalar(
@@ -291,12 +354,23 @@ class TransactionRepository:
             .values(status=BatchStatus.PENDING, push_operation_key=push_operation_key)
         )
 
-    async def close_batch(self, batch_id: int, status: BatchStatus, error: str | None, now: datetime) -> bool:
-        """Close an open batch once; False when someone (a webhook, another worker) already did."""
+    async def close_batch(
+        self,
+        batch_id: int,
+        status: BatchStatus,
+        error: str | None,
+        now: datetime,
+        push_operation_key: str | None = None,
+    ) -> bool:
+        """Close an open batch once (recording its push operation, when given: a push that finished before
+        it was recorded as pending); False when someone (a webhook, another worker) already did."""
+        values: dict[str, object] = {"status": status, "error": error, "completed_at": now}
+        if push_operation_key is not None:
+            values["push_operation_key"] = push_operation_key
         closed = await self.session.execute(
             update(TransactionBatch)
             .where(TransactionBatch.id == batch_id, TransactionBatch.status.in_(OPEN_BATCH))
-            .values(status=status, error=error, completed_at=now)
+            .values(values)
         )
         return rows_changed(closed) == 1
 
@@ -310,7 +384,7 @@ class TransactionRepository:
     ) -> int:
         """Give the batch's transactions (or `only` these ids of it) their outcome; how many there were."""
         query = update(BankTransaction).where(
-            *_in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING
+            *in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING
         )
         if only is not None:
             query = query.where(BankTransaction.transaction_id.in_(only))
@@ -330,7 +404,7 @@ class TransactionRepository:
         requeued = (
             await self.session.execute(
                 update(BankTransaction)
-                .where(*_in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
+                .where(*in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
                 .values(status=TransactionStatus.QUEUED, batch_id=None)
                 .returning(BankTransaction.cleared_at, BankTransaction.seq)
             )
@@ -375,7 +449,7 @@ def _has_open_batch() -> Exists:
     )
 
 
-def _in_batch(batch_id: int) -> tuple[ColumnElement[bool], ...]:
+def in_batch(batch_id: int) -> tuple[ColumnElement[bool], ...]:
     """The batch's rows, found through the primary key within its seq range (batch_id is not indexed)."""
     batch = TransactionBatch.id == batch_id
     return (

@@ -299,6 +299,8 @@ async def apply_push_event(
         await record_delivered(repo, batch.id, at)
 
 
-async def record_delivered(repo: TransactionRepository, batch_id: int, now: datetime) -> None:
-    if await repo.close_batch(batch_id, BatchStatus.SUCCESS, None, now):
+async def record_delivered(
+    repo: TransactionRepository, batch_id: int, now: datetime, push_operation_key: str | None = None
+) -> None:
+    if await repo.close_batch(batch_id, BatchStatus.SUCCESS, None, now, push_operation_key):
         await repo.settle(batch_id, TransactionStatus.DELIVERED, now)

@@ -7,6 +7,11 @@ Failed, and only then is the next batch cut. A worker holds a stream through a l
 write. If it dies, the lease lapses, another worker takes the stream and finds the open batch: it pushes the
 same transactions under the same key, and Codat replays its first answer instead of writing them twice.
 
+What a batch costs does not depend on its size, so it is kept to two short transactions: one cuts it (the
+account's hold, the Codat target and the open batch read in one query), one records the outcome of the push,
+read once straight after it (a push still Pending is recorded as such and followed later). When the batch
+was the last of the queue, that second transaction also hands the stream back.
+
 Retried: Codat unavailable (network, timeouts, 408, 429, 5xx), a key still in flight, a push still Pending.
 Held (app/transactions/holds.py): an account Codat would refuse (dead connection, account not connected,
 credentials revoked, or a push Codat refused for the account itself) is left queued and looked at again
@@ -35,7 +40,6 @@ from fastapi import FastAPI
 from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.bankfeed.repository import BankFeedRepository
 from app.clock import Clock, SystemClock, as_utc
 from app.codat import schemas as codat
 from app.codat.client import CodatClient, build_http_client
@@ -43,9 +47,15 @@ from app.codat.exceptions import CodatConflict, CodatRejected, CodatUnavailable
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.transactions import holds
-from app.transactions.models import BankTransaction, BatchStatus, TransactionBatch, TransactionStream
-from app.transactions.repository import LeaseLost, TransactionRepository
-from app.transactions.service import hold_batch, record_failed, record_outcome, record_refusal
+from app.transactions.models import BatchStatus, TransactionBatch, TransactionStream
+from app.transactions.repository import LeaseLost, TransactionRepository, WireRow
+from app.transactions.service import (
+    hold_batch,
+    record_delivered,
+    record_failed,
+    record_outcome,
+    record_refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +94,14 @@ class Wait:
     seconds: float
 
 
+class Released:
+    """The step handed the stream back itself, in its last transaction: nothing left to deliver."""
+
+
 DONE = Wait(0.0)  # nothing left to deliver
+RELEASED = Released()
 CONTINUE = None  # progress: take the next step now
+Outcome = Wait | Released | None
 
 
 class TransactionWorker:
@@ -167,6 +183,8 @@ class TransactionWorker:
         except Exception:  # noqa: BLE001 - one stream's failure must not stop the others; it is logged
             log.exception("transactions.step_failed", extra={"stream": stream.id})
             outcome = Wait(self._backoff(waits))
+        if isinstance(outcome, Released):
+            return
         waits = 0 if outcome is DONE else waits + 1
         try:
             await self._transaction(
@@ -177,7 +195,7 @@ class TransactionWorker:
         except Exception:  # noqa: BLE001 - the lease lapses on its own; it is logged
             log.exception("transactions.release_failed", extra={"stream": stream.id})
 
-    async def _step(self, stream: TransactionStream, waits: int) -> Wait | None:
+    async def _step(self, stream: TransactionStream, waits: int) -> Outcome:
         found = await self._fenced(stream, lambda repo, now: self._next_batch(repo, stream, now))
         if isinstance(found, Wait):
             return found
@@ -191,30 +209,27 @@ class TransactionWorker:
 
     async def _next_batch(
         self, repo: TransactionRepository, stream: TransactionStream, now: datetime
-    ) -> tuple[TransactionBatch, Sequence[BankTransaction]] | Wait:
+    ) -> tuple[TransactionBatch, Sequence[WireRow]] | Wait:
         """The open batch, or a new one cut from the queue; with its transactions while it is unsent."""
-        batch = await repo.open_batch(stream.id)
-        if batch is None:
-            hold = await holds.current_hold(repo.session, stream.business_id, stream.account_id)
-            if hold != stream.held_reason:
-                await repo.note_hold(stream.id, hold)
-                stream.held_reason = hold
-            target = await _codat_target(repo.session, stream.business_id)
-            if hold is not None or target is None:
-                return Wait(self.config.retry_max_seconds)  # held: looked at again until the feed is mended
-            batch = await repo.new_batch(stream, *target, self.config.batch_size, now)
-            if batch is None:
-                return DONE
-        sending = batch.status == BatchStatus.SENDING
-        return batch, (await repo.batch_transactions(batch.id) if sending else [])
+        state = await repo.state(stream.id)
+        if (batch := state.open_batch) is not None:
+            sending = batch.status == BatchStatus.SENDING
+            return batch, (await repo.batch_transactions(batch.id) if sending else [])
+        if state.hold != stream.held_reason:
+            await repo.note_hold(stream.id, state.hold)
+            stream.held_reason = state.hold
+        if state.hold is not None or state.target is None:
+            return Wait(self.config.retry_max_seconds)  # held: looked at again until the feed is mended
+        cut = await repo.cut_batch(stream, state, self.config.batch_size, now)
+        return DONE if cut is None else cut
 
     async def _send(
         self,
         stream: TransactionStream,
         batch: TransactionBatch,
-        transactions: Sequence[BankTransaction],
+        transactions: Sequence[WireRow],
         waits: int,
-    ) -> Wait | None:
+    ) -> Outcome:
         try:
             operation = await self.codat.create_bank_transactions(
                 batch.codat_company_id,
@@ -246,12 +261,6 @@ class TransactionWorker:
                 lambda repo, now: record_refusal(repo, batch, errors, reason, BatchStatus.REFUSED, now),
             )
             return CONTINUE
-
-        async def record_sent(repo: TransactionRepository, now: datetime) -> None:
-            await repo.record_pending(batch.id, operation.push_operation_key)
-            await record_outcome(repo, batch, operation, now)
-
-        await self._fenced(stream, record_sent)
         log.info(
             "transactions.pushed",
             extra={
@@ -260,9 +269,53 @@ class TransactionWorker:
                 "push_operation_key": operation.push_operation_key,
             },
         )
-        return CONTINUE
+        pending = Wait(self._backoff(waits))  # how long to leave a push still Pending
+        if operation.status is codat.PushOperationStatus.PENDING:
+            # Usually finished by the time it is asked: then the push costs one transaction to record.
+            try:
+                operation = await self.codat.get_push_operation(
+                    batch.codat_company_id, operation.push_operation_key
+                )
+            except CodatUnavailable as exc:
+                pending = Wait(self._backoff(waits, exc))
+            except CodatRejected as exc:
+                log.error(
+                    "transactions.push_unreadable", extra={"batch": batch.id, "status": exc.status_code}
+                )
+                pending = Wait(self.config.retry_max_seconds)
+        last = len(transactions) < self.config.batch_size  # the queue's end, as it stood at the cut
+        return await self._record(stream, batch, operation, pending, last)
 
-    async def _follow(self, stream: TransactionStream, batch: TransactionBatch, waits: int) -> Wait | None:
+    async def _record(
+        self,
+        stream: TransactionStream,
+        batch: TransactionBatch,
+        operation: codat.PushOperation,
+        pending: Wait,
+        last: bool,
+    ) -> Outcome:
+        """Record what became of a push, in one transaction; a Success that ends the queue hands the stream
+        back in it too (anything accepted since is claimed again, as after DONE)."""
+        success = operation.status is codat.PushOperationStatus.SUCCESS
+        release = success and last
+
+        async def record(repo: TransactionRepository, now: datetime) -> bool:
+            if release:
+                if not await repo.release(stream.id, self.name, now, 0):
+                    raise LeaseLost()
+            else:
+                await repo.renew_lease(stream.id, self.name, self._lease_end(now))
+            if success:
+                await record_delivered(repo, batch.id, now, operation.push_operation_key)
+                return True
+            await repo.record_pending(batch.id, operation.push_operation_key)
+            return await record_outcome(repo, batch, operation, now)
+
+        if not await self._transaction(record):
+            return pending
+        return RELEASED if release else CONTINUE
+
+    async def _follow(self, stream: TransactionStream, batch: TransactionBatch, waits: int) -> Outcome:
         assert batch.push_operation_key is not None
         try:
             operation = await self.codat.get_push_operation(batch.codat_company_id, batch.push_operation_key)
@@ -307,22 +360,7 @@ class TransactionWorker:
         return min(self.config.retry_base_seconds * 2.0**waits, self.config.retry_max_seconds)
 
 
-async def _codat_target(session: AsyncSession, business_id: str) -> tuple[str, str] | None:
-    """The business's Codat company and current connection, if both exist."""
-    repo = BankFeedRepository(session)
-    business = await repo.get_business(business_id)
-    connection = await repo.current_connection(business_id)
-    if (
-        business is None
-        or business.codat_company_id is None
-        or connection is None
-        or connection.codat_connection_id is None
-    ):
-        return None
-    return business.codat_company_id, connection.codat_connection_id
-
-
-def _wire(transaction: BankTransaction) -> codat.BankTransaction:
+def _wire(transaction: WireRow) -> codat.BankTransaction:
     return codat.BankTransaction(
         id=transaction.transaction_id,
         date=transaction.cleared_at,
