@@ -107,6 +107,8 @@ class Mappings:
             raise AccountNotFound(f"No bank account {account_id!r} is on this business's feed.")
         platform = by_key(connection.platform)
         target_name = chosen_target(platform, offered, target_id)
+        if target_id is None and platform.company_information:
+            await self._require_new_account_currency(company_id, connection, platform, offered.account)
         with translate_codat_errors("map account"), mapping_refusals(platform):
             result = await self.codat.create_bank_account_mapping(
                 company_id,
@@ -118,6 +120,23 @@ class Mappings:
             )
         await self._record(
             connection, account_id, result.target_account_id or target_id, target_name, result.status
+        )
+
+    async def _require_new_account_currency(
+        self, company_id: str, connection: FeedConnection, platform: Platform, account: BankAccount
+    ) -> None:
+        """A new account in the books is made in the account's currency, which books without multicurrency
+        refuse unless it is their base currency (docs.codat.io: bank-feeds/create-account). Where the
+        platform tells its books' currencies (Xero, NetSuite), refuse up front: nothing is sent."""
+        with translate_codat_errors("read the company information"):
+            books = await self.codat.get_company_information(company_id, made_at_codat(connection))
+        if books.multicurrency_enabled or books.base_currency.upper() == account.currency:
+            return
+        raise InvalidInput.for_field(
+            "accountId",
+            f"{platform.label} keeps {books.company_name}'s books in {books.base_currency} without "
+            f"multicurrency, so it cannot make a new {account.currency} account: choose one of the "
+            f"account's options, or turn multicurrency on in {platform.label}",
         )
 
     async def _record(

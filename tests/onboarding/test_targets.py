@@ -336,7 +336,9 @@ class TestMapping:
         view = (await client.get("/v1/bank-feed", headers=user)).json()
         assert (view["accounts"][0]["targetAccount"], view["action"]) == (None, "map_accounts")
 
-    async def test_a_new_account_codat_refuses_is_a_422_naming_the_account(self, client, user, sandbox):
+    async def test_a_new_account_in_a_foreign_currency_is_refused_before_codat_hears_of_it(
+        self, client, user, sandbox
+    ):
         out = await allowed_xero(client, user)
         books_path = f"/sandbox/_sandbox/connections/{out['connectionId']}/books"
         books = (await client.get(books_path)).json()
@@ -348,7 +350,8 @@ class TestMapping:
 
         body = refused(response, 422, "validation_error")
         assert [f["field"] for f in body["fields"]] == ["accountId"]
-        assert "multicurrency" in body["fields"][0]["reason"]
+        assert "without multicurrency, so it cannot make a new USD account" in body["fields"][0]["reason"]
+        assert sandbox.counters.get("create-bank-account-mapping", 0) == 0  # known from bankFeeds/info
 
     async def test_null_makes_a_new_account_in_the_books(self, client, user, sandbox):
         await allowed_xero(client, user)
