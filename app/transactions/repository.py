@@ -278,8 +278,9 @@ class TransactionRepository:
                 load_only(FeedAccount.registered, FeedAccount.status, FeedAccount.write_hold),
             )
         )
-        row = (await self.session.execute(query)).one()
-        cut_cleared_at, cut_seq, company_id, connection, feed, batch = row
+        cut_cleared_at, cut_seq, company_id, connection, feed, batch = (
+            await self.session.execute(query)
+        ).one()
         connection_id = connection.codat_connection_id if connection is not None else None
         return StreamState(
             cut=(cut_cleared_at, cut_seq),
