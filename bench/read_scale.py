@@ -27,9 +27,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
 from app.bankfeed.cache import STAMP_SQL, STORE_SQL
+from app.config import DEV_ENCRYPTION_KEY
 from bench import harness as h
 
 SIZES = (1, 1_000, 20_000)
@@ -60,6 +62,11 @@ def connection_id(n: int) -> str:
     return str(uuid.UUID(int=n + 1))
 
 
+def sealed(link_url: str) -> str:
+    """The link as the BFF stores it: encrypted at rest with its (dev) key (app/crypto.py)."""
+    return Fernet(DEV_ENCRYPTION_KEY).encrypt(link_url.encode()).decode()
+
+
 async def insert_businesses(url: str, count: int) -> None:
     """Businesses with 3 accounts and a current connection each: what `connect` leaves, as COPY writes it."""
     connection = await asyncpg.connect(dsn(url))
@@ -88,7 +95,7 @@ async def insert_businesses(url: str, count: int) -> None:
             + ["link_url", "link_expires_at", "created_at"],
             records=[
                 (b, True, str(uuid.uuid4()), connection_id(n), "PendingAuth")
-                + (f"http://127.0.0.1/link?otp={uuid.uuid4().hex}", expires, now)
+                + (sealed(f"http://127.0.0.1/link?otp={uuid.uuid4().hex}"), expires, now)
                 for n, b in enumerate(ids)
             ],
         )
