@@ -21,6 +21,7 @@ from app.audit.trail import SYSTEM, Audit, record
 from app.bankfeed.holds import BROKEN_CONNECTION
 from app.bankfeed.models import Business, FeedConnection
 from app.bankfeed.view import render_bank_feed_view
+from app.db import insert_ignoring_conflicts
 from app.events.models import EventSubscription, EventType, FeedState, StreamCursor
 from app.events.outbox import emit, enabled_subscriptions
 from app.transactions.models import (
@@ -172,8 +173,15 @@ class Projector:
         self, session: AsyncSession, batch_id: int, business_id: str, now: datetime
     ) -> None:
         """One finished push as one event: `transactions.delivered` or `transactions.failed`."""
-        cursor = await session.get(StreamCursor, await _stream_of(session, batch_id), with_for_update=True)
-        if cursor is not None and cursor.last_batch_id >= batch_id:
+        stream_id = await _stream_of(session, batch_id)
+        # The cursor row exists before it is locked: two workers finding none would both project the batch,
+        # and one would then fail on the key. The insert waits for a concurrent one to commit, then does
+        # nothing.
+        start = [{"stream_id": stream_id, "last_batch_id": 0}]
+        await session.execute(insert_ignoring_conflicts(session, StreamCursor, start, ["stream_id"]))
+        cursor = await session.get(StreamCursor, stream_id, with_for_update=True, populate_existing=True)
+        assert cursor is not None
+        if cursor.last_batch_id >= batch_id:
             return  # another worker got here first
         batch = await session.get(TransactionBatch, batch_id)
         assert batch is not None
@@ -188,10 +196,7 @@ class Projector:
         change = _batch_change(batch, rows)
         if change is not None:
             await self._emit(session, subscriptions, business_id, change, now)
-        if cursor is None:
-            session.add(StreamCursor(stream_id=batch.stream_id, last_batch_id=batch_id))
-        else:
-            cursor.last_batch_id = batch_id
+        cursor.last_batch_id = batch_id
         state = await session.get(FeedState, business_id, with_for_update=True)
         if state is not None:
             state.held_count, state.failed_count = await _transaction_counts(session, business_id)
