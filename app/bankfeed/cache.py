@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 Stamp = Any  # Postgres: the text STAMP_SQL makes; SQLite: BankFeedRepository.view_stamp's tuple
 Render = Callable[[], Awaitable[Rendered]]
+Watermark = tuple[int | None, int, int]  # see ViewCache.watermark
+Warm = Callable[[Watermark], Awaitable[None]]  # takes in what is current when a listener starts listening
 
 DEFAULT_ENTRIES = 20_000  # businesses per process; the least recently read is dropped first
 LISTEN_RETRY_SECONDS = 1.0
@@ -108,11 +110,15 @@ class ViewCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self.max_entries = entries
         self._subscribers: list[Callable[[str], None]] = []
+        self._warmers: list[Warm] = [self._take_views]
+        self._settled = asyncio.Event()
         # The engine keys this cache: a strong reference would keep both forever.
         self._engine = weakref.ref(engine)
         self._postgres = engine.dialect.name == "postgresql"
         self._pool = RawPool.of(engine) if self._postgres else None
-        self._listener = _Listener(self._pool.connect_args, self._changed, self._warm) if self._pool else None
+        self._listener = None
+        if self._pool is not None:
+            self._listener = _Listener(self._pool.connect_args, self._changed, self._warm, self._settled.set)
         event.listen(engine.sync_engine, "engine_disposed", self._close)
         if self._listener is not None:
             event.listen(engine.sync_engine, "after_cursor_execute", _note_write)
@@ -156,9 +162,23 @@ class ViewCache:
         if len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    def subscribe(self, changed: Callable[[str], None]) -> None:
-        """Have `changed` called with each business the listener hears of (other caches trusted alike)."""
+    def subscribe(self, changed: Callable[[str], None], warm: Warm | None = None) -> None:
+        """Have `changed` called with each business the listener hears of (other caches trusted alike), and
+        `warm` awaited with the watermark each time the listener starts listening (after the views' own)."""
         self._subscribers.append(changed)
+        if warm is not None:
+            self._warmers.append(warm)
+
+    async def started(self, timeout: float = WARM_TIMEOUT_SECONDS) -> None:
+        """Start listening and wait (at most `timeout`) until the first warm-up is over, or the listener's
+        first try to connect failed: a replica then serves its first requests as it serves the rest."""
+        if self._listener is None:
+            return
+        self._listener.start()
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout)
+        except TimeoutError:
+            log.warning("view_cache.warm_timeout")
 
     def _changed(self, business_id: str) -> None:
         self._entries.pop(business_id, None)
@@ -172,7 +192,7 @@ class ViewCache:
         self._listener.start()
         return self._listener.epoch if self._listener.unsynced == 0 else None
 
-    def watermark(self) -> tuple[int | None, int, int]:
+    def watermark(self) -> Watermark:
         """Changes that, had any come while a view was read, make that view unfit to trust: trusted if the
         watermark taken before reading it from the database is still the same, with an epoch, after."""
         if self._listener is None:
@@ -180,12 +200,20 @@ class ViewCache:
         return self.trusted_epoch(), self._listener.notifications, self._listener.local_writes
 
     async def _warm(self) -> None:
-        """Once listening, take in the stored views that are current, so that a business this process has
-        never served costs no more than one it has: no query for either (a replica's first minutes, and a
-        fleet of 20,000 businesses polled in turn, would otherwise be a query a read)."""
-        watermark = self.watermark()
-        if self._pool is None or watermark[0] is None:
-            return
+        """Once listening, take in what is current (the views, then what subscribers keep), so that a
+        business this process has never served costs no more than one it has: no query for either (a
+        replica's first minutes, and a fleet of 20,000 businesses polled in turn, would otherwise be a query
+        a read)."""
+        try:
+            watermark = self.watermark()
+            if watermark[0] is not None:
+                for warm in self._warmers:
+                    await warm(watermark)
+        finally:
+            self._settled.set()
+
+    async def _take_views(self, watermark: Watermark) -> None:
+        assert self._pool is not None
         try:
             rows = await self._pool.fetch(CURRENT_VIEWS_SQL, self.max_entries, timeout=WARM_TIMEOUT_SECONDS)
         except Exception as exc:  # noqa: BLE001 - only a head start: reads fetch what they need meanwhile
@@ -246,10 +274,12 @@ class _Listener:
         connect_args: dict[str, Any],
         changed: Callable[[str], None],
         listening: Callable[[], Coroutine[Any, Any, None]],
+        unavailable: Callable[[], None],
     ) -> None:
         self._connect_args = connect_args
         self._changed = changed
         self._listening = listening  # called at the start of each epoch
+        self._unavailable = unavailable  # called each time a try to listen fails
         self.epoch: int | None = None
         self._epochs = 0
         self.notifications = 0
@@ -312,6 +342,7 @@ class _Listener:
                 await self._connection.add_listener(CHANNEL, self._notified)
             except Exception as exc:  # noqa: BLE001 - whatever it is, reads check the stamp meanwhile
                 log.warning("view_cache.listener_unavailable", extra={"error": type(exc).__name__})
+                self._unavailable()
                 if self._connection is not None:
                     self._connection.terminate()
                 self._connection = None

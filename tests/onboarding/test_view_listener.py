@@ -20,7 +20,7 @@ from app.bankfeed.repository import BankFeedRepository
 from app.db import create_engine, create_sessionmaker
 from app.http import Rendered
 from app.main import create_app
-from app.onboarding.fastpath import LinkCache
+from app.onboarding.fastpath import VALID_LINK_SQL, LinkCache
 from app.rawpool import RawPool
 from tests.contract import contract_checked
 
@@ -371,7 +371,7 @@ async def test_a_new_replica_serves_stored_views_it_never_read_without_a_query(
         replica.router.lifespan_context(replica),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url="http://test") as other,
     ):
-        await listening(replica)  # the first read starts the listener; it takes in the current views
+        await listening(replica)  # it listens from its start, and took in the current views then
         await eventually(lambda: business in cache_of(replica)._entries)
         warm = await read(other, user_headers(business))
         stale = await read(other, user_headers("biz-stale"))
@@ -380,3 +380,41 @@ async def test_a_new_replica_serves_stored_views_it_never_read_without_a_query(
     assert stale.json()["businessName"] == "Renamed LLC"
     assert business not in queries  # its current view came with the warm-up
     assert "biz-stale" in queries  # the stored one was stale: read, rendered and stored again
+
+
+async def test_a_new_replica_serves_live_links_it_never_read_without_a_query_and_decrypts_only_those(
+    app, client, settings, sandbox_app, service_headers, user_headers, business, monkeypatch
+):
+    from tests.factories import register
+
+    await register(client, service_headers(), "biz-other")
+    links = {}
+    for business_id in (business, "biz-other"):
+        await client.post("/v1/bank-feed/connect", headers=user_headers(business_id))
+        links[business_id] = (await client.get("/v1/bank-feed/link", headers=user_headers(business_id))).json()
+    link_reads: list[object] = []
+    fetchrow = RawPool.fetchrow
+
+    async def counted(self, query, *args):  # type: ignore[no-untyped-def]
+        if query == VALID_LINK_SQL:
+            link_reads.append(args)
+        return await fetchrow(self, query, *args)
+
+    monkeypatch.setattr(RawPool, "fetchrow", counted)
+    replica = create_app(settings, sandbox_app=contract_checked(sandbox_app))
+    async with (
+        replica.router.lifespan_context(replica),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url="http://test") as other,
+    ):
+        taken_in = LinkCache.of(replica.state.sessionmaker.kw["bind"])._entries
+        # Taken in as it started, as stored: encrypted, so the link's one-time password is nowhere in clear.
+        assert {business, "biz-other"} <= taken_in.keys()
+        assert all(entry.body is None for entry in taken_in.values())
+        assert "otp=" not in str(taken_in[business].row["link_url"])
+        served = await other.get("/v1/bank-feed/link", headers=user_headers(business))
+
+        assert served.status_code == 200
+        assert served.json() == links[business]
+        assert served.headers["cache-control"] == "no-store"
+        assert link_reads == []  # no query: the link came with the start
+        assert taken_in["biz-other"].body is None  # never asked for here: still encrypted
