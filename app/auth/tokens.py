@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
 from pydantic import SecretStr
 
 from app.auth.principals import EndUser, Service
@@ -76,11 +77,8 @@ class TokenVerifier:
 
     @cached_property
     def _secret(self) -> jwt.PyJWK:
-        # Checked and prepared once: given the bare secret, jwt.decode re-checks that it is no PEM, SSH or DER
-        # key on every call, a fifth of the cost of verifying a token.
         assert self._settings.jwt_secret is not None
-        secret = self._settings.jwt_secret.get_secret_value().encode()
-        return jwt.PyJWK({"kty": "oct", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode()}, "HS256")
+        return _PreparedSecret(self._settings.jwt_secret.get_secret_value().encode())
 
     def _claims(self, token: str, surface: str) -> dict[str, Any]:
         """The claims of a token for one surface ("user" or "service"): its own audience and issuer, and not
@@ -130,6 +128,28 @@ class TokenVerifier:
         service = Service(name=str(claims["sub"]), scopes=frozenset(scopes.split()))
         self._remember("service", token, service, claims)
         return service
+
+
+class _PreparedHMAC(HMACAlgorithm):
+    """HS256 whose key is checked and prepared once. PyJWT prepares the key again on every decode (is it a
+    PEM, SSH or DER key in disguise? JSON?), which was a third of the cost of verifying a token; the outcome
+    for the same key never changes, so it is kept. Any other key is prepared as PyJWT does."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._key = key
+        self._prepared = super().prepare_key(key)
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        return self._prepared if key is self._key else super().prepare_key(key)
+
+
+class _PreparedSecret(jwt.PyJWK):
+    """The HS256 secret as a JWK (so jwt.decode accepts HS256 only for it), prepared once."""
+
+    def __init__(self, secret: bytes) -> None:
+        super().__init__({"kty": "oct", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode()}, "HS256")
+        self.Algorithm = _PreparedHMAC(self.key)
 
 
 def _sign(claims: dict[str, Any], secret: SecretStr | None) -> str:
