@@ -139,9 +139,13 @@ class _PreparedHMAC(HMACAlgorithm):
         super().__init__(HMACAlgorithm.SHA256)
         self._key = key
         self._prepared = super().prepare_key(key)
+        self._length_warning = super().check_key_length(self._prepared)
 
     def prepare_key(self, key: str | bytes) -> bytes:
         return self._prepared if key is self._key else super().prepare_key(key)
+
+    def check_key_length(self, key: bytes) -> str | None:
+        return self._length_warning if key is self._prepared else super().check_key_length(key)
 
 
 class _PreparedSecret(jwt.PyJWK):
