@@ -19,7 +19,9 @@ before the entry was read (no notification can have been missed), and no write t
 still on its way to it (read-your-writes: the process's own write shows on its next read, even if the
 notification is slower than the caller). Whenever the listener is down (or stops answering its heartbeat),
 reads fall back to comparing the stamp (one query, always right), and after it reconnects every entry is
-checked once more. Why not only the
+checked once more. Each time the listener starts, the process takes in every stored view still current
+(and subscribers, the link cache, what they keep), and an app's start waits for the first time (`started`),
+so a replica costs no more for a business it never served than for one it did. Why not only the
 stamp, as before: the stamp's round trip was most of a cached read's cost. Why not only NOTIFY: a listener
 can be down, and nothing then would tell this process what it missed.
 
