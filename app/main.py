@@ -30,7 +30,8 @@ from app.http_guards import BodySizeLimit, OpsToken, SecurityHeaders
 from app.metrics import INBOUND_RATE_LIMITED
 from app.observability import RequestContextMiddleware, configure_logging
 from app.onboarding.dependencies import onboarding_service
-from app.onboarding.fastpath import LinkCache, answer_from_cache
+from app.onboarding.fastpath import answer_from_cache
+from app.onboarding.link_cache import LinkCache
 from app.onboarding.router import internal_router
 from app.onboarding.router import router as onboarding_router
 from app.onboarding.singleflight import SingleFlight

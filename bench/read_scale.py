@@ -4,8 +4,9 @@ What a fintech's customers do: each polls its own feed. Every request carries a 
 (a new subject each time, round-robin over the businesses), and each run starts a new BFF, so what it has
 when the run begins is what any new replica has: the views stored in Postgres (and the live links, still
 encrypted), taken in as it starts. Each server, the bare one too, is warmed up for 3 s first; the BFF on the
-view, with subjects the measured run never sends. One worker and two; wrk (64 connections, 2 threads, a Lua script picking the next token);
-the bare FastAPI endpoint measured in the same session, before, between and after.
+view, with subjects the measured run never sends. One worker and two; wrk (64 connections, 2 threads, a
+Lua script picking the next token); the bare FastAPI endpoint measured in the same session, before, between
+and after.
 
 State, set up with SQL (setup only; 20,000 businesses through the API would take minutes): businesses of 3
 accounts each, connected (a Codat company and connection, a link valid for 50 more minutes), and their views

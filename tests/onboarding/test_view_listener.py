@@ -20,7 +20,7 @@ from app.bankfeed.repository import BankFeedRepository
 from app.db import create_engine, create_sessionmaker
 from app.http import Rendered
 from app.main import create_app
-from app.onboarding.fastpath import VALID_LINK_SQL, LinkCache
+from app.onboarding.link_cache import VALID_LINK_SQL, LinkCache
 from app.rawpool import RawPool
 from tests.contract import contract_checked
 
@@ -391,7 +391,9 @@ async def test_a_new_replica_serves_live_links_it_never_read_without_a_query_and
     links = {}
     for business_id in (business, "biz-other"):
         await client.post("/v1/bank-feed/connect", headers=user_headers(business_id))
-        links[business_id] = (await client.get("/v1/bank-feed/link", headers=user_headers(business_id))).json()
+        links[business_id] = (
+            await client.get("/v1/bank-feed/link", headers=user_headers(business_id))
+        ).json()
     link_reads: list[object] = []
     fetchrow = RawPool.fetchrow
 
