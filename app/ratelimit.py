@@ -44,6 +44,10 @@ class Limiter:
         self.streams_per_business = settings.event_streams_per_business
         self._streams: Counter[str] = Counter()
 
+    async def codat_call(self, business_id: str) -> None:
+        """Count one call a business's request is about to make to Codat; RateLimited (429) over its limit."""
+        await self.hit("codat", f"business:{business_id}")
+
     async def hit(self, name: str, key: str) -> None:
         """Count one request of `key` against the limit `name`; RateLimited (429) once it is used up."""
         limit = self._limits[name]

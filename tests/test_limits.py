@@ -139,3 +139,48 @@ async def test_a_rate_limit_store_that_is_down_refuses_retryably_and_codat_is_no
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert sum(sandbox.counters.values()) == calls_before
+
+
+def codat_calls_allowed(settings: Settings) -> int:
+    return parse(settings.limits.codat_calls_per_business).amount
+
+
+async def test_a_stored_link_is_served_however_often_and_a_burst_for_a_lapsed_one_counts_once(
+    client, sandbox, settings, user_headers, business
+):
+    """The limit guards Codat: a stored link calls nobody, and requests waiting on one refresh share it.
+    (`/link/redirect` always takes the route; `/link` may be answered before it, uncounted either way.)"""
+    await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+    over = codat_calls_allowed(settings) + 20
+    sandbox.clock.advance(7200)  # the stored link has lapsed: the first request reads a new one from Codat
+
+    burst = await asyncio.gather(
+        *(client.get("/v1/bank-feed/link/redirect", headers=user_headers(business)) for _ in range(over))
+    )
+    polled = [
+        await client.get("/v1/bank-feed/link/redirect", headers=user_headers(business)) for _ in range(over)
+    ]
+
+    assert {r.status_code for r in burst + polled} == {302}
+    assert len({r.headers["location"] for r in burst + polled}) == 1
+    assert sandbox.counters["get-connection"] == 1
+
+
+async def test_each_refresh_of_a_lapsed_link_counts_and_one_over_the_limit_is_refused_before_codat(
+    client, sandbox, settings, user_headers, business
+):
+    await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+    allowed_calls = codat_calls_allowed(settings) - 1  # connect counted one
+    for _ in range(allowed_calls):
+        sandbox.clock.advance(7200)
+        assert (
+            await client.get("/v1/bank-feed/link/redirect", headers=user_headers(business))
+        ).status_code == 302
+    reads = sandbox.counters["get-connection"]
+    sandbox.clock.advance(7200)
+
+    refused = await client.get("/v1/bank-feed/link/redirect", headers=user_headers(business))
+
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "rate_limited"
+    assert sandbox.counters["get-connection"] == reads == allowed_calls

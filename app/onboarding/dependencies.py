@@ -14,7 +14,13 @@ def get_onboarding_service(request: Request) -> OnboardingService:
 def onboarding_service(app: FastAPI) -> OnboardingService:
     state = app.state
     return OnboardingService(
-        state.sessionmaker, state.codat, state.settings.codat, state.clock, state.single_flight, state.changes
+        state.sessionmaker,
+        state.codat,
+        state.settings.codat,
+        state.clock,
+        state.single_flight,
+        state.changes,
+        state.limiter,
     )
 
 

@@ -78,9 +78,10 @@ class LinkCache:
     async def valid(self, business_id: str, fresh_after: datetime) -> bytes | None:
         """The link's JSON while it lasts past `fresh_after`; None when the route must make one."""
         entry = self._entries.get(business_id)
-        if entry is not None and entry.trusted_in == self._views.trusted_epoch():
-            if entry.expires_at <= fresh_after:
-                return None  # the route makes a new one (one upstream read however many ask)
+        trusted = entry is not None and entry.trusted_in == self._views.trusted_epoch()
+        # A lapsing link is read again: the one this process is minting may be stored by the time it is, and
+        # then no more requests wait on the route (whose limit on Codat calls a burst of them would exhaust).
+        if entry is not None and trusted and entry.expires_at > fresh_after:
             if entry.body is None:
                 entry.body, entry.row = self._answer(entry.row), None
             self._entries.move_to_end(business_id)

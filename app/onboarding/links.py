@@ -1,8 +1,13 @@
 """The connection's Link URL: served while it has more than the safety margin left, else read afresh from
-Codat by one refresher at a time across processes (a short lease instead of a lock held across the call)."""
+Codat by one refresher at a time across processes (a short lease instead of a lock held across the call).
+
+Only that read counts against the business's limit on Codat calls: serving a stored link calls nobody, and
+the requests that wait for another's refresh share its one call (a burst of them used to be refused 429).
+"""
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,12 +35,14 @@ class Links:
         settings: CodatSettings,
         clock: Clock,
         single_flight: SingleFlight,
+        count_codat_call: Callable[[str], Awaitable[None]],
     ) -> None:
         self.sessions = sessions
         self.sync = sync
         self.settings = settings
         self.clock = clock
         self.single_flight = single_flight
+        self.count_codat_call = count_codat_call  # by business id; raises RateLimited over the limit
 
     async def fresh(self, company_id: str, connection: FeedConnection) -> Link:
         if self._is_fresh(connection):
@@ -73,6 +80,7 @@ class Links:
 
     async def _read_from_codat(self, company_id: str, connection: FeedConnection) -> Link:
         try:
+            await self.count_codat_call(connection.business_id)
             fetched = await self.sync.read_connection(company_id, connection)
         except BaseException:
             async with self.sessions.begin() as session:

@@ -213,10 +213,12 @@ async def reconnect(
     "/link",
     response_model=LinkOut,
     responses=error_responses(NotConnected, NotForThisPlatform, *UPSTREAM_ERRORS),
-    dependencies=[CodatCallsLimit],
 )
 async def get_link(user: CurrentUser, service: ServiceDep, response: Response) -> LinkOut:
-    """A Link URL with time left on its one-time password, fresh if the stored one has lapsed."""
+    """A Link URL with time left on its one-time password, fresh if the stored one has lapsed.
+
+    Only a refresh counts against the business's limit on Codat calls (requests waiting for the same
+    refresh share it): a stored link is served however often it is asked for."""
     no_store(response)
     return link_out(await service.link(user.business_id))
 
@@ -226,7 +228,6 @@ async def get_link(user: CurrentUser, service: ServiceDep, response: Response) -
     status_code=status.HTTP_302_FOUND,
     response_class=RedirectResponse,
     responses=error_responses(NotConnected, NotForThisPlatform, *UPSTREAM_ERRORS),
-    dependencies=[CodatCallsLimit],
 )
 async def redirect_to_link(user: CurrentUser, service: ServiceDep) -> RedirectResponse:
     """A `302` to a valid Link URL."""

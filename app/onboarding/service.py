@@ -34,6 +34,7 @@ from app.onboarding.flows import Handover, Link, Operation, SageCode, refusal, s
 from app.onboarding.links import Links
 from app.onboarding.mapping import AccountMapping, Mappings
 from app.onboarding.singleflight import SingleFlight
+from app.ratelimit import Limiter
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class OnboardingService:
         clock: Clock,
         single_flight: SingleFlight,
         changes: ChangeFeed,
+        limiter: Limiter,
     ) -> None:
         self.sessions = sessions
         self.codat = codat
@@ -54,9 +56,10 @@ class OnboardingService:
         self.clock = clock
         self.single_flight = single_flight
         self.changes = changes
+        self.limiter = limiter
         self.sync = FeedSync(sessions, codat, settings, clock, changes)
         self.connector = Connector(sessions, codat, settings, clock)
-        self.links = Links(sessions, self.sync, settings, clock, single_flight)
+        self.links = Links(sessions, self.sync, settings, clock, single_flight, limiter.codat_call)
         self.mappings = Mappings(sessions, codat, self.sync, changes)
 
     async def connect(
@@ -93,6 +96,7 @@ class OnboardingService:
             try:
                 return await self.fresh_link(business.codat_company_id, connection)
             except ConnectionGone:
+                await self.limiter.codat_call(business_id)  # connecting again: more calls to Codat
                 offered = await self._offered_on(connection.id)
                 handover = await self._connect(business_id, None, offered or None)
                 assert handover.link is not None  # the same platform: a flow with links

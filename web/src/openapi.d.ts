@@ -562,6 +562,9 @@ export interface paths {
         /**
          * Get Link
          * @description A Link URL with time left on its one-time password, fresh if the stored one has lapsed.
+         *
+         *     Only a refresh counts against the business's limit on Codat calls (requests waiting for the same
+         *     refresh share it): a stored link is served however often it is asked for.
          */
         get: operations["get_link_v1_bank_feed_link_get"];
         put?: never;
