@@ -4,9 +4,27 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import (
+    Date,
+    Insert,
+    String,
+    TableValuedAlias,
+    Update,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
 from app.bankfeed.exceptions import BusinessNotFound
 from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
@@ -28,6 +46,9 @@ def new_request_key() -> str:
 class BankFeedRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    def _on_postgres(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
 
     # Businesses and their bank accounts (written by internal services)
 
@@ -79,13 +100,16 @@ class BankFeedRepository:
         A stale key (older than any request could still be using) is replaced, atomically, so that Codat's
         replay of an old answer (its cache keeps even a 5xx for 90 minutes) cannot block the business.
         """
-        await self.session.execute(
+        claimed = await self.session.scalar(
             update(Business)
             .where(Business.id == business_id, Business.codat_company_id.is_(None))
             .where(or_(Business.company_request_key.is_(None), Business.company_requested_at < stale_before))
             .values(company_request_key=new_request_key(), company_requested_at=now)
+            .returning(Business.company_request_key)
             .execution_options(synchronize_session=False)
         )
+        if claimed is not None:
+            return claimed
         key = await self.session.scalar(
             select(Business.company_request_key).where(Business.id == business_id)
         )
@@ -217,10 +241,11 @@ class BankFeedRepository:
         return (await self.session.scalars(query)).all()
 
     async def add_feed_account_intents(
-        self, connection_id: int, business_id: str, account_ids: Sequence[str]
+        self, connection_id: int, business_id: str, account_ids: Sequence[str], new_connection: bool = False
     ) -> Sequence[FeedAccount]:
         """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows win.
-        Answers every row on the connection."""
+        Answers every row on the connection: on a `new_connection` (added in this transaction), the rows
+        just inserted, without reading them back."""
         rows = [
             {
                 "connection_id": connection_id,
@@ -231,14 +256,22 @@ class BankFeedRepository:
             }
             for account_id in account_ids
         ]
-        await self.session.execute(
-            ignoring_conflicts(self.session, FeedAccount, ["connection_id", "account_id"]), rows
-        )
+        if rows and self._on_postgres():
+            await self.session.execute(_insert_feed_accounts(connection_id, business_id, rows))
+        elif rows:
+            await self.session.execute(
+                ignoring_conflicts(self.session, FeedAccount, ["connection_id", "account_id"]), rows
+            )
+        if new_connection:
+            return [FeedAccount(**row) for row in rows]
         return await self.feed_accounts(connection_id)
 
     async def record_feed_accounts(self, connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> None:
-        """Codat's answer for accounts offered on the connection, in one executemany (by primary key)."""
+        """Codat's answer for accounts offered on the connection, in one statement (by primary key)."""
         if not accounts:
+            return
+        if self._on_postgres():
+            await self.session.execute(_record_feed_accounts(connection_id, accounts))
             return
         rows = [
             {
@@ -341,6 +374,49 @@ class BankFeedRepository:
         )
         row = (await self.session.execute(query)).one_or_none()
         return tuple(row) if row is not None else None
+
+
+# Postgres: one statement over arrays (unnest) for every row, where executemany runs a statement per row
+# (for 500 accounts, ~25 ms each way on the SMB's wait). SQLite keeps executemany: one prepared statement
+# stepped in C.
+
+
+def _insert_feed_accounts(connection_id: int, business_id: str, rows: list[dict[str, Any]]) -> Insert:
+    new = _arrays(
+        ("account_id", [r["account_id"] for r in rows], String),
+        ("request_key", [r["request_key"] for r in rows], String),
+    )
+    chosen = select(
+        literal(connection_id), literal(business_id), new.c.account_id, new.c.request_key, false()
+    )
+    columns = ["connection_id", "business_id", "account_id", "request_key", "registered"]
+    return (
+        postgresql.insert(FeedAccount)
+        .from_select(columns, chosen)
+        .on_conflict_do_nothing(index_elements=["connection_id", "account_id"])
+    )
+
+
+def _record_feed_accounts(connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> Update:
+    answers = _arrays(
+        ("account_id", [a.account_id for a in accounts], String),
+        ("status", [a.status for a in accounts], String),
+        ("feed_start_date", [a.feed_start_date for a in accounts], Date),
+    )
+    return (
+        update(FeedAccount)
+        .where(FeedAccount.connection_id == connection_id, FeedAccount.account_id == answers.c.account_id)
+        .values(registered=True, status=answers.c.status, feed_start_date=answers.c.feed_start_date)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _arrays(*columns: tuple[str, list[Any], type[TypeEngine[Any]]]) -> TableValuedAlias:
+    """`unnest(array, array, …) AS rows(name, name, …)`: one array parameter per column."""
+    arrays = [
+        bindparam(name, values, type_=postgresql.ARRAY(column_type)) for name, values, column_type in columns
+    ]
+    return func.unnest(*arrays).table_valued(*(name for name, _, _ in columns)).render_derived(name="rows")
 
 
 def _business_of(row: tuple[str, str | None] | None) -> str | None:

@@ -163,7 +163,7 @@ class Connector:
             current = latest if latest is not None and latest.is_current else None
             connection = await _connection_intent(repo, business_id, current, platform, now)
             feed_accounts = await repo.add_feed_account_intents(
-                connection.id, business_id, [a.id for a in chosen]
+                connection.id, business_id, [a.id for a in chosen], new_connection=connection is not current
             )
             company_key = await _company_key(repo, business, now)  # last: it locks the business row
         if connection is not current and current is not None:
