@@ -44,6 +44,9 @@ def create_engine(settings: Settings, application_name: str = "bankfeeds-bff") -
         pool_size=settings.database.pool_size,
         max_overflow=settings.database.max_overflow,
         pool_recycle=600,
+        # The connection returned last is handed out next: its prepared statements (asyncpg prepares each
+        # statement once per connection) and its types are warm, where a FIFO pool rotates through all.
+        pool_use_lifo=True,
         # A failed statement's error text would otherwise carry its parameters, e.g. one-time credentials.
         hide_parameters=True,
         connect_args={

@@ -241,11 +241,10 @@ class BankFeedRepository:
         return (await self.session.scalars(query)).all()
 
     async def add_feed_account_intents(
-        self, connection_id: int, business_id: str, account_ids: Sequence[str], new_connection: bool = False
+        self, connection_id: int, business_id: str, account_ids: Sequence[str]
     ) -> Sequence[FeedAccount]:
         """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows win.
-        Answers every row on the connection: on a `new_connection` (added in this transaction), the rows
-        just inserted, without reading them back."""
+        Answers every row on the connection."""
         rows = [
             {
                 "connection_id": connection_id,
@@ -262,8 +261,6 @@ class BankFeedRepository:
             await self.session.execute(
                 ignoring_conflicts(self.session, FeedAccount, ["connection_id", "account_id"]), rows
             )
-        if new_connection:
-            return [FeedAccount(**row) for row in rows]
         return await self.feed_accounts(connection_id)
 
     async def record_feed_accounts(self, connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> None:

@@ -1,8 +1,10 @@
 """Connect's common steps, the same for every platform: a Codat company, a connection to the platform, the
 chosen accounts as source accounts on it. Three Codat round trips, back to back.
 
-Every Codat write's idempotency key is committed before the first call: all of them are known up front, so
-one transaction records every intent. Codat's answers are recorded in one transaction after the last call
+Every Codat write's idempotency key is committed before the call that uses it: the company's and the
+connection's in one transaction before the first call; the accounts' (a row each, up to hundreds) in another
+while Codat makes the company, waited for before the connection is made (so it costs the SMB's wait nothing
+when a company is made). Codat's answers are recorded in one transaction after the last call
 (the hand-over's, e.g. a Sage code), and also when a call fails, so what was made is kept. No transaction is
 held across a Codat call, and an interrupted connect resumes with the same keys: Codat replays instead of
 creating twice. A key older than any request still in flight is resumed by first looking at Codat for what
@@ -12,6 +14,7 @@ The request's own Idempotency-Key (`Answer`) rides on the same two transactions:
 answered with the outcomes. Two commits in all, each a flush of Postgres's WAL on the SMB's wait.
 """
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -70,15 +73,16 @@ class Connected:
 
 @dataclass(slots=True)
 class Intents:
-    """What connect committed before its first Codat call: the keys of every step."""
+    """What connect committed before its first Codat call (the company's and the connection's keys), and the
+    accounts' rows with their keys once recorded (`_company_and_account_intents`)."""
 
     business: Business
     platform: Platform
     bank_accounts: Sequence[BankAccount]  # every registered one
     chosen: list[BankAccount]
     connection: FeedConnection  # current, or the intent of one (its key)
-    feed_accounts: Sequence[FeedAccount]  # every row on it, the chosen accounts' with their keys
     company_key: str | None  # None: the company is known, or an earlier attempt's key is stale
+    feed_accounts: Sequence[FeedAccount] = ()  # every row on it, the chosen accounts' with their keys
 
 
 @dataclass(slots=True)
@@ -118,7 +122,7 @@ class Connector:
         outcomes = Outcomes()
         handed: list[T] = []
         try:
-            company_id = await self._company(intents, outcomes)
+            company_id = await self._company_and_account_intents(intents, outcomes)
             await self._connection(intents, company_id, outcomes)
             await self._source_accounts(intents, company_id, outcomes)
             _registered(intents.feed_accounts, outcomes.accounts)  # the rows as recorded below
@@ -162,18 +166,33 @@ class Connector:
             platform = _platform_for(latest, requested)
             current = latest if latest is not None and latest.is_current else None
             connection = await _connection_intent(repo, business_id, current, platform, now)
-            feed_accounts = await repo.add_feed_account_intents(
-                connection.id, business_id, [a.id for a in chosen], new_connection=connection is not current
-            )
             company_key = await _company_key(repo, business, now)  # last: it locks the business row
         if connection is not current and current is not None:
             log.info(
                 "onboarding.connection_replaced",
                 extra={"business_id": business_id, "old_connection_id": current.codat_connection_id},
             )
-        return Intents(business, platform, bank_accounts, chosen, connection, feed_accounts, company_key)
+        return Intents(business, platform, bank_accounts, chosen, connection, company_key)
+
+    async def _record_account_intents(self, intents: Intents) -> Sequence[FeedAccount]:
+        async with self.sessions.begin() as session:
+            return await BankFeedRepository(session).add_feed_account_intents(
+                intents.connection.id, intents.business.id, [a.id for a in intents.chosen]
+            )
 
     # The calls
+
+    async def _company_and_account_intents(self, intents: Intents, outcomes: Outcomes) -> str:
+        """The company, while the accounts' intents are recorded; both are waited for, whichever fails."""
+        company, feed_accounts = await asyncio.gather(
+            self._company(intents, outcomes), self._record_account_intents(intents), return_exceptions=True
+        )
+        if isinstance(company, BaseException):
+            raise company
+        if isinstance(feed_accounts, BaseException):
+            raise feed_accounts
+        intents.feed_accounts = feed_accounts
+        return company
 
     async def _company(self, intents: Intents, outcomes: Outcomes) -> str:
         business = intents.business
