@@ -181,10 +181,7 @@ class IdempotencyStore:
             if record.response_status is not None:
                 return _replay(record)
             if as_utc(record.locked_until) > now:
-                raise IdempotencyKeyInFlight(
-                    "The first request with this Idempotency-Key is still being handled.",
-                    headers={"Retry-After": "1"},
-                )
+                raise _in_flight()
             # The first request died without an answer: this one takes its place.
             await session.execute(
                 update(IdempotencyRecord)
@@ -248,17 +245,15 @@ class Claim:
         record = await session.scalar(select(IdempotencyRecord).where(*where).with_for_update())
         if record is None or as_utc(record.expires_at) < now:
             await session.execute(delete(IdempotencyRecord).where(*where))
-            await self._insert(session, now)
+            if not await self._insert(session, now):
+                raise _in_flight()  # another request claimed it in between
             return
         if record.request_hash != self.request_hash:
             raise IdempotencyKeyReused("This Idempotency-Key was used with another request body.")
         if record.response_status is not None:
             raise Replayed(_replay(record))
         if as_utc(record.locked_until) > now:
-            raise IdempotencyKeyInFlight(
-                "The first request with this Idempotency-Key is still being handled.",
-                headers={"Retry-After": "1"},
-            )
+            raise _in_flight()
         # The first request died without an answer: this one takes its place.
         record.locked_until = now + IN_FLIGHT_LEASE
 
@@ -272,6 +267,12 @@ class Claim:
 
     def committed(self) -> None:
         self.kept = True
+
+
+def _in_flight() -> IdempotencyKeyInFlight:
+    return IdempotencyKeyInFlight(
+        "The first request with this Idempotency-Key is still being handled.", headers={"Retry-After": "1"}
+    )
 
 
 def _replay(record: IdempotencyRecord) -> Response:
