@@ -10,8 +10,9 @@ held across a Codat call, and an interrupted connect resumes with the same keys:
 creating twice. A key older than any request still in flight is resumed by first looking at Codat for what
 it made (rare: a transaction more).
 
-The request's own Idempotency-Key (`Answer`) rides on the same two transactions: claimed with the intents,
-answered with the outcomes. Two commits in all, each a flush of Postgres's WAL on the SMB's wait.
+The request's own Idempotency-Key (`Answer`) rides on the same transactions: claimed with the intents,
+answered with the outcomes. Two commits (each a flush of Postgres's WAL) on the SMB's wait, whatever the
+number of accounts, when a company is made; the accounts' intents commit beside the create-company call.
 """
 
 import asyncio
