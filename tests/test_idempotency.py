@@ -1,6 +1,14 @@
 """Idempotency-Key on our own POST/PATCH endpoints: replay, refuse another body, refuse while in flight."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+
+from app.idempotency.models import IdempotencyRecord
+from app.onboarding.connect import Connector
+from tests.factories import ACCOUNTS
+from tests.onboarding.test_resilience import codat_inventory
 
 
 class TestIdempotencyKey:
@@ -77,6 +85,100 @@ class TestIdempotencyKey:
         assert failed.status_code == 503
         assert retried.status_code == 200
         assert "idempotent-replayed" not in retried.headers
+
+
+class TestConnectClaimsItsKeyInItsOwnTransactions:
+    """Connect claims the key with its intents and keeps its answer with its outcomes (no commits of their
+    own): what the route would do otherwise must still hold."""
+
+    async def test_a_failure_after_the_claim_is_not_kept_and_the_retry_makes_nothing_twice(
+        self, client, user_headers, business, sandbox
+    ):
+        headers = {**user_headers(business), "Idempotency-Key": "late-failure"}
+        sandbox.set_knobs(errorRate=1.0, operations=["create-batch-source-account"])
+        failed = await client.post("/v1/bank-feed/connect", headers=headers)
+        sandbox.set_knobs(errorRate=0.0, operations=[])
+
+        retried = await client.post("/v1/bank-feed/connect", headers=headers)
+        replayed = await client.post("/v1/bank-feed/connect", headers=headers)
+
+        assert failed.status_code == 503
+        assert retried.status_code == 200
+        assert "idempotent-replayed" not in retried.headers
+        assert (sandbox.counters["create-company"], sandbox.counters["create-connection"]) == (1, 1)
+        assert await codat_inventory(client) == {
+            f"{business} LLC": {retried.json()["connectionId"]: sorted(ACCOUNTS)}
+        }
+        assert replayed.headers["idempotent-replayed"] == "true"
+        assert replayed.content == retried.content
+
+    async def test_a_retry_after_a_crash_mid_connect_resumes_without_making_anything_twice(
+        self, app, client, user_headers, business, sandbox, monkeypatch
+    ):
+        headers = {**user_headers(business), "Idempotency-Key": "crash-1"}
+
+        async def crash(*_args: object) -> None:  # the process dies after the calls, before recording
+            raise RuntimeError("crashed")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(Connector, "_record_outcomes", crash)
+            crashed = await client.post("/v1/bank-feed/connect", headers=headers)
+        while_claimed = await client.post("/v1/bank-feed/connect", headers=headers)
+        async with app.state.sessionmaker.begin() as session:  # the crashed request's lease lapses
+            await session.execute(
+                update(IdempotencyRecord).values(locked_until=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        resumed = await client.post("/v1/bank-feed/connect", headers=headers)
+        replayed = await client.post("/v1/bank-feed/connect", headers=headers)
+
+        assert crashed.status_code == 500
+        assert while_claimed.status_code == 409
+        assert resumed.status_code == 200
+        assert "idempotent-replayed" not in resumed.headers
+        assert (len(sandbox.companies), len(sandbox.connections)) == (1, 1)  # Codat replayed the calls
+        assert await codat_inventory(client) == {
+            f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}
+        }
+        assert [a["status"] for a in resumed.json()["accounts"]] == ["pending"] * len(ACCOUNTS)
+        assert replayed.content == resumed.content
+
+    async def test_a_refusal_before_any_write_is_kept_and_replayed(self, client, user_headers, business):
+        headers = {**user_headers(business), "Idempotency-Key": "unknown-account"}
+        body = {"accountIds": ["acc-unknown"]}
+
+        first = await client.post("/v1/bank-feed/connect", json=body, headers=headers)
+        second = await client.post("/v1/bank-feed/connect", json=body, headers=headers)
+
+        assert first.status_code == second.status_code == 422
+        assert second.headers["idempotent-replayed"] == "true"
+        assert second.json() == first.json()
+
+    async def test_concurrent_connects_with_different_keys_share_one_onboarding_and_each_key_replays(
+        self, client, user_headers, business, sandbox
+    ):
+        sandbox.set_knobs(latencyMs=100)
+        first, second = await asyncio.gather(
+            client.post("/v1/bank-feed/connect", headers={**user_headers(business), "Idempotency-Key": "a"}),
+            _after(
+                0.05,
+                client.post(
+                    "/v1/bank-feed/connect", headers={**user_headers(business), "Idempotency-Key": "b"}
+                ),
+            ),
+        )
+        sandbox.set_knobs(latencyMs=0)
+        replays = [
+            await client.post(
+                "/v1/bank-feed/connect", headers={**user_headers(business), "Idempotency-Key": key}
+            )
+            for key in ("a", "b")
+        ]
+
+        assert first.status_code == second.status_code == 200
+        assert first.json()["connectionId"] == second.json()["connectionId"]
+        assert (sandbox.counters["create-company"], sandbox.counters["create-connection"]) == (1, 1)
+        assert [r.headers["idempotent-replayed"] for r in replays] == ["true", "true"]
+        assert [r.content for r in replays] == [first.content, second.content]
 
 
 async def _after(seconds: float, awaitable):  # type: ignore[no-untyped-def]

@@ -4,8 +4,26 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import (
+    Date,
+    Insert,
+    TableValuedAlias,
+    Text,
+    Update,
+    bindparam,
+    case,
+    cast,
+    delete,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bankfeed.exceptions import BusinessNotFound
@@ -28,6 +46,9 @@ def new_request_key() -> str:
 class BankFeedRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    def _on_postgres(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
 
     # Businesses and their bank accounts (written by internal services)
 
@@ -79,13 +100,16 @@ class BankFeedRepository:
         A stale key (older than any request could still be using) is replaced, atomically, so that Codat's
         replay of an old answer (its cache keeps even a 5xx for 90 minutes) cannot block the business.
         """
-        await self.session.execute(
+        claimed = await self.session.scalar(
             update(Business)
             .where(Business.id == business_id, Business.codat_company_id.is_(None))
             .where(or_(Business.company_request_key.is_(None), Business.company_requested_at < stale_before))
             .values(company_request_key=new_request_key(), company_requested_at=now)
+            .returning(Business.company_request_key)
             .execution_options(synchronize_session=False)
         )
+        if claimed is not None:
+            return claimed
         key = await self.session.scalar(
             select(Business.company_request_key).where(Business.id == business_id)
         )
@@ -231,14 +255,20 @@ class BankFeedRepository:
             }
             for account_id in account_ids
         ]
-        await self.session.execute(
-            ignoring_conflicts(self.session, FeedAccount, ["connection_id", "account_id"]), rows
-        )
+        if rows and self._on_postgres():
+            await self.session.execute(_insert_feed_accounts(connection_id, business_id, rows))
+        elif rows:
+            await self.session.execute(
+                ignoring_conflicts(self.session, FeedAccount, ["connection_id", "account_id"]), rows
+            )
         return await self.feed_accounts(connection_id)
 
     async def record_feed_accounts(self, connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> None:
-        """Codat's answer for accounts offered on the connection, in one executemany (by primary key)."""
+        """Codat's answer for accounts offered on the connection, in one statement (by primary key)."""
         if not accounts:
+            return
+        if self._on_postgres():
+            await self.session.execute(_record_feed_accounts(connection_id, accounts))
             return
         rows = [
             {
@@ -341,6 +371,49 @@ class BankFeedRepository:
         )
         row = (await self.session.execute(query)).one_or_none()
         return tuple(row) if row is not None else None
+
+
+# Postgres: one statement over arrays (unnest) for every row, where executemany runs a statement per row
+# (for 500 accounts, ~25 ms each way on the SMB's wait). SQLite keeps executemany: one prepared statement
+# stepped in C. Every array is text[]: asyncpg knows its codec, where a varchar[] or date[] parameter costs
+# a type introspection query (8-15 ms) on each connection's first use.
+
+
+def _insert_feed_accounts(connection_id: int, business_id: str, rows: list[dict[str, Any]]) -> Insert:
+    new = _text_arrays(
+        account_id=[r["account_id"] for r in rows], request_key=[r["request_key"] for r in rows]
+    )
+    chosen = select(
+        literal(connection_id), literal(business_id), new.c.account_id, new.c.request_key, false()
+    )
+    columns = ["connection_id", "business_id", "account_id", "request_key", "registered"]
+    return (
+        postgresql.insert(FeedAccount)
+        .from_select(columns, chosen)
+        .on_conflict_do_nothing(index_elements=["connection_id", "account_id"])
+    )
+
+
+def _record_feed_accounts(connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> Update:
+    answers = _text_arrays(
+        account_id=[a.account_id for a in accounts],
+        status=[a.status for a in accounts],
+        feed_start_date=[a.feed_start_date.isoformat() if a.feed_start_date else None for a in accounts],
+    )
+    return (
+        update(FeedAccount)
+        .where(FeedAccount.connection_id == connection_id, FeedAccount.account_id == answers.c.account_id)
+        .values(
+            registered=True, status=answers.c.status, feed_start_date=cast(answers.c.feed_start_date, Date)
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _text_arrays(**columns: list[str | None]) -> TableValuedAlias:
+    """`unnest(array, array, …) AS rows(name, name, …)`: one text[] parameter per column."""
+    arrays = [bindparam(name, values, type_=postgresql.ARRAY(Text)) for name, values in columns.items()]
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name="rows")
 
 
 def _business_of(row: tuple[str, str | None] | None) -> str | None:

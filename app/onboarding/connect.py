@@ -1,17 +1,26 @@
 """Connect's common steps, the same for every platform: a Codat company, a connection to the platform, the
 chosen accounts as source accounts on it. Three Codat round trips, back to back.
 
-Every Codat write's idempotency key is committed before the first call: all of them are known up front, so
-one transaction records every intent. Codat's answers are recorded in one transaction after the last call,
-and also when a call fails, so what was made is kept. No transaction is held across a Codat call, and an
-interrupted connect resumes with the same keys: Codat replays instead of creating twice. A key older than any
-request still in flight is resumed by first looking at Codat for what it made (rare: a transaction more).
+Every Codat write's idempotency key is committed before the call that uses it: the company's and the
+connection's in one transaction before the first call; the accounts' (a row each, up to hundreds) in another
+while Codat makes the company, waited for before the connection is made (so it costs the SMB's wait nothing
+when a company is made). Codat's answers are recorded in one transaction after the last call
+(the hand-over's, e.g. a Sage code), and also when a call fails, so what was made is kept. No transaction is
+held across a Codat call, and an interrupted connect resumes with the same keys: Codat replays instead of
+creating twice. A key older than any request still in flight is resumed by first looking at Codat for what
+it made (rare: a transaction more).
+
+The request's own Idempotency-Key (`Answer`) rides on the same transactions: claimed with the intents,
+answered with the outcomes. Two commits (each a flush of Postgres's WAL) on the SMB's wait, whatever the
+number of accounts, when a company is made; the accounts' intents commit beside the create-company call.
 """
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,6 +44,19 @@ BUSINESS_TAG = "businessId"  # the Codat company tag that names our business
 # An idempotency key older than this cannot belong to a request still in flight (their Codat deadline is
 # shorter), so a resumed step may look for what it created and, finding nothing, use a new key.
 STALE_REQUEST = timedelta(seconds=60)
+T = TypeVar("T")
+Result = TypeVar("Result", contravariant=True)
+
+
+class Answer(Protocol[Result]):
+    """The request's Idempotency-Key (app/idempotency): claimed in the intents' transaction, before any write
+    (it may raise the key's earlier answer instead), and answered in the outcomes'."""
+
+    async def take(self, session: AsyncSession) -> None: ...
+
+    async def keep(self, session: AsyncSession, result: Result) -> None: ...
+
+    def committed(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +74,16 @@ class Connected:
 
 @dataclass(slots=True)
 class Intents:
-    """What connect committed before its first Codat call: the keys of every step."""
+    """What connect committed before its first Codat call (the company's and the connection's keys), and the
+    accounts' rows with their keys once recorded (`_company_and_account_intents`)."""
 
     business: Business
     platform: Platform
     bank_accounts: Sequence[BankAccount]  # every registered one
     chosen: list[BankAccount]
     connection: FeedConnection  # current, or the intent of one (its key)
-    feed_accounts: Sequence[FeedAccount]  # every row on it, the chosen accounts' with their keys
     company_key: str | None  # None: the company is known, or an earlier attempt's key is stale
+    feed_accounts: Sequence[FeedAccount] = ()  # every row on it, the chosen accounts' with their keys
 
 
 @dataclass(slots=True)
@@ -87,43 +110,55 @@ class Connector:
         self.source_accounts = SourceAccounts(codat)
 
     async def connect(
-        self, business_id: str, requested: PlatformName | None, account_ids: Sequence[str] | None
-    ) -> Connected:
-        intents = await self._record_intents(business_id, requested, account_ids)
+        self,
+        business_id: str,
+        requested: PlatformName | None,
+        account_ids: Sequence[str] | None,
+        hand_over: Callable[[Connected], Awaitable[T]],
+        answer: Answer[T] | None = None,
+    ) -> T:
+        """The three steps, then `hand_over` (what the SMB gets next, from the rows as they are recorded
+        with its result, in the same transaction as the outcomes)."""
+        intents = await self._record_intents(business_id, requested, account_ids, answer)
         outcomes = Outcomes()
+        handed: list[T] = []
         try:
-            company_id = await self._company(intents, outcomes)
+            company_id = await self._company_and_account_intents(intents, outcomes)
             await self._connection(intents, company_id, outcomes)
             await self._source_accounts(intents, company_id, outcomes)
+            _registered(intents.feed_accounts, outcomes.accounts)  # the rows as recorded below
+            handed.append(await hand_over(_connected(intents, company_id)))
         finally:
-            await self._record_outcomes(intents, outcomes)
-        _registered(intents.feed_accounts, outcomes.accounts)
-        return Connected(
-            intents.platform,
-            company_id,
-            intents.connection,
-            intents.business,
-            intents.bank_accounts,
-            intents.feed_accounts,
-        )
+            await self._record_outcomes(intents, outcomes, answer, handed)
+        return handed[0]
 
     # Before the first call: one transaction
 
     async def _record_intents(
-        self, business_id: str, requested: PlatformName | None, account_ids: Sequence[str] | None
+        self,
+        business_id: str,
+        requested: PlatformName | None,
+        account_ids: Sequence[str] | None,
+        answer: Answer[T] | None,
     ) -> Intents:
         try:
-            return await self._intents(business_id, requested, account_ids)
+            return await self._intents(business_id, requested, account_ids, answer)
         except IntegrityError:
             # Another process recorded the connection intent first (one current connection per business):
             # the same steps again take it.
-            return await self._intents(business_id, requested, account_ids)
+            return await self._intents(business_id, requested, account_ids, answer)
 
     async def _intents(
-        self, business_id: str, requested: PlatformName | None, account_ids: Sequence[str] | None
+        self,
+        business_id: str,
+        requested: PlatformName | None,
+        account_ids: Sequence[str] | None,
+        answer: Answer[T] | None,
     ) -> Intents:
         now = self.clock.now()
         async with self.sessions.begin() as session:
+            if answer is not None:
+                await answer.take(session)
             repo = BankFeedRepository(session)
             business = await repo.require_business(business_id)
             bank_accounts = await repo.list_bank_accounts(business_id)
@@ -132,18 +167,33 @@ class Connector:
             platform = _platform_for(latest, requested)
             current = latest if latest is not None and latest.is_current else None
             connection = await _connection_intent(repo, business_id, current, platform, now)
-            feed_accounts = await repo.add_feed_account_intents(
-                connection.id, business_id, [a.id for a in chosen]
-            )
             company_key = await _company_key(repo, business, now)  # last: it locks the business row
         if connection is not current and current is not None:
             log.info(
                 "onboarding.connection_replaced",
                 extra={"business_id": business_id, "old_connection_id": current.codat_connection_id},
             )
-        return Intents(business, platform, bank_accounts, chosen, connection, feed_accounts, company_key)
+        return Intents(business, platform, bank_accounts, chosen, connection, company_key)
+
+    async def _record_account_intents(self, intents: Intents) -> Sequence[FeedAccount]:
+        async with self.sessions.begin() as session:
+            return await BankFeedRepository(session).add_feed_account_intents(
+                intents.connection.id, intents.business.id, [a.id for a in intents.chosen]
+            )
 
     # The calls
+
+    async def _company_and_account_intents(self, intents: Intents, outcomes: Outcomes) -> str:
+        """The company, while the accounts' intents are recorded; both are waited for, whichever fails."""
+        company, feed_accounts = await asyncio.gather(
+            self._company(intents, outcomes), self._record_account_intents(intents), return_exceptions=True
+        )
+        if isinstance(company, BaseException):
+            raise company
+        if isinstance(feed_accounts, BaseException):
+            raise feed_accounts
+        intents.feed_accounts = feed_accounts
+        return company
 
     async def _company(self, intents: Intents, outcomes: Outcomes) -> str:
         business = intents.business
@@ -257,8 +307,16 @@ class Connector:
 
     # After the last call, or a failed one: one transaction
 
-    async def _record_outcomes(self, intents: Intents, outcomes: Outcomes) -> None:
+    async def _record_outcomes(
+        self, intents: Intents, outcomes: Outcomes, answer: Answer[T] | None, handed: list[T]
+    ) -> None:
+        """What Codat made, and the request's answer once there is one."""
+        answered = answer if handed else None
         if outcomes.company_id is None and outcomes.connection is None and not outcomes.accounts:
+            if answered is not None:  # nothing new was made (a resumed connect): the answer alone
+                async with self.sessions.begin() as session:
+                    await answered.keep(session, handed[0])
+                answered.committed()
             return
         business_id, connection = intents.business.id, intents.connection
         async with self.sessions.begin() as session:
@@ -272,7 +330,11 @@ class Connector:
             await repo.record_feed_accounts(connection.id, [_outcome(a) for a in outcomes.accounts])
             if outcomes.company_id is not None:
                 await repo.record_company(business_id, outcomes.company_id)
-            await repo.bump_feed_version(business_id)  # last: the business row, as every writer does
+            await repo.bump_feed_version(business_id)  # the business row after the others, as every writer
+            if answered is not None:
+                await answered.keep(session, handed[0])
+        if answered is not None:
+            answered.committed()
 
 
 async def _connection_intent(
@@ -342,8 +404,19 @@ def _stale(requested_at: datetime | None, now: datetime) -> bool:
     return requested_at is not None and as_utc(requested_at) < now - STALE_REQUEST
 
 
+def _connected(intents: Intents, company_id: str) -> Connected:
+    return Connected(
+        intents.platform,
+        company_id,
+        intents.connection,
+        intents.business,
+        intents.bank_accounts,
+        intents.feed_accounts,
+    )
+
+
 def _registered(feed_accounts: Sequence[FeedAccount], offered: Sequence[SourceAccount]) -> None:
-    """The rows as just recorded (record_feed_accounts), for the view."""
+    """The rows as recorded with the outcomes (record_feed_accounts), for the view."""
     outcomes = {a.id: _outcome(a) for a in offered}
     for row in feed_accounts:
         outcome = outcomes.get(row.account_id)

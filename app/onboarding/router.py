@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.dependencies import BankFeedReader, BusinessesWriter, CurrentUser
 from app.bankfeed.exceptions import AccountNotFound, BusinessNotFound, NotConnected, UpstreamRejected
@@ -16,7 +17,7 @@ from app.codat.schemas import Credentials
 from app.db import SessionDep
 from app.errors import Forbidden, InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
 from app.http import NO_STORE, etag_response, no_store
-from app.idempotency.route import IdempotentRoute
+from app.idempotency.route import Claim, IdempotentRoute, claim_of, claims_in_its_own_transactions
 from app.inputs import IdPath
 from app.onboarding.dependencies import ServiceDep
 from app.onboarding.exceptions import NotAuthorized, NotForThisPlatform, PlatformInUse
@@ -95,6 +96,25 @@ def connect_out(handover: Handover) -> ConnectOut:
     )
 
 
+class ConnectAnswer:
+    """Connect's Idempotency-Key, claimed and answered in connect's own transactions (app/onboarding/connect):
+    the body kept is the body sent."""
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.body: bytes | None = None
+
+    async def take(self, session: AsyncSession) -> None:
+        await self.claim.take(session)
+
+    async def keep(self, session: AsyncSession, result: Handover) -> None:
+        self.body = connect_out(result).model_dump_json(by_alias=True).encode()
+        await self.claim.keep(session, status.HTTP_200_OK, self.body)
+
+    def committed(self) -> None:
+        self.claim.committed()
+
+
 def mapping_account_out(found: AccountMapping) -> MappingAccountOut:
     account, mapping = found.account, found.mapping
     target = mapping.target_account_id
@@ -161,22 +181,26 @@ async def stream_bank_feed_events(user: CurrentUser, request: Request) -> Stream
     responses=error_responses(BusinessNotFound, InvalidInput, PlatformInUse, *UPSTREAM_ERRORS),
     dependencies=[CodatCallsLimit],
 )
+@claims_in_its_own_transactions
 async def connect(
+    request: Request,
     user: CurrentUser,
     service: ServiceDep,
-    response: Response,
     body: Annotated[ConnectIn | None, Body()] = None,
-) -> ConnectOut:
+) -> Response:
     """Start or resume onboarding to a platform for the chosen registered accounts (all of them by default).
 
     Answers what the SMB needs next: a link (QuickBooks Online, Xero, NetSuite, FreeAgent, Exact), or for
     Sage the connection id and a one-time code to type into Sage (`sageCode`; no link).
     """
+    claim = claim_of(request)
+    answer = ConnectAnswer(claim) if claim is not None else None
     handover = await service.connect(
-        user.business_id, body.platform if body else None, body.account_ids if body else None
+        user.business_id, body.platform if body else None, body.account_ids if body else None, answer
     )
-    no_store(response)
-    return connect_out(handover)
+    kept = answer.body if answer is not None else None
+    rendered = kept or connect_out(handover).model_dump_json(by_alias=True).encode()
+    return Response(rendered, media_type="application/json", headers=NO_STORE)
 
 
 @router.post(

@@ -28,7 +28,8 @@ from app.codat.exceptions import CodatNotFound
 from app.codat.schemas import Connection, Credentials
 from app.config import CodatSettings
 from app.errors import InvalidInput
-from app.onboarding.connect import Connector
+from app.idempotency.route import IdempotencyKeyInFlight, IdempotencyKeyReused, Replayed
+from app.onboarding.connect import Answer, Connected, Connector
 from app.onboarding.exceptions import NotForThisPlatform
 from app.onboarding.flows import Handover, Link, Operation, SageCode, refusal, strategy
 from app.onboarding.links import Links
@@ -63,14 +64,36 @@ class OnboardingService:
         self.mappings = Mappings(sessions, codat, self.sync, changes)
 
     async def connect(
-        self, business_id: str, platform: PlatformName | None, account_ids: Sequence[str] | None
+        self,
+        business_id: str,
+        platform: PlatformName | None,
+        account_ids: Sequence[str] | None,
+        answer: Answer[Handover] | None = None,
     ) -> Handover:
-        """Start or resume onboarding for the chosen accounts (all registered ones by default)."""
+        """Start or resume onboarding for the chosen accounts (all registered ones by default); `answer`: the
+        request's Idempotency-Key, claimed and answered in connect's own transactions."""
+        led = False
+
+        async def lead() -> Handover:
+            nonlocal led
+            led = True
+            return await self._connect(business_id, platform, account_ids, answer)
+
+        flight = ("connect", business_id, platform, tuple(account_ids or ()))
         with codat_deadline(self.settings.request_deadline_seconds):
-            return await self.single_flight.do(
-                ("connect", business_id, platform, tuple(account_ids or ())),
-                lambda: self._connect(business_id, platform, account_ids),
-            )
+            if answer is not None and self.single_flight.running(flight):
+                # About to join another request's connect: this one's key is claimed first, on its own (a
+                # 409 while a request with the same key is in flight), and answered by the route.
+                async with self.sessions.begin() as session:
+                    await answer.take(session)
+                answer = None  # taken: should this one lead after all, its intents do not claim it again
+            try:
+                return await self.single_flight.do(flight, lead)
+            except (Replayed, IdempotencyKeyInFlight, IdempotencyKeyReused):
+                if led:
+                    raise
+                # The request this one joined was refused for its own Idempotency-Key: not ours to share.
+                return await self._connect(business_id, platform, account_ids, answer)
 
     async def reconnect(self, business_id: str) -> Handover:
         """Mend a broken feed: the same accounts on a live connection (a new one if Codat's is dead), to the
@@ -228,14 +251,20 @@ class OnboardingService:
         return SageCode(connection.codat_connection_id, otp.otp, otp.expiry)
 
     async def _connect(
-        self, business_id: str, requested: PlatformName | None, account_ids: Sequence[str] | None
+        self,
+        business_id: str,
+        requested: PlatformName | None,
+        account_ids: Sequence[str] | None,
+        answer: Answer[Handover] | None = None,
     ) -> Handover:
-        connected = await self.connector.connect(business_id, requested, account_ids)
+        return await self.connector.connect(business_id, requested, account_ids, self._hand_over, answer)
+
+    async def _hand_over(self, connected: Connected) -> Handover:
         platform = connected.platform
         handover = await strategy(platform).handover(
             self, platform, connected.company_id, connected.connection
         )
-        # The view of the rows connect has just recorded, rather than a read of them back; a link read afresh
+        # The view of the rows connect records with it, rather than a read of them back; a link read afresh
         # from Codat comes with the connection as it now is.
         connection = handover.link.connection if handover.link else connected.connection
         view = bank_feed_view(

@@ -11,6 +11,10 @@ class SingleFlight:
     def __init__(self) -> None:
         self._calls: dict[Hashable, asyncio.Future[Any]] = {}
 
+    def running(self, key: Hashable) -> bool:
+        """Whether a call for `key` is under way (a `do` now would join it)."""
+        return key in self._calls
+
     async def do(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         if key in self._calls:
             return await asyncio.shield(self._calls[key])

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from app.bankfeed.models import Business, FeedAccount, FeedConnection
+from app.bankfeed.repository import BankFeedRepository
 from app.main import create_app
 from app.observability import configure_logging
 from tests.contract import contract_checked
@@ -119,6 +120,33 @@ class TestResume:
         assert list(inventory_after_failure.values()) == [{}]
         assert resumed.status_code == 200
         assert sandbox.counters["create-company"] == 1
+        assert await codat_inventory(client) == {
+            f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}
+        }
+        await assert_no_orphans(app, expected_businesses=1)
+
+    async def test_a_failure_recording_the_accounts_intents_keeps_the_company_and_calls_nothing_more(
+        self, client, sandbox, user_headers, business, app, monkeypatch
+    ):
+        # The accounts' intents are recorded while Codat makes the company: if they fail, the company made
+        # meanwhile is still recorded, and neither the connection nor any account is asked for.
+        async def database_down(*_args: object) -> None:
+            raise ConnectionError("the database went away")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(BankFeedRepository, "add_feed_account_intents", database_down)
+            failed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+        async with app.state.sessionmaker() as session:
+            recorded_company = await session.scalar(select(Business.codat_company_id))
+        calls_after_failure = dict(sandbox.counters)
+        resumed = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
+
+        assert failed.status_code == 503
+        assert recorded_company in sandbox.companies
+        assert "create-connection" not in calls_after_failure
+        assert not any("source-account" in operation for operation in calls_after_failure)
+        assert resumed.status_code == 200
+        assert len(sandbox.companies) == 1
         assert await codat_inventory(client) == {
             f"{business} LLC": {resumed.json()["connectionId"]: sorted(ACCOUNTS)}
         }
