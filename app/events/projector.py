@@ -23,7 +23,7 @@ from app.bankfeed.models import Business, FeedConnection
 from app.bankfeed.view import render_bank_feed_view
 from app.db import insert_ignoring_conflicts
 from app.events.models import EventSubscription, EventType, FeedState, StreamCursor
-from app.events.outbox import emit, enabled_subscriptions
+from app.events.outbox import emit_all, enabled_subscriptions
 from app.transactions.models import (
     UNFINISHED,
     BankTransaction,
@@ -198,11 +198,13 @@ class Projector:
             return
         rows = await _batch_rows(session, [batch for batch, _ in due])
         subscriptions = await enabled_subscriptions(session)
+        changes = []
         for batch, business_id in due:
             change = _batch_change(batch, rows.get(batch.id, []))
             if change is not None:
-                await self._emit(session, subscriptions, business_id, change, now)
+                changes.append((business_id, change))
             cursors[batch.stream_id].last_batch_id = batch.id
+        await self._emit_all(session, subscriptions, changes, now)
         businesses = sorted({business_id for _, business_id in due})
         states = await session.scalars(
             select(FeedState)
@@ -249,12 +251,24 @@ class Projector:
         change: Change,
         now: datetime,
     ) -> None:
-        event = await emit(session, subscriptions, business_id, change.event_type, change.data, now)
-        record(
-            session,
-            Audit(business_id, SYSTEM, change.event_type, "emitted", f"{change.detail} ({event.id})"),
-            now,
-        )
+        await self._emit_all(session, subscriptions, [(business_id, change)], now)
+
+    async def _emit_all(
+        self,
+        session: AsyncSession,
+        subscriptions: Sequence[EventSubscription],
+        changes: Sequence[tuple[str, Change]],
+        now: datetime,
+    ) -> None:
+        """The changes as events, in this order, each with its audit entry."""
+        wanted = [(business_id, change.event_type.value, change.data) for business_id, change in changes]
+        events = await emit_all(session, subscriptions, wanted, now)
+        for (business_id, change), event in zip(changes, events, strict=True):
+            record(
+                session,
+                Audit(business_id, SYSTEM, change.event_type, "emitted", f"{change.detail} ({event.id})"),
+                now,
+            )
 
 
 def _batch_change(batch: TransactionBatch, rows: Sequence[Any]) -> Change | None:
