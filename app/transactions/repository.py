@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, load_only
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.bankfeed.holds import hold_of
 from app.bankfeed.models import Business, FeedAccount, FeedConnection
@@ -132,6 +132,42 @@ SETTLE = (
     update(ROWS)
     .where(*OF_BATCH)
     .values(status=bindparam("new_status"), error=bindparam("new_error"), completed_at=bindparam("now"))
+)
+
+# The stream's cut, the account's hold, the Codat target and the open batch: one query, read as columns.
+CONNECTIONS = cast(Table, FeedConnection.__table__)
+FEEDS = cast(Table, FeedAccount.__table__)
+BUSINESSES = cast(Table, Business.__table__)
+BATCH_COLUMNS = [column.key for column in BATCHES.columns]
+STATE = (
+    select(
+        STREAMS.c.cut_cleared_at,
+        STREAMS.c.cut_seq,
+        BUSINESSES.c.codat_company_id,
+        CONNECTIONS.c.id.label("connection_row"),
+        CONNECTIONS.c.codat_connection_id,
+        CONNECTIONS.c.status.label("connection_status"),
+        FEEDS.c.account_id.label("feed_row"),
+        FEEDS.c.registered,
+        FEEDS.c.status.label("feed_status"),
+        FEEDS.c.write_hold,
+        *(BATCHES.c[key].label(f"batch_{key}") for key in BATCH_COLUMNS),
+    )
+    .select_from(
+        STREAMS.outerjoin(BUSINESSES, BUSINESSES.c.id == STREAMS.c.business_id)
+        .outerjoin(
+            CONNECTIONS,
+            (CONNECTIONS.c.business_id == STREAMS.c.business_id) & CONNECTIONS.c.is_current.is_(True),
+        )
+        .outerjoin(
+            FEEDS, (FEEDS.c.connection_id == CONNECTIONS.c.id) & (FEEDS.c.account_id == STREAMS.c.account_id)
+        )
+        .outerjoin(
+            BATCHES,
+            (BATCHES.c.stream_id == STREAMS.c.id) & BATCHES.c.status.in_([s.value for s in OPEN_BATCH]),
+        )
+    )
+    .where(STREAMS.c.id == bindparam("stream_id"))
 )
 
 
@@ -317,45 +353,30 @@ class TransactionRepository:
 
     async def state(self, stream_id: int) -> StreamState:
         """The stream's cut, its open batch, the account's hold and the Codat target: one query rather than
-        one each, as the worker takes them before every batch."""
-        current = (
-            FeedConnection.business_id == TransactionStream.business_id
-        ) & FeedConnection.is_current.is_(True)
-        this_account = (FeedAccount.connection_id == FeedConnection.id) & (
-            FeedAccount.account_id == TransactionStream.account_id
+        one each, as the worker takes them before every batch. Only what hold_of reads of the connection and
+        the feed account (a connection's other columns include its encrypted link)."""
+        row = (await self.session.execute(STATE, {"stream_id": stream_id})).one()
+        connection = (
+            FeedConnection(codat_connection_id=row.codat_connection_id, status=row.connection_status)
+            if row.connection_row is not None
+            else None
         )
-        is_open = (TransactionBatch.stream_id == TransactionStream.id) & TransactionBatch.status.in_(
-            OPEN_BATCH
+        feed = (
+            FeedAccount(registered=row.registered, status=row.feed_status, write_hold=row.write_hold)
+            if row.feed_row is not None
+            else None
         )
-        query = (
-            select(
-                TransactionStream.cut_cleared_at,
-                TransactionStream.cut_seq,
-                Business.codat_company_id,
-                FeedConnection,
-                FeedAccount,
-                TransactionBatch,
-            )
-            .outerjoin(Business, Business.id == TransactionStream.business_id)
-            .outerjoin(FeedConnection, current)
-            .outerjoin(FeedAccount, this_account)
-            .outerjoin(TransactionBatch, is_open)
-            .where(TransactionStream.id == stream_id)
-            # Only what hold_of reads: a connection's other columns include its encrypted link.
-            .options(
-                load_only(FeedConnection.codat_connection_id, FeedConnection.status),
-                load_only(FeedAccount.registered, FeedAccount.status, FeedAccount.write_hold),
-            )
+        batch = (
+            TransactionBatch(**{key: row._mapping[f"batch_{key}"] for key in BATCH_COLUMNS})
+            if row.batch_id is not None
+            else None
         )
-        cut_cleared_at, cut_seq, company_id, connection, feed, batch = (
-            await self.session.execute(query)
-        ).one()
-        connection_id = connection.codat_connection_id if connection is not None else None
+        target = (row.codat_company_id, row.codat_connection_id)
         return StreamState(
-            cut=(cut_cleared_at, cut_seq),
+            cut=(row.cut_cleared_at, row.cut_seq),
             open_batch=batch,
             hold=hold_of(connection, feed),
-            target=(company_id, connection_id) if company_id and connection_id else None,
+            target=target if all(target) else None,
         )
 
     async def cut_batch(
