@@ -25,6 +25,9 @@ from app.events.projector import Projector
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(hours=1)
+# Finished batches projected per transaction: a few, since a writer held open holds back the pruning of
+# every row version deleted after it began, and bank_transaction's status updates need it to stay HOT.
+BATCHES_AT_ONCE = 8
 
 
 class EventWorker:
@@ -80,9 +83,10 @@ class EventWorker:
             except IntegrityError:
                 # Another worker made the business's first FeedState meanwhile, and emitted its changes.
                 log.info("events.projected_elsewhere", extra={"business": business_id})
-        if batches:
+        for start in range(0, len(batches), BATCHES_AT_ONCE):
             async with self.sessions.begin() as session:
-                await self.projector.project_batches(session, batches, self.clock.now())
+                chunk = batches[start : start + BATCHES_AT_ONCE]
+                await self.projector.project_batches(session, chunk, self.clock.now())
         async with self.sessions() as session:
             stalled = await self.projector.stalled(session, self.clock.now())
         for business_id in stalled:
