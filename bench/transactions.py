@@ -205,10 +205,11 @@ async def post_all(
 
 async def delivery_window(
     database_dsn: str, total: int, timeout: float, processes: dict[str, list[subprocess.Popen[bytes]]]
-) -> tuple[float, dict[str, float]]:
-    """Seconds from the first batch cut to the last transaction delivered, once all `total` are; and the CPU
+) -> tuple[float, dict[str, float], float]:
+    """Seconds from the first batch cut to the last transaction delivered, once all `total` are; the CPU
     seconds each kind of process spent meanwhile (from when the first batch shows, so that the workers'
-    start-up is left out), Postgres's backends of the database included."""
+    start-up is left out), Postgres's backends of the database included; and how busy the machine was (all of
+    its processes: below 100% the workers waited on something other than the CPU)."""
     connection = await asyncpg.connect(database_dsn)
     try:
         deadline = time.monotonic() + timeout
@@ -218,6 +219,7 @@ async def delivery_window(
             await asyncio.sleep(0.05)
         cpu = CpuMeter(processes)
         await cpu.sample(connection)
+        ticks = harness.machine_ticks()
         while (
             delivered := await connection.fetchval(
                 "SELECT count(*) FROM bank_transaction WHERE status = 'delivered'"
@@ -227,11 +229,12 @@ async def delivery_window(
                 raise RuntimeError(f"only {delivered} of {total} delivered after {timeout} s")
             await asyncio.sleep(0.25)
             await cpu.sample(connection)
+        busy, _ = harness.machine_use(ticks, harness.machine_ticks())
         first, last = await connection.fetchrow(
             "SELECT (SELECT min(created_at) FROM transaction_batch),"
             " (SELECT max(completed_at) FROM bank_transaction)"
         )
-        return (last - first).total_seconds(), cpu.spent()
+        return (last - first).total_seconds(), cpu.spent(), busy
     finally:
         await connection.close()
 
@@ -434,7 +437,9 @@ async def run_shape(args: argparse.Namespace, accounts: int, per_account: int) -
                     for _ in range(args.workers)
                 ]
                 processes = {"workers": workers, "BFF": [served], "sandbox": [codat]}
-                delivering, cpu = await delivery_window(dsn(DATABASE), total, args.timeout, processes)
+                delivering, cpu, deliver_busy = await delivery_window(
+                    dsn(DATABASE), total, args.timeout, processes
+                )
             delivered_size = await table_size(dsn(DATABASE))
             await verify_ledgers(sandbox, await current_connections(dsn(DATABASE)), targets, per_account)
     accepted_rate = total / accepting
@@ -448,6 +453,7 @@ async def run_shape(args: argparse.Namespace, accounts: int, per_account: int) -
         "accepted / COPY floor": accepted_rate / floors["COPY"],
         "machine busy (accepting)": f"{accept_busy:.0%}",
         "delivered/s": total / delivering,
+        "machine busy (delivering)": f"{deliver_busy:.0%}",
         "CPU ms per 1,000 delivered": {kind: seconds * 1e6 / total for kind, seconds in cpu.items()},
         "size accepted": accepted_size,
         "size delivered": delivered_size,
@@ -504,6 +510,7 @@ async def run(args: argparse.Namespace) -> None:
             [
                 r["shape"],
                 r["delivered/s"],
+                r["machine busy (delivering)"],
                 mib(heap_a),
                 mib(total_a),
                 mib(heap_d),
@@ -517,6 +524,7 @@ async def run(args: argparse.Namespace) -> None:
             [
                 "shape",
                 "delivered/s",
+                "machine busy",
                 "heap accepted",
                 "with indexes",
                 "heap delivered",

@@ -30,27 +30,32 @@ def event_body(event_type: str, business_id: str, data: dict[str, Any], now: dat
     return json.dumps({"type": event_type, "timestamp": stamp, "data": {"businessId": business_id, **data}})
 
 
-async def emit(
+async def emit_all(
     session: AsyncSession,
     subscriptions: Sequence[EventSubscription],
-    business_id: str,
-    event_type: str,
-    data: dict[str, Any],
+    events: Sequence[tuple[str, str, dict[str, Any]]],
     now: datetime,
-) -> OutboundEvent:
-    event = OutboundEvent(
-        id=new_event_id(),
-        business_id=business_id,
-        event_type=event_type,
-        body=event_body(event_type, business_id, data, now),
-        created_at=now,
-    )
-    session.add(event)
-    await session.flush()  # its seq, in insertion order: the order each business's events are delivered in
-    for subscription in subscriptions:
-        if wants(subscription, business_id, event_type):
-            session.add(new_delivery(event, subscription.id, now))
-    return event
+) -> list[OutboundEvent]:
+    """These (business id, event type, data), in this order, with their deliveries: one INSERT for all."""
+    made = [
+        OutboundEvent(
+            id=new_event_id(),
+            business_id=business_id,
+            event_type=event_type,
+            body=event_body(event_type, business_id, data, now),
+            created_at=now,
+        )
+        for business_id, event_type, data in events
+    ]
+    session.add_all(made)
+    # Their seqs, in the order given (SQLAlchemy inserts a flush's rows in the order they were added, and
+    # matches the keys it gets back to them): the order each business's events are delivered in.
+    await session.flush()
+    for event in made:
+        for subscription in subscriptions:
+            if wants(subscription, event.business_id, event.event_type):
+                session.add(new_delivery(event, subscription.id, now))
+    return made
 
 
 def new_delivery(event: OutboundEvent, subscription_id: str, now: datetime) -> EventDelivery:

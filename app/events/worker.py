@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.trail import prune
@@ -24,6 +25,9 @@ from app.events.projector import Projector
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(hours=1)
+# Finished batches projected per transaction: a few, since a writer held open holds back the pruning of
+# every row version deleted after it began, and bank_transaction's status updates need it to stay HOT.
+BATCHES_AT_ONCE = 8
 
 
 class EventWorker:
@@ -53,28 +57,43 @@ class EventWorker:
 
     async def run_once(self) -> int:
         """One round; how much work it found (0 when idle)."""
-        work = await self.project()
-        work += await self.deliverer.deliver_due()
-        await self._prune()
+        work, _ = await self._round()
         return work
 
+    async def _round(self) -> tuple[int, bool]:
+        """How much work the round found, and whether more is waiting now: a projection that hit its limit,
+        or deliveries (each business's next event is due as soon as the last is delivered)."""
+        projected, backlog = await self._project()
+        delivered = await self.deliverer.deliver_due()
+        await self._prune()
+        return projected + delivered, backlog or delivered > 0
+
     async def project(self) -> int:
+        projected, _ = await self._project()
+        return projected
+
+    async def _project(self) -> tuple[int, bool]:
         async with self.sessions() as session:
             businesses = await self.projector.changed_businesses(session)
-        for business_id in businesses:
-            async with self.sessions.begin() as session:
-                await self.projector.project_business(session, business_id, self.clock.now())
-        async with self.sessions() as session:
             batches = await self.projector.finished_batches(session)
-        for batch, business_id in batches:
+        for business_id in businesses:
+            try:
+                async with self.sessions.begin() as session:
+                    await self.projector.project_business(session, business_id, self.clock.now())
+            except IntegrityError:
+                # Another worker made the business's first FeedState meanwhile, and emitted its changes.
+                log.info("events.projected_elsewhere", extra={"business": business_id})
+        for start in range(0, len(batches), BATCHES_AT_ONCE):
             async with self.sessions.begin() as session:
-                await self.projector.project_batch(session, batch.id, business_id, self.clock.now())
+                chunk = batches[start : start + BATCHES_AT_ONCE]
+                await self.projector.project_batches(session, chunk, self.clock.now())
         async with self.sessions() as session:
             stalled = await self.projector.stalled(session, self.clock.now())
         for business_id in stalled:
             async with self.sessions.begin() as session:
                 await self.projector.project_stalled(session, business_id, self.clock.now())
-        return len(businesses) + len(batches) + len(stalled)
+        found = (len(businesses), len(batches), len(stalled))
+        return sum(found), self.projector.batch in found
 
     async def _prune(self) -> None:
         now = self.clock.now()
@@ -85,13 +104,15 @@ class EventWorker:
             await prune(session, now - timedelta(days=self.settings.audit.retention_days))
 
     async def run_forever(self) -> None:
+        """Rounds about `idle_seconds` apart unless more is waiting: what finishes meanwhile (the batches of a
+        busy delivery) is projected together, in one transaction, rather than one batch per round."""
         while True:
             try:
-                busy = await self.run_once()
+                _, more = await self._round()
             except Exception:  # noqa: BLE001 - the loop must outlive one bad round; it is logged
                 log.exception("events.round_failed")
-                busy = 0
-            if not busy:
+                more = False
+            if not more:
                 await asyncio.sleep(self.idle_seconds)
 
 

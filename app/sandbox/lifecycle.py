@@ -99,10 +99,11 @@ class Lifecycle:
             account.status = AccountStatus.connected
             self._emit_account("bankFeeds.sourceAccount.connected", connection, account)
 
-    def disconnect_in_quickbooks(self, account: SourceAccount) -> None:
+    def disconnect_in_quickbooks(self, connection: Connection, account: SourceAccount) -> None:
         """The SMB disconnects the feed in QuickBooks: Codat shows it only after the disconnect lag."""
         if account.status is AccountStatus.connected and account.disconnected_in_qbo_at is None:
             account.disconnected_in_qbo_at = self._state.clock.now()
+            self._state.lagging.add(connection.id)
 
     def disconnect_account(self, connection: Connection, account: SourceAccount) -> None:
         if account.status is AccountStatus.disconnected:
@@ -119,13 +120,19 @@ class Lifecycle:
             and all(a.status is AccountStatus.disconnected for a in connection.accounts.values())
         ):
             connection.all_disconnected_at = self._state.clock.now()
+            self._state.lagging.add(connection.id)
             self.catch_up()
 
     def catch_up(self) -> None:
-        """Apply the changes that have come due on the sandbox clock."""
+        """Apply the changes that have come due on the sandbox clock (only connections with a lag running are
+        looked at: this runs before every request)."""
         now = self._state.clock.now()
         knobs = self._state.knobs
-        for connection in list(self._state.connections.values()):
+        for connection_id in list(self._state.lagging):
+            connection = self._state.connections.get(connection_id)
+            if connection is None:
+                self._state.lagging.discard(connection_id)
+                continue
             for account in list(connection.accounts.values()):
                 if _due(account.disconnected_in_qbo_at, knobs.disconnect_lag_seconds, now):
                     account.disconnected_in_qbo_at = None
@@ -135,6 +142,10 @@ class Lifecycle:
             ):
                 connection.all_disconnected_at = None
                 self.set_connection_status(connection, ConnectionStatus.unlinked)
+            if connection.all_disconnected_at is None and not any(
+                a.disconnected_in_qbo_at for a in connection.accounts.values()
+            ):
+                self._state.lagging.discard(connection_id)
 
     def _emit_connection(self, event_type: str, connection: Connection) -> None:
         company = self._state.companies[connection.company_id]

@@ -77,6 +77,7 @@ def start(state: SandboxState, operation: PushOperation, present: Presenter) -> 
     """Store a new Pending push and schedule its completion."""
     operation.warnings = list(_sign_warnings(operation.transactions))
     state.push_operations[operation.key] = operation
+    state.pending_pushes.add(operation.key)
     asyncio.get_running_loop().call_later(
         state.knobs.push_completion_seconds, complete, state, operation.key, present
     )
@@ -98,7 +99,8 @@ def complete(state: SandboxState, key: str, present: Presenter) -> None:
 
 def time_out_due(state: SandboxState, present: Presenter) -> None:
     """End TimedOut every Pending push whose timeout has passed on the sandbox clock."""
-    for operation in list(state.push_operations.values()):
+    for key in list(state.pending_pushes):
+        operation = state.push_operations[key]
         if operation.status == PENDING and _timed_out(state, operation):
             _finish(state, operation, TIMED_OUT, present)
 
@@ -111,6 +113,7 @@ def _timed_out(state: SandboxState, operation: PushOperation) -> bool:
 def _finish(state: SandboxState, operation: PushOperation, status: str, present: Presenter) -> None:
     operation.status = status
     operation.completed = state.clock.now()
+    state.pending_pushes.discard(operation.key)
     _emit(state, operation, present)
 
 

@@ -51,6 +51,10 @@ class SandboxState:
         self.companies: dict[str, Company] = {}
         self.connections: dict[str, Connection] = {}
         self.push_operations: dict[str, PushOperation] = {}
+        # The keys of those still Pending: what a timeout may end (looked at before every request).
+        self.pending_pushes: set[str] = set()
+        # Connections with a lag running (a disconnect made in QuickBooks, or all accounts disconnected).
+        self.lagging: set[str] = set()
         # What QuickBooks has recorded per (connection id, source account id), in the order it was written.
         self.bank_transactions: dict[tuple[str, str], list[dict[str, Any]]] = {}
         # What Codat took for a feed already disconnected in QuickBooks (in the disconnect lag): never pulled.

@@ -16,6 +16,7 @@ import json
 import logging
 import ssl
 import time
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -83,6 +84,10 @@ class WebhookSender:
         self._timeout = timeout_seconds
         self._transport = transport
         self._tasks: set[asyncio.Task[None]] = set()
+        # One client (and its kept-alive connections) per event loop: tests run the sandbox on several.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
         self.deliveries: list[Delivery] = []
 
     def send(self, event: dict[str, Any], consumer: Consumer | None) -> Delivery:
@@ -121,15 +126,25 @@ class WebhookSender:
         task.add_done_callback(self._tasks.discard)
         return delivery
 
+    def _client(self) -> httpx.AsyncClient:
+        """Kept across deliveries, as a webhook service keeps its connections: a client of its own for each
+        delivery cost a connection (and the receiver an accept) per event."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None or client.is_closed:
+            client = httpx.AsyncClient(
+                timeout=self._timeout, transport=self._transport, verify=_tls_context()
+            )
+            self._clients[loop] = client
+        return client
+
     async def _deliver(self, delivery: Delivery, consumer: Consumer) -> None:
-        async with httpx.AsyncClient(
-            timeout=self._timeout, transport=self._transport, verify=_tls_context()
-        ) as client:
-            for delay in (0.0, *consumer.retry_delays_seconds):
-                await asyncio.sleep(delay)
-                if await self._attempt(client, delivery, consumer):
-                    delivery.status = "delivered"
-                    return
+        client = self._client()
+        for delay in (0.0, *consumer.retry_delays_seconds):
+            await asyncio.sleep(delay)
+            if await self._attempt(client, delivery, consumer):
+                delivery.status = "delivered"
+                return
         delivery.status = "failed"
         log.info(
             "webhook %s (%s) not delivered after %d attempts",

@@ -8,20 +8,23 @@ transaction that writes takes its rows in one order, stream, then batch, then tr
 never wait on each other.
 """
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Exists,
     Row,
     Select,
     String,
+    Table,
     bindparam,
     exists,
     func,
@@ -33,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, load_only
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.bankfeed.holds import hold_of
 from app.bankfeed.models import Business, FeedAccount, FeedConnection
@@ -67,6 +70,116 @@ WIRE_COLUMNS = (
     BankTransaction.transaction_type,
 )
 WireRow = Row[int, str, datetime, str, Decimal, Decimal, str]  # a row of WIRE_COLUMNS
+
+
+def _typed(name: str, like: ColumnElement[Any]) -> BindParameter[Any]:
+    """A parameter of the column's type (inside a tuple it would get none: SQLite compares dates as text)."""
+    return bindparam(name, type_=like.type)
+
+
+# The worker's statements on every batch, built once, on the tables rather than the mapped classes: an ORM
+# UPDATE is planned (and its session synchronised) on every call, several times the cost of the statement.
+STREAMS = cast(Table, TransactionStream.__table__)
+BATCHES = cast(Table, TransactionBatch.__table__)
+ROWS = cast(Table, BankTransaction.__table__)
+OURS = (STREAMS.c.id == bindparam("stream_id"), STREAMS.c.lease_owner == bindparam("owner"))
+RENEW = update(STREAMS).where(*OURS).values(lease_until=bindparam("until"))
+RELEASE = (
+    update(STREAMS)
+    .where(*OURS)
+    .values(
+        lease_owner=None, lease_until=None, next_attempt_at=bindparam("at"), waits=bindparam("wait_count")
+    )
+)
+MOVE_CUT = (
+    update(STREAMS)
+    .where(STREAMS.c.id == bindparam("stream_id"))
+    .values(cut_cleared_at=bindparam("to_at"), cut_seq=bindparam("to_seq"))
+)
+NEW_BATCH = insert(BATCHES).returning(BATCHES.c.id)
+# The rows of one account between the cut and the last row of the new batch: the rows just read, found again
+# through the queue index (the stream's row lock keeps any other from being accepted meanwhile).
+IN_CUT = (
+    ROWS.c.account_id == bindparam("of_account"),
+    ROWS.c.business_id == bindparam("of_business"),
+    tuple_(ROWS.c.cleared_at, ROWS.c.seq)
+    > tuple_(_typed("cut_at", ROWS.c.cleared_at), _typed("cut_seq", ROWS.c.seq)),
+    tuple_(ROWS.c.cleared_at, ROWS.c.seq)
+    <= tuple_(_typed("last_at", ROWS.c.cleared_at), _typed("last_seq", ROWS.c.seq)),
+    ROWS.c.status == TransactionStatus.QUEUED.value,
+)
+MARK_SENDING = (
+    update(ROWS).where(*IN_CUT).values(status=TransactionStatus.SENDING.value, batch_id=bindparam("batch"))
+)
+CLOSE_BATCH = (
+    update(BATCHES)
+    .where(BATCHES.c.id == bindparam("batch"), BATCHES.c.status.in_([s.value for s in OPEN_BATCH]))
+    .values(
+        status=bindparam("new_status"),
+        error=bindparam("new_error"),
+        completed_at=bindparam("now"),
+        push_operation_key=func.coalesce(bindparam("key", type_=String(36)), BATCHES.c.push_operation_key),
+    )
+)
+# A batch's rows, through the primary key within its seq range (batch_id is not indexed).
+OF_BATCH = (
+    ROWS.c.seq >= select(BATCHES.c.first_seq).where(BATCHES.c.id == bindparam("batch")).scalar_subquery(),
+    ROWS.c.seq <= select(BATCHES.c.last_seq).where(BATCHES.c.id == bindparam("batch")).scalar_subquery(),
+    ROWS.c.batch_id == bindparam("batch"),
+    ROWS.c.status == TransactionStatus.SENDING.value,
+)
+SETTLE = (
+    update(ROWS)
+    .where(*OF_BATCH)
+    .values(status=bindparam("new_status"), error=bindparam("new_error"), completed_at=bindparam("now"))
+)
+
+# The stream's cut, the account's hold, the Codat target and the open batch: one query, read as columns.
+CONNECTIONS = cast(Table, FeedConnection.__table__)
+FEEDS = cast(Table, FeedAccount.__table__)
+BUSINESSES = cast(Table, Business.__table__)
+BATCH_COLUMNS = [column.key for column in BATCHES.columns]
+STATE = (
+    select(
+        STREAMS.c.cut_cleared_at,
+        STREAMS.c.cut_seq,
+        BUSINESSES.c.codat_company_id,
+        CONNECTIONS.c.id.label("connection_row"),
+        CONNECTIONS.c.codat_connection_id,
+        CONNECTIONS.c.status.label("connection_status"),
+        FEEDS.c.account_id.label("feed_row"),
+        FEEDS.c.registered,
+        FEEDS.c.status.label("feed_status"),
+        FEEDS.c.write_hold,
+        *(BATCHES.c[key].label(f"batch_{key}") for key in BATCH_COLUMNS),
+    )
+    .select_from(
+        STREAMS.outerjoin(BUSINESSES, BUSINESSES.c.id == STREAMS.c.business_id)
+        .outerjoin(
+            CONNECTIONS,
+            (CONNECTIONS.c.business_id == STREAMS.c.business_id) & CONNECTIONS.c.is_current.is_(True),
+        )
+        .outerjoin(
+            FEEDS, (FEEDS.c.connection_id == CONNECTIONS.c.id) & (FEEDS.c.account_id == STREAMS.c.account_id)
+        )
+        .outerjoin(
+            BATCHES,
+            (BATCHES.c.stream_id == STREAMS.c.id) & BATCHES.c.status.in_([s.value for s in OPEN_BATCH]),
+        )
+    )
+    .where(STREAMS.c.id == bindparam("stream_id"))
+)
+
+
+@functools.cache
+def queued_after_cut(size: int) -> Select[Any]:
+    """The account's next `size` queued rows after the cut, earliest first (one statement per batch size)."""
+    return (
+        select(*(ROWS.c[column.key] for column in WIRE_COLUMNS))
+        .where(*IN_CUT[:2], IN_CUT[2], IN_CUT[4])
+        .order_by(ROWS.c.cleared_at, ROWS.c.seq)
+        .limit(size)
+    )
 
 
 @dataclass(frozen=True)
@@ -207,23 +320,15 @@ class TransactionRepository:
 
     async def renew_lease(self, stream_id: int, owner: str, until: datetime) -> None:
         """The fence every worker write starts with; raises LeaseLost when the stream is no longer ours."""
-        renewed = await self.session.execute(
-            update(TransactionStream)
-            .where(TransactionStream.id == stream_id, TransactionStream.lease_owner == owner)
-            .values(lease_until=until)
-        )
+        renewed = await self.session.execute(RENEW, {"stream_id": stream_id, "owner": owner, "until": until})
         if rows_changed(renewed) != 1:
             raise LeaseLost()
 
     async def release(self, stream_id: int, owner: str, next_attempt_at: datetime, waits: int) -> bool:
         """Hand the stream back; False when it was not ours (any more). As the first statement of a
         transaction it is the fence of the writes after it, like renew_lease."""
-        released = await self.session.execute(
-            update(TransactionStream)
-            .where(TransactionStream.id == stream_id, TransactionStream.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None, next_attempt_at=next_attempt_at, waits=waits)
-        )
-        return rows_changed(released) == 1
+        params = {"stream_id": stream_id, "owner": owner, "at": next_attempt_at, "wait_count": waits}
+        return rows_changed(await self.session.execute(RELEASE, params)) == 1
 
     async def note_hold(self, stream_id: int, reason: str | None) -> None:
         await self.session.execute(
@@ -248,45 +353,30 @@ class TransactionRepository:
 
     async def state(self, stream_id: int) -> StreamState:
         """The stream's cut, its open batch, the account's hold and the Codat target: one query rather than
-        one each, as the worker takes them before every batch."""
-        current = (
-            FeedConnection.business_id == TransactionStream.business_id
-        ) & FeedConnection.is_current.is_(True)
-        this_account = (FeedAccount.connection_id == FeedConnection.id) & (
-            FeedAccount.account_id == TransactionStream.account_id
+        one each, as the worker takes them before every batch. Only what hold_of reads of the connection and
+        the feed account (a connection's other columns include its encrypted link)."""
+        row = (await self.session.execute(STATE, {"stream_id": stream_id})).one()
+        connection = (
+            FeedConnection(codat_connection_id=row.codat_connection_id, status=row.connection_status)
+            if row.connection_row is not None
+            else None
         )
-        is_open = (TransactionBatch.stream_id == TransactionStream.id) & TransactionBatch.status.in_(
-            OPEN_BATCH
+        feed = (
+            FeedAccount(registered=row.registered, status=row.feed_status, write_hold=row.write_hold)
+            if row.feed_row is not None
+            else None
         )
-        query = (
-            select(
-                TransactionStream.cut_cleared_at,
-                TransactionStream.cut_seq,
-                Business.codat_company_id,
-                FeedConnection,
-                FeedAccount,
-                TransactionBatch,
-            )
-            .outerjoin(Business, Business.id == TransactionStream.business_id)
-            .outerjoin(FeedConnection, current)
-            .outerjoin(FeedAccount, this_account)
-            .outerjoin(TransactionBatch, is_open)
-            .where(TransactionStream.id == stream_id)
-            # Only what hold_of reads: a connection's other columns include its encrypted link.
-            .options(
-                load_only(FeedConnection.codat_connection_id, FeedConnection.status),
-                load_only(FeedAccount.registered, FeedAccount.status, FeedAccount.write_hold),
-            )
+        batch = (
+            TransactionBatch(**{key: row._mapping[f"batch_{key}"] for key in BATCH_COLUMNS})
+            if row.batch_id is not None
+            else None
         )
-        cut_cleared_at, cut_seq, company_id, connection, feed, batch = (
-            await self.session.execute(query)
-        ).one()
-        connection_id = connection.codat_connection_id if connection is not None else None
+        target = (row.codat_company_id, row.codat_connection_id)
         return StreamState(
-            cut=(cut_cleared_at, cut_seq),
+            cut=(row.cut_cleared_at, row.cut_seq),
             open_batch=batch,
             hold=hold_of(connection, feed),
-            target=(company_id, connection_id) if company_id and connection_id else None,
+            target=target if all(target) else None,
         )
 
     async def cut_batch(
@@ -296,24 +386,19 @@ class TransactionRepository:
         idempotency key; None when none is queued. Only after the fence (renew_lease), with `state` read
         after it: read before, another task on the same lease could cut the same rows meanwhile."""
         assert state.target is not None
-        queued = (
-            await self.session.execute(
-                select(*WIRE_COLUMNS)
-                .where(*_same_account(stream), _after_cut(*state.cut))
-                .where(BankTransaction.status == TransactionStatus.QUEUED)
-                .order_by(BankTransaction.cleared_at, BankTransaction.seq)
-                .limit(size)
-            )
-        ).all()
+        account = {
+            "of_account": stream.account_id,
+            "of_business": stream.business_id,
+            "cut_at": state.cut[0],
+            "cut_seq": state.cut[1],
+        }
+        queued: Sequence[WireRow] = (await self.session.execute(queued_after_cut(size), account)).all()
         if not queued:
             return None
         last = queued[-1]
         await self.session.execute(
-            update(TransactionStream)
-            .where(TransactionStream.id == stream.id)
-            .values(cut_cleared_at=last.cleared_at, cut_seq=last.seq)
+            MOVE_CUT, {"stream_id": stream.id, "to_at": last.cleared_at, "to_seq": last.seq}
         )
-        seqs = [row.seq for row in queued]
         values = {
             "stream_id": stream.id,
             "idempotency_key": str(uuid.uuid4()),
@@ -322,17 +407,14 @@ class TransactionRepository:
             "codat_connection_id": state.target[1],
             "account_id": stream.account_id,
             "created_at": now,
-            "first_seq": min(seqs),
-            "last_seq": max(seqs),
+            "first_seq": min(row.seq for row in queued),
+            "last_seq": max(row.seq for row in queued),
         }
-        batch_id = await self.session.scalar(
-            insert(TransactionBatch).values(values).returning(TransactionBatch.id)
+        batch_id = (await self.session.execute(NEW_BATCH, values)).scalar_one()
+        marked = await self.session.execute(
+            MARK_SENDING, {**account, "last_at": last.cleared_at, "last_seq": last.seq, "batch": batch_id}
         )
-        await self.session.execute(
-            update(BankTransaction)
-            .where(BankTransaction.seq.in_(seqs))
-            .values(status=TransactionStatus.SENDING, batch_id=batch_id)
-        )
+        assert rows_changed(marked) == len(queued), "the stream's lock keeps its queue as it was read"
         return TransactionBatch(id=batch_id, **values), queued
 
     async def batch_transactions(self, batch_id: int) -> Sequence[WireRow]:
@@ -365,14 +447,8 @@ class TransactionRepository:
     ) -> bool:
         """Close an open batch once (recording its push operation, when given: a push that finished before
         it was recorded as pending); False when someone (a webhook, another worker) already did."""
-        values: dict[str, object] = {"status": status, "error": error, "completed_at": now}
-        if push_operation_key is not None:
-            values["push_operation_key"] = push_operation_key
-        closed = await self.session.execute(
-            update(TransactionBatch)
-            .where(TransactionBatch.id == batch_id, TransactionBatch.status.in_(OPEN_BATCH))
-            .values(values)
-        )
+        params = {"batch": batch_id, "new_status": status.value, "new_error": error, "now": now}
+        closed = await self.session.execute(CLOSE_BATCH, {**params, "key": push_operation_key})
         return rows_changed(closed) == 1
 
     async def settle(
@@ -384,13 +460,9 @@ class TransactionRepository:
         only: Sequence[str] | None = None,
     ) -> int:
         """Give the batch's transactions (or `only` these ids of it) their outcome; how many there were."""
-        query = update(BankTransaction).where(
-            *in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING
-        )
-        if only is not None:
-            query = query.where(BankTransaction.transaction_id.in_(only))
-        result = await self.session.execute(query.values(status=status, error=error, completed_at=now))
-        return rows_changed(result)
+        params = {"batch": batch_id, "new_status": status.value, "new_error": error, "now": now}
+        query = SETTLE if only is None else SETTLE.where(ROWS.c.transaction_id.in_(only))
+        return rows_changed(await self.session.execute(query, params))
 
     async def settle_each(
         self, batch_id: int, status: TransactionStatus, errors: dict[str, str], now: datetime

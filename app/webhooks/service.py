@@ -118,10 +118,38 @@ class WebhookProcessor:
             await self._store_rejected(webhook_id, event, received_at, exc)
             raise InvalidInput.for_field(exc.field, exc.reason) from exc
         assert isinstance(event, dict)  # parse_event has checked it
+        now = self.clock.now()
+        try:
+            new, changed_business = await self._store_applied(webhook_id, event, received_at, now)
+        except Exception as exc:  # noqa: BLE001 - stored alone, then retried like any failure to apply
+            async with self.sessions.begin() as session:
+                new = await self._store(session, webhook_id, event, received_at)
+            EVENTS.labels(envelope.eventType, "stored" if new else "duplicate").inc()
+            if new:
+                await self._record_failure(webhook_id, exc, now)
+            return
+        if not new:
+            EVENTS.labels(envelope.eventType, "duplicate").inc()
+            await self.process(webhook_id)  # stored before but not applied yet, it may be due now
+            return
+        EVENTS.labels(envelope.eventType, "stored").inc()
+        EVENTS.labels(envelope.eventType, "applied").inc()
+        if changed_business is not None:
+            self.changes.notify(changed_business)
+
+    async def _store_applied(
+        self, webhook_id: str, event: dict[str, Any], received_at: datetime, now: datetime
+    ) -> tuple[bool, str | None]:
+        """A new event stored as applied, with its effects, in one transaction: the common case costs one
+        transaction rather than two (store, then claim and apply). (False, None) when it was stored before;
+        otherwise (True, the business whose feed changed, if any)."""
         async with self.sessions.begin() as session:
-            new = await self._store(session, webhook_id, event, received_at)
-        EVENTS.labels(envelope.eventType, "stored" if new else "duplicate").inc()
-        await self.process(webhook_id)
+            if not await self._store(session, webhook_id, event, received_at, processed_at=now):
+                return False, None
+            stored = json.loads(without_secrets(event))  # what a retry would apply
+            return True, await self._apply(
+                session, webhook_id, stored, parse_time(event.get("generatedDate")), now
+            )
 
     async def _store_rejected(
         self, webhook_id: str, event: object, received_at: datetime, exc: RejectedEvent
@@ -149,7 +177,12 @@ class WebhookProcessor:
         )
 
     async def _store(
-        self, session: AsyncSession, webhook_id: str, event: dict[str, Any], received_at: datetime
+        self,
+        session: AsyncSession,
+        webhook_id: str,
+        event: dict[str, Any],
+        received_at: datetime,
+        processed_at: datetime | None = None,
     ) -> bool:
         row = {
             "id": webhook_id,
@@ -158,6 +191,8 @@ class WebhookProcessor:
             "received_at": received_at,
             "body": without_secrets(event),
         }
+        if processed_at is not None:
+            row |= {"processed_at": processed_at, "status": APPLIED_STATUS}
         result = await session.execute(insert_ignoring_conflicts(session, WebhookEvent, [row], ["id"]))
         return rows_changed(result) == 1
 
@@ -186,19 +221,27 @@ class WebhookProcessor:
             row = claimed.one_or_none()
             if row is None:
                 return None
-            repo = BankFeedRepository(session)
             event = json.loads(row.body)
-            changed_business = await apply(repo, event, row.generated_at)
-            # The business's timeline shows what Codat told us and when; an event that changed no business's
-            # feed (a repeat, a push outcome) is still in the trail, without a business.
-            record(
-                session,
-                webhook_audit(changed_business, event["eventType"], webhook_id, "applied"),
-                now,
-            )
-            if changed_business is not None:
-                await repo.bump_feed_version(changed_business)  # last: see the repository's lock order
+            changed_business = await self._apply(session, webhook_id, event, row.generated_at, now)
         EVENTS.labels(event["eventType"], "applied").inc()
+        return changed_business
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        webhook_id: str,
+        event: dict[str, Any],
+        generated_at: datetime | None,
+        now: datetime,
+    ) -> str | None:
+        """The effects of a claimed event, in the claim's transaction."""
+        repo = BankFeedRepository(session)
+        changed_business = await apply(repo, event, generated_at)
+        # The business's timeline shows what Codat told us and when; an event that changed no business's
+        # feed (a repeat, a push outcome) is still in the trail, without a business.
+        record(session, webhook_audit(changed_business, event["eventType"], webhook_id, "applied"), now)
+        if changed_business is not None:
+            await repo.bump_feed_version(changed_business)  # last: see the repository's lock order
         return changed_business
 
     async def _record_failure(self, webhook_id: str, exc: Exception, now: datetime) -> None:

@@ -72,7 +72,7 @@ async def disconnect(request: Request) -> HTMLResponse:
     account = signed_in.connection.accounts.get(first(fields, "account"))
     if account is None:
         return _accounts_page(request, signed_in, _error("No such account."), 400)
-    lifecycle(request).disconnect_in_quickbooks(account)
+    lifecycle(request).disconnect_in_quickbooks(signed_in.connection, account)
     notice = message(
         f"{account.account_name} was disconnected. QuickBooks tells Codat in about 10 days.",
         kind="notice",

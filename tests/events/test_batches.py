@@ -1,0 +1,45 @@
+"""Finished pushes become events: several of them, of several accounts, projected in one round."""
+
+import json
+
+from sqlalchemy import select
+
+from app.events.models import FeedState, OutboundEvent
+from tests.transactions.conftest import post, transaction
+from tests.transactions.test_delivery import settled
+
+
+async def test_every_finished_batch_of_a_round_is_one_event_in_order_with_the_counts(
+    app, client, tx_headers, connected, worker, events
+):
+    today = connected["today"]
+    await events.project()  # the feed's own events first, so that the round below is the batches'
+    worker(batch_size=2)
+    ids = {"acc-1": ["a1", "a2", "a3"], "acc-2": ["b1", "b2"]}
+    for account, tids in ids.items():
+        body = [transaction(tid, f"{today}T0{n + 1}:00:00") for n, tid in enumerate(tids)]
+        assert (await post(client, tx_headers, body, account=account)).status_code == 202
+    await settled(client, tx_headers, 3, "acc-1")
+    await settled(client, tx_headers, 2, "acc-2")
+
+    assert await events.project() == 3  # a1+a2, a3, b1+b2: in one round
+    assert await events.project() == 0  # and once
+
+    async with app.state.sessionmaker() as session:
+        bodies = (
+            await session.scalars(
+                select(OutboundEvent.body)
+                .where(OutboundEvent.event_type == "transactions.delivered")
+                .order_by(OutboundEvent.seq)
+            )
+        ).all()
+        state = await session.get(FeedState, "biz-1")
+    delivered = [json.loads(body)["data"] for body in bodies]
+    by_account = {
+        account: [tid for d in delivered if d["accountId"] == account for tid in d["transactionIds"]]
+        for account in ids
+    }
+    assert by_account == ids
+    assert [d["count"] for d in delivered if d["accountId"] == "acc-1"] == [2, 1]
+    assert state is not None
+    assert (state.held_count, state.failed_count) == (0, 0)
