@@ -134,7 +134,9 @@ class RateLimitSettings(BaseModel):
         description="Where the counters live: memory:// (one process) or redis://host:6379/0 (all replicas).",
     )
     codat_calls_per_business: str = Field(
-        "60/minute", description="Requests of one business to endpoints that call Codat (`limits` notation)."
+        "60/minute",
+        description="Requests of one business that call Codat (`limits` notation); reading the link "
+        "counts only when it is refreshed.",
     )
     credentials_per_business: str = Field(
         "5/minute", description="One-time credential sets one business mints."
