@@ -5,11 +5,12 @@ endpoint returns (before the response is sent) and rolls back on error. Code tha
 that session across the call: it uses ``sessionmaker.begin()`` for short transactions around it.
 """
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, cast
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import CursorResult, Insert, MetaData, Result, event
+from sqlalchemy import CursorResult, Engine, Insert, MetaData, Result, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -18,6 +19,8 @@ from sqlalchemy.orm import DeclarativeBase
 from app.config import Settings
 from app.crypto import use_keys
 
+T = TypeVar("T")
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -25,6 +28,19 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class PerEngine(Generic[T]):
+    """One T for each engine, so one per process: made on first use, dropped with the engine."""
+
+    def __init__(self) -> None:
+        self._made: weakref.WeakKeyDictionary[Engine, T] = weakref.WeakKeyDictionary()
+
+    def of(self, engine: AsyncEngine, make: Callable[[], T]) -> T:
+        made = self._made.get(engine.sync_engine)
+        if made is None:
+            made = self._made[engine.sync_engine] = make()
+        return made
 
 
 class Base(DeclarativeBase):

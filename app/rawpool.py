@@ -5,7 +5,6 @@ times the CPU; the hot reads (the bank-feed view's stamp, a still-valid link) ne
 """
 
 import asyncio
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,6 +12,8 @@ import asyncpg
 from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_
+
+from app.db import PerEngine
 
 T = TypeVar("T")
 _CONNECTION_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)
@@ -30,14 +31,11 @@ class RawPool:
     through asyncpg.Pool, even without its reset query), and that was most of a cold read's cost.
     """
 
-    _by_engine: "weakref.WeakKeyDictionary[Engine, RawPool]" = weakref.WeakKeyDictionary()
+    _by_engine: "PerEngine[RawPool]" = PerEngine()
 
     @classmethod
     def of(cls, engine: AsyncEngine) -> "RawPool":
-        pool = cls._by_engine.get(engine.sync_engine)
-        if pool is None:
-            pool = cls._by_engine[engine.sync_engine] = cls(engine)
-        return pool
+        return cls._by_engine.of(engine, lambda: cls(engine))
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.connect_args = asyncpg_connect_args(engine)

@@ -45,6 +45,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.bankfeed.exceptions import BusinessNotFound
 from app.bankfeed.repository import BankFeedRepository
+from app.db import PerEngine
 from app.http import Rendered
 from app.rawpool import RawPool
 
@@ -99,14 +100,11 @@ class _Entry:
 class ViewCache:
     """Rendered views by business id. One per engine (per process)."""
 
-    _by_engine: "weakref.WeakKeyDictionary[Engine, ViewCache]" = weakref.WeakKeyDictionary()
+    _by_engine: "PerEngine[ViewCache]" = PerEngine()
 
     @classmethod
     def of(cls, engine: AsyncEngine, entries: int = DEFAULT_ENTRIES) -> "ViewCache":
-        cache = cls._by_engine.get(engine.sync_engine)
-        if cache is None:
-            cache = cls._by_engine[engine.sync_engine] = cls(engine, entries)
-        return cache
+        return cls._by_engine.of(engine, lambda: cls(engine, entries))
 
     def __init__(self, engine: AsyncEngine, entries: int = DEFAULT_ENTRIES) -> None:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.audit.trail import SYSTEM, Audit, record
 from app.bankfeed.holds import BROKEN_CONNECTION
@@ -180,13 +181,7 @@ class Projector:
         # nothing. Both take them in stream order, so neither waits on the other's next one.
         start = [{"stream_id": stream_id, "last_batch_id": 0} for stream_id in streams]
         await session.execute(insert_ignoring_conflicts(session, StreamCursor, start, ["stream_id"]))
-        locked = await session.scalars(
-            select(StreamCursor)
-            .where(StreamCursor.stream_id.in_(streams))
-            .order_by(StreamCursor.stream_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        locked = await _locked(session, StreamCursor.stream_id, streams)
         cursors = {cursor.stream_id: cursor for cursor in locked}
         # A batch another worker projected meanwhile is skipped; a stream's batches finish in id order.
         due = [
@@ -206,13 +201,7 @@ class Projector:
             cursors[batch.stream_id].last_batch_id = batch.id
         await self._emit_all(session, subscriptions, changes, now)
         businesses = sorted({business_id for _, business_id in due})
-        states = await session.scalars(
-            select(FeedState)
-            .where(FeedState.business_id.in_(businesses))
-            .order_by(FeedState.business_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        states = await _locked(session, FeedState.business_id, businesses)
         counts = await _transaction_counts(session, businesses)
         for state in states:
             state.held_count, state.failed_count = counts.get(state.business_id, (0, 0))
@@ -269,6 +258,16 @@ class Projector:
                 Audit(business_id, SYSTEM, change.event_type, "emitted", f"{change.detail} ({event.id})"),
                 now,
             )
+
+
+async def _locked(
+    session: AsyncSession, key: InstrumentedAttribute[Any], keys: Sequence[Any]
+) -> Sequence[Any]:
+    """The rows of `key`'s entity whose key is among `keys`, locked in key order (so two workers locking
+    overlapping sets wait on each other rather than deadlock), as they are now in the database."""
+    entity = key.class_
+    query = select(entity).where(key.in_(keys)).order_by(key).with_for_update()
+    return (await session.scalars(query.execution_options(populate_existing=True))).all()
 
 
 def _batch_change(batch: TransactionBatch, rows: Sequence[Any]) -> Change | None:

@@ -7,7 +7,6 @@ in clear only the links it has served, and a business it never served costs a de
 """
 
 import logging
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,12 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.bankfeed.cache import ViewCache, Watermark
 from app.bankfeed.models import FeedConnection
 from app.bankfeed.platforms import PLATFORMS
+from app.db import PerEngine
 from app.onboarding.flows import Operation, strategy
 from app.onboarding.schemas import LinkOut
 from app.rawpool import RawPool
@@ -53,14 +52,11 @@ class _Link:
 class LinkCache:
     """Live links by business, one cache per engine (per process)."""
 
-    _by_engine: "weakref.WeakKeyDictionary[Engine, LinkCache]" = weakref.WeakKeyDictionary()
+    _by_engine: "PerEngine[LinkCache]" = PerEngine()
 
     @classmethod
     def of(cls, engine: AsyncEngine) -> "LinkCache":
-        links = cls._by_engine.get(engine.sync_engine)
-        if links is None:
-            links = cls._by_engine[engine.sync_engine] = cls(engine)
-        return links
+        return cls._by_engine.of(engine, lambda: cls(engine))
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._views = ViewCache.of(engine)
