@@ -86,6 +86,10 @@ def create_app(
         version="1.0.0",
         summary="Connect small businesses' bank accounts to QuickBooks Online through Codat.",
         lifespan=lifespan,
+        # Traces are app/tracing.py's (to `tracing.otlp_endpoint`). FastAPI's own telemetry would look up the
+        # global OpenTelemetry providers on every request (a twentieth of a cached read's CPU) and, were one
+        # set, trace each request a second time.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url=None,  # mount_docs serves it without a CDN
         redoc_url=None,
     )
