@@ -36,7 +36,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import Engine, event
@@ -51,6 +51,7 @@ from app.rawpool import RawPool
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Stamp = Any  # Postgres: the text STAMP_SQL makes; SQLite: BankFeedRepository.view_stamp's tuple
 Render = Callable[[], Awaitable[Rendered]]
 Watermark = tuple[int | None, int, int]  # see ViewCache.watermark
@@ -157,10 +158,7 @@ class ViewCache:
     # The process's cache
 
     def _put(self, business_id: str, entry: _Entry) -> None:
-        self._entries[business_id] = entry
-        self._entries.move_to_end(business_id)
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        remember(self._entries, business_id, entry, self.max_entries)
 
     def subscribe(self, changed: Callable[[str], None], warm: Warm | None = None) -> None:
         """Have `changed` called with each business the listener hears of (other caches trusted alike), and
@@ -212,16 +210,19 @@ class ViewCache:
         finally:
             self._settled.set()
 
-    async def _take_views(self, watermark: Watermark) -> None:
+    async def current_rows(self, watermark: Watermark, query: str, *args: object) -> list[asyncpg.Record]:
+        """What a warm-up (see `subscribe`) takes in: the rows of `query`, or none if it failed or a change
+        came while it ran (it could be any of them: reads then fetch their own)."""
         assert self._pool is not None
         try:
-            rows = await self._pool.fetch(CURRENT_VIEWS_SQL, self.max_entries, timeout=WARM_TIMEOUT_SECONDS)
+            rows = await self._pool.fetch(query, *args, timeout=WARM_TIMEOUT_SECONDS)
         except Exception as exc:  # noqa: BLE001 - only a head start: reads fetch what they need meanwhile
             log.warning("view_cache.warm_failed", extra={"error": type(exc).__name__})
-            return
-        if watermark != self.watermark():
-            return  # a change came meanwhile and it could be any of them: reads fetch their own
-        for row in rows:
+            return []
+        return rows if watermark == self.watermark() else []
+
+    async def _take_views(self, watermark: Watermark) -> None:
+        for row in await self.current_rows(watermark, CURRENT_VIEWS_SQL, self.max_entries):
             if row["business_id"] not in self._entries:
                 rendered = Rendered(row["body"], row["etag"])
                 self._put(row["business_id"], _Entry(row["stamp"], rendered, watermark[0]))
@@ -371,6 +372,14 @@ class _Listener:
     def _notified(self, _connection: object, _pid: int, _channel: str, business_id: object) -> None:
         self.notifications += 1
         self._changed(str(business_id))  # NOTIFY's payload: always text
+
+
+def remember(entries: "OrderedDict[str, T]", key: str, value: T, limit: int) -> None:
+    """`value` as the most recently used entry; the least recently used beyond `limit` is dropped."""
+    entries[key] = value
+    entries.move_to_end(key)
+    if len(entries) > limit:
+        entries.popitem(last=False)
 
 
 def _note_write(conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool) -> None:

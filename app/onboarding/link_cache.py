@@ -6,7 +6,6 @@ live link is taken in as stored, encrypted, and decrypted only when its business
 in clear only the links it has served, and a business it never served costs a decryption, not a query.
 """
 
-import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,15 +15,13 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.bankfeed.cache import ViewCache, Watermark
+from app.bankfeed.cache import ViewCache, Watermark, remember
 from app.bankfeed.models import FeedConnection
 from app.bankfeed.platforms import PLATFORMS
 from app.db import PerEngine
 from app.onboarding.flows import Operation, strategy
 from app.onboarding.schemas import LinkOut
 from app.rawpool import RawPool
-
-log = logging.getLogger(__name__)
 
 # What OnboardingService.link serves without calling Codat: the current connection's link, with more than
 # the safety margin ($1 = now + margin) left, of a business whose Codat company is known, on a platform whose
@@ -93,23 +90,16 @@ class LinkCache:
 
     async def _warm(self, watermark: Watermark) -> None:
         """Every live link, still encrypted, as of the listener's start (see ViewCache.subscribe)."""
-        try:
-            now, limit = datetime.now(UTC), self._views.max_entries
-            rows = await self._pool.fetch(LIVE_LINKS_SQL, now, LINK_PLATFORMS, limit)
-        except Exception as exc:  # noqa: BLE001 - only a head start: reads fetch what they need meanwhile
-            log.warning("link_cache.warm_failed", extra={"error": type(exc).__name__})
-            return
-        if watermark != self._views.watermark() or watermark[0] is None:
-            return  # a change came meanwhile and it could be any of them: reads fetch their own
-        for row in rows:
+        epoch, limit = watermark[0], self._views.max_entries
+        assert epoch is not None  # warm-ups run only while listening
+        for row in await self._views.current_rows(
+            watermark, LIVE_LINKS_SQL, datetime.now(UTC), LINK_PLATFORMS, limit
+        ):
             if row["business_id"] not in self._entries:
-                self._put(row["business_id"], _Link(row["link_expires_at"], watermark[0], row))
+                self._put(row["business_id"], _Link(row["link_expires_at"], epoch, row))
 
     def _put(self, business_id: str, link: _Link) -> None:
-        self._entries[business_id] = link
-        self._entries.move_to_end(business_id)
-        if len(self._entries) > self._views.max_entries:
-            self._entries.popitem(last=False)
+        remember(self._entries, business_id, link, self._views.max_entries)
 
     def _answer(self, row: asyncpg.Record | None) -> bytes:
         assert row is not None  # an entry keeps its row until its body is made
