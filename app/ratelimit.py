@@ -46,7 +46,10 @@ class Limiter:
 
     async def codat_call(self, business_id: str) -> None:
         """Count one call a business's request is about to make to Codat; RateLimited (429) over its limit."""
-        await self.hit("codat", f"business:{business_id}")
+        await self.hit_business("codat", business_id)
+
+    async def hit_business(self, name: str, business_id: str) -> None:
+        await self.hit(name, f"business:{business_id}")
 
     async def hit(self, name: str, key: str) -> None:
         """Count one request of `key` against the limit `name`; RateLimited (429) once it is used up."""
@@ -92,7 +95,7 @@ def business_limit(name: str) -> Callable[..., Coroutine[Any, Any, EndUser]]:
     """A dependency: the end user, once their business's request counted against the limit `name`."""
 
     async def within_limit(request: Request, user: CurrentUser) -> EndUser:
-        await limiter(request).hit(name, f"business:{user.business_id}")
+        await limiter(request).hit_business(name, user.business_id)
         return user
 
     return within_limit
