@@ -39,16 +39,23 @@ from bench import harness as h
 SIZES = (1, 1_000, 20_000)
 WARM_SECONDS = 3  # every server, the bare one included, is warmed up this long before it is measured
 TEMPLATE, CHECKED = "scale-000000", "scale-000001"
+# The request is put together by concatenation: wrk.format builds a header table and walks it on every
+# request, which cost wrk ~40 µs of CPU a request here against ~30 µs this way (and ~18 µs for wrk's static
+# request). On two cores the load generator's CPU is taken from the second worker: at 40 µs it alone held
+# two workers under ~1.55 × one.
 LUA = """
 local tokens = {}
 for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
 local path, threads, i = os.getenv("BENCH_PATH"), tonumber(os.getenv("BENCH_THREADS")), 0
-local counter = 0
+local counter, head = 0, nil
 function setup(thread) thread:set("offset", counter); counter = counter + 1 end
+function init(args)
+  local host = "\\r\\nHost: " .. wrk.host .. ":" .. wrk.port
+  head = "GET " .. path .. " HTTP/1.1" .. host .. "\\r\\nAuthorization: Bearer "
+end
 function request()
   i = i + 1
-  local token = tokens[((i * threads + offset) % #tokens) + 1]
-  return wrk.format("GET", path, {["Authorization"] = "Bearer " .. token})
+  return head .. tokens[((i * threads + offset) % #tokens) + 1] .. "\\r\\n\\r\\n"
 end
 """
 
