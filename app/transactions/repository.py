@@ -10,7 +10,7 @@ never wait on each other.
 
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,13 +20,13 @@ import asyncpg
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
-    Exists,
+    Integer,
     Row,
     Select,
     String,
     Table,
     bindparam,
-    exists,
+    case,
     func,
     insert,
     or_,
@@ -36,7 +36,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from app.bankfeed.holds import hold_of
 from app.bankfeed.models import Business, FeedAccount, FeedConnection
@@ -84,11 +83,19 @@ BATCHES = cast(Table, TransactionBatch.__table__)
 ROWS = cast(Table, BankTransaction.__table__)
 OURS = (STREAMS.c.id == bindparam("stream_id"), STREAMS.c.lease_owner == bindparam("owner"))
 RENEW = update(STREAMS).where(*OURS).values(lease_until=bindparam("until"))
+# Handed back due at `at`; or idle (NULL: not claimed until the next acceptance) when the acceptances are
+# still `idle_if`, the count read before the cut that found the queue's end (NULL never equals it).
 RELEASE = (
     update(STREAMS)
     .where(*OURS)
     .values(
-        lease_owner=None, lease_until=None, next_attempt_at=bindparam("at"), waits=bindparam("wait_count")
+        lease_owner=None,
+        lease_until=None,
+        next_attempt_at=case(
+            (STREAMS.c.acceptances == bindparam("idle_if", type_=Integer), None),
+            else_=_typed("at", STREAMS.c.next_attempt_at),
+        ),
+        waits=bindparam("wait_count"),
     )
 )
 MOVE_CUT = (
@@ -143,6 +150,7 @@ STATE = (
     select(
         STREAMS.c.cut_cleared_at,
         STREAMS.c.cut_seq,
+        STREAMS.c.acceptances,
         BUSINESSES.c.codat_company_id,
         CONNECTIONS.c.id.label("connection_row"),
         CONNECTIONS.c.codat_connection_id,
@@ -187,6 +195,7 @@ class StreamState:
     """What a worker's next step on a stream depends on, read in one query."""
 
     cut: tuple[datetime, int]
+    acceptances: int  # read before the queue: a cut that finds its end finds it as of this count
     open_batch: TransactionBatch | None
     hold: str | None  # why Codat would refuse the account's writes now (app/transactions/holds.py)
     target: tuple[str, str] | None  # the Codat company and connection, when both exist
@@ -296,14 +305,17 @@ class TransactionRepository:
     # Claiming and fencing (workers)
 
     async def claim_streams(
-        self, owner: str, now: datetime, until: datetime, limit: int
+        self, owner: str, now: datetime, until: datetime, limit: int, busy: Collection[int] = ()
     ) -> list[TransactionStream]:
-        """Lease up to `limit` due streams with work that no live lease holds."""
+        """Lease up to `limit` due streams that no live lease holds, earliest due first, through the index
+        of due streams (an idle one is not in it: its next_attempt_at is NULL). `busy`: the streams the
+        caller is still delivering, whose lease may have lapsed meanwhile; two tasks of one owner on a
+        stream would pass each other's fences."""
         candidates = (
             select(TransactionStream.id)
             .where(or_(TransactionStream.lease_until.is_(None), TransactionStream.lease_until < now))
             .where(TransactionStream.next_attempt_at <= now)
-            .where(or_(_has_open_batch(), exists(_queued_after_cut())))
+            .where(TransactionStream.id.not_in(busy))
             .order_by(TransactionStream.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -324,10 +336,19 @@ class TransactionRepository:
         if rows_changed(renewed) != 1:
             raise LeaseLost()
 
-    async def release(self, stream_id: int, owner: str, next_attempt_at: datetime, waits: int) -> bool:
-        """Hand the stream back; False when it was not ours (any more). As the first statement of a
-        transaction it is the fence of the writes after it, like renew_lease."""
-        params = {"stream_id": stream_id, "owner": owner, "at": next_attempt_at, "wait_count": waits}
+    async def release(
+        self, stream_id: int, owner: str, next_attempt_at: datetime, waits: int, idle_if: int | None = None
+    ) -> bool:
+        """Hand the stream back, due at `next_attempt_at`, or idle if its acceptances are still `idle_if`
+        (see RELEASE); False when it was not ours (any more). As the first statement of a transaction it is
+        the fence of the writes after it, like renew_lease."""
+        params = {
+            "stream_id": stream_id,
+            "owner": owner,
+            "at": next_attempt_at,
+            "wait_count": waits,
+            "idle_if": idle_if,
+        }
         return rows_changed(await self.session.execute(RELEASE, params)) == 1
 
     async def note_hold(self, stream_id: int, reason: str | None) -> None:
@@ -374,6 +395,7 @@ class TransactionRepository:
         target = (row.codat_company_id, row.codat_connection_id)
         return StreamState(
             cut=(row.cut_cleared_at, row.cut_seq),
+            acceptances=row.acceptances,
             open_batch=batch,
             hold=hold_of(connection, feed),
             target=target if all(target) else None,
@@ -491,35 +513,6 @@ class TransactionRepository:
             .where(TransactionStream.id == stream_id.scalar_subquery())
             .values(cut_cleared_at=first.cleared_at, cut_seq=first.seq - 1)  # sorts just before it
         )
-
-
-def _same_account(stream: type[TransactionStream] | TransactionStream) -> tuple[ColumnElement[bool], ...]:
-    return (
-        BankTransaction.business_id == stream.business_id,
-        BankTransaction.account_id == stream.account_id,
-    )
-
-
-def _after_cut(
-    cleared_at: datetime | InstrumentedAttribute[datetime], seq: int | InstrumentedAttribute[int]
-) -> ColumnElement[bool]:
-    """Transactions after the stream's cut: where every queued one is."""
-    return tuple_(BankTransaction.cleared_at, BankTransaction.seq) > tuple_(cleared_at, seq)
-
-
-def _queued_after_cut() -> Select[Any]:
-    return (
-        select(BankTransaction.seq)
-        .where(*_same_account(TransactionStream))
-        .where(_after_cut(TransactionStream.cut_cleared_at, TransactionStream.cut_seq))
-        .where(BankTransaction.status == TransactionStatus.QUEUED)
-    )
-
-
-def _has_open_batch() -> Exists:
-    return exists().where(
-        TransactionBatch.stream_id == TransactionStream.id, TransactionBatch.status.in_(OPEN_BATCH)
-    )
 
 
 def in_batch(batch_id: int) -> tuple[ColumnElement[bool], ...]:

@@ -96,6 +96,10 @@ class TransactionService:
         if fresh:
             await repo.enqueue([_row(business_id, account_id, t, now) for _, t in fresh])
             stream.newest_date = max(t.date for _, t in fresh)  # the rules let none be older than the last
+            # Due now if it was idle (a stream waiting out a back-off keeps its time); counted, so that a
+            # worker handing the stream back meanwhile keeps it due (RELEASE).
+            stream.next_attempt_at = stream.next_attempt_at or now
+            stream.acceptances += 1
         return TransactionsAccepted(
             account_id=account_id, accepted=[t.id for _, t in fresh], duplicates=duplicates
         )

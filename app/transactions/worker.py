@@ -30,7 +30,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -94,14 +94,32 @@ class Wait:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Done:
+    """Nothing left to deliver as of `seen` acceptances (read before the cut that found the queue's end):
+    handed back idle unless more were accepted since."""
+
+    seen: int
+
+
 class Released:
     """The step handed the stream back itself, in its last transaction: nothing left to deliver."""
 
 
-DONE = Wait(0.0)  # nothing left to deliver
+@dataclass(frozen=True)
+class Cut:
+    """A batch to send, with its transactions while it is unsent. `seen`: when the batch was just cut, the
+    acceptances read before it (a short batch is then the queue's end as of them); None for a batch found
+    open, which says nothing of what was accepted since it was cut."""
+
+    batch: TransactionBatch
+    transactions: Sequence[WireRow]
+    seen: int | None
+
+
 RELEASED = Released()
 CONTINUE = None  # progress: take the next step now
-Outcome = Wait | Released | None
+Outcome = Wait | Done | Released | None
 
 
 class TransactionWorker:
@@ -121,17 +139,17 @@ class TransactionWorker:
 
     async def run_forever(self) -> None:
         """Keep up to `concurrency` streams in delivery; claim more as slots free up."""
-        active: set[asyncio.Task[None]] = set()
+        active: dict[asyncio.Task[None], int] = {}  # each task's stream
         counted_at = float("-inf")
         try:
             while True:
                 if asyncio.get_running_loop().time() - counted_at >= self.config.held_gauge_seconds:
                     counted_at = asyncio.get_running_loop().time()
                     await self.report_held()
-                for stream in await self._claim(self.config.concurrency - len(active)):
+                for stream in await self._claim(self.config.concurrency - len(active), active.values()):
                     task = asyncio.create_task(self._deliver(stream))
-                    active.add(task)
-                    task.add_done_callback(active.discard)
+                    active[task] = stream.id
+                    task.add_done_callback(active.pop)
                 if active:
                     await asyncio.wait(
                         active, timeout=self.config.idle_seconds, return_when=asyncio.FIRST_COMPLETED
@@ -160,12 +178,12 @@ class TransactionWorker:
         except Exception:  # noqa: BLE001 - a missed count must not stop delivery; it is logged
             log.exception("transactions.held_count_failed")
 
-    async def _claim(self, slots: int) -> Sequence[TransactionStream]:
+    async def _claim(self, slots: int, busy: Collection[int]) -> Sequence[TransactionStream]:
         if slots <= 0:
             return []
         try:
             return await self._transaction(
-                lambda repo, now: repo.claim_streams(self.name, now, self._lease_end(now), slots)
+                lambda repo, now: repo.claim_streams(self.name, now, self._lease_end(now), slots, list(busy))
             )
         except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup; it is logged
             log.exception("transactions.claim_failed")
@@ -185,11 +203,14 @@ class TransactionWorker:
             outcome = Wait(self._backoff(waits))
         if isinstance(outcome, Released):
             return
-        waits = 0 if outcome is DONE else waits + 1
+        if isinstance(outcome, Done):
+            seconds, waits, idle_if = 0.0, 0, outcome.seen
+        else:
+            seconds, waits, idle_if = outcome.seconds, waits + 1, None
         try:
             await self._transaction(
                 lambda repo, now: repo.release(
-                    stream.id, self.name, now + timedelta(seconds=outcome.seconds), waits
+                    stream.id, self.name, now + timedelta(seconds=seconds), waits, idle_if
                 )
             )
         except Exception:  # noqa: BLE001 - the lease lapses on its own; it is logged
@@ -197,39 +218,34 @@ class TransactionWorker:
 
     async def _step(self, stream: TransactionStream, waits: int) -> Outcome:
         found = await self._fenced(stream, lambda repo, now: self._next_batch(repo, stream, now))
-        if isinstance(found, Wait):
+        if not isinstance(found, Cut):
             return found
-        batch, transactions = found
+        batch = found.batch
         if batch.status == BatchStatus.PENDING:
             return await self._follow(stream, batch, waits)
         if self.clock.now() - as_utc(batch.created_at) > REPLAY_WINDOW:
             await self._fenced(stream, lambda repo, now: record_failed(repo, batch.id, UNKNOWN_OUTCOME, now))
             return CONTINUE
-        return await self._send(stream, batch, transactions, waits)
+        return await self._send(stream, found, waits)
 
     async def _next_batch(
         self, repo: TransactionRepository, stream: TransactionStream, now: datetime
-    ) -> tuple[TransactionBatch, Sequence[WireRow]] | Wait:
+    ) -> Cut | Wait | Done:
         """The open batch, or a new one cut from the queue; with its transactions while it is unsent."""
         state = await repo.state(stream.id)
         if (batch := state.open_batch) is not None:
             sending = batch.status == BatchStatus.SENDING
-            return batch, (await repo.batch_transactions(batch.id) if sending else [])
+            return Cut(batch, await repo.batch_transactions(batch.id) if sending else [], None)
         if state.hold != stream.held_reason:
             await repo.note_hold(stream.id, state.hold)
             stream.held_reason = state.hold
         if state.hold is not None or state.target is None:
             return Wait(self.config.retry_max_seconds)  # held: looked at again until the feed is mended
         cut = await repo.cut_batch(stream, state, self.config.batch_size, now)
-        return DONE if cut is None else cut
+        return Done(state.acceptances) if cut is None else Cut(*cut, state.acceptances)
 
-    async def _send(
-        self,
-        stream: TransactionStream,
-        batch: TransactionBatch,
-        transactions: Sequence[WireRow],
-        waits: int,
-    ) -> Outcome:
+    async def _send(self, stream: TransactionStream, cut: Cut, waits: int) -> Outcome:
+        batch, transactions = cut.batch, cut.transactions
         try:
             operation = await self.codat.create_bank_transactions(
                 batch.codat_company_id,
@@ -283,25 +299,20 @@ class TransactionWorker:
                     "transactions.push_unreadable", extra={"batch": batch.id, "status": exc.status_code}
                 )
                 pending = Wait(self.config.retry_max_seconds)
-        last = len(transactions) < self.config.batch_size  # the queue's end, as it stood at the cut
-        return await self._record(stream, batch, operation, pending, last)
+        return await self._record(stream, cut, operation, pending)
 
     async def _record(
-        self,
-        stream: TransactionStream,
-        batch: TransactionBatch,
-        operation: codat.PushOperation,
-        pending: Wait,
-        last: bool,
+        self, stream: TransactionStream, cut: Cut, operation: codat.PushOperation, pending: Wait
     ) -> Outcome:
         """Record what became of a push, in one transaction; a Success that ends the queue hands the stream
-        back in it too (anything accepted since is claimed again, as after DONE)."""
+        back in it too (idle, or due again if anything was accepted since, as after Done)."""
+        batch = cut.batch
         success = operation.status is codat.PushOperationStatus.SUCCESS
-        release = success and last
+        release = success and len(cut.transactions) < self.config.batch_size  # the queue's end at the cut
 
         async def record(repo: TransactionRepository, now: datetime) -> bool:
             if release:
-                if not await repo.release(stream.id, self.name, now, 0):
+                if not await repo.release(stream.id, self.name, now, 0, cut.seen):
                     raise LeaseLost()
             else:
                 await repo.renew_lease(stream.id, self.name, self._lease_end(now))

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from app.codat.schemas import PushOperationStatus
+from app.transactions.models import TransactionStream
 from app.transactions.repository import LeaseLost, TransactionRepository
 from app.transactions.service import TIMED_OUT
 from app.transactions.worker import UNKNOWN_OUTCOME
@@ -288,6 +289,54 @@ class TestLeases:
 
         async with app.state.sessionmaker.begin() as session:
             assert await TransactionRepository(session).claim_streams("x", now, now, 10) == []
+
+    async def test_the_last_batch_hands_the_account_back_idle_unless_more_was_accepted_meanwhile(
+        self, app, client, tx_headers, connected
+    ):
+        async def claim(owner: str) -> list[int]:
+            now = app.state.clock.now()
+            async with app.state.sessionmaker.begin() as session:
+                repo = TransactionRepository(session)
+                return [s.id for s in await repo.claim_streams(owner, now, now + timedelta(seconds=30), 10)]
+
+        async def cut_and_hand_back(owner: str, stream_id: int, during: Any = None) -> None:
+            """The queue's end cut; `during` runs before the hand-back, as an acceptance racing the push."""
+            now = app.state.clock.now()
+            async with app.state.sessionmaker.begin() as session:
+                repo = TransactionRepository(session)
+                state = await repo.state(stream_id)
+                stream = await session.get_one(TransactionStream, stream_id)
+                assert await repo.cut_batch(stream, state, 1000, now) is not None
+            if during is not None:
+                await during()
+            async with app.state.sessionmaker.begin() as session:
+                repo = TransactionRepository(session)
+                assert await repo.release(stream_id, owner, now, 0, state.acceptances)
+
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        [stream_id] = await claim("a")
+        await cut_and_hand_back("a", stream_id)
+        assert await claim("b") == []  # idle: nothing accepted since the cut
+
+        await post(client, tx_headers, [transaction("t2", connected["today"])])
+        assert await claim("b") == [stream_id]  # the acceptance made it due again
+        t3 = transaction("t3", connected["today"])
+        await cut_and_hand_back("b", stream_id, during=lambda: post(client, tx_headers, [t3]))
+        assert await claim("c") == [stream_id]  # t3 came after the cut: still due
+
+    async def test_a_worker_does_not_claim_again_an_account_it_is_still_delivering(
+        self, app, client, tx_headers, connected
+    ):
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        now = app.state.clock.now()
+        async with app.state.sessionmaker.begin() as session:
+            [stream] = await TransactionRepository(session).claim_streams("a", now, now, 10)
+        later = now + timedelta(seconds=1)  # the lease lapsed, the task delivering it still runs
+
+        async with app.state.sessionmaker.begin() as session:
+            repo = TransactionRepository(session)
+            assert await repo.claim_streams("a", later, later, 10, busy=[stream.id]) == []
+            assert [s.id for s in await repo.claim_streams("a", later, later, 10)] == [stream.id]
 
 
 async def _at_least(sandbox: Any, operation: str, calls: int) -> bool:
