@@ -48,10 +48,9 @@ from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.transactions import holds
 from app.transactions.models import BatchStatus, TransactionBatch, TransactionStream
-from app.transactions.repository import LeaseLost, TransactionRepository, WireRow
+from app.transactions.repository import Fence, LeaseLost, TransactionRepository, WireRow
 from app.transactions.service import (
     hold_batch,
-    record_delivered,
     record_failed,
     record_outcome,
     record_refusal,
@@ -132,6 +131,14 @@ class TransactionWorker:
         name: str | None = None,
     ) -> None:
         self.sessions = sessions
+        engine = sessions.kw["bind"]
+        # Postgres: a step that is one statement runs outside a transaction, without BEGIN and COMMIT's
+        # round trips (the repository makes the cut and a delivered push one statement each there).
+        self.statements = (
+            create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+            if engine.dialect.name == "postgresql"
+            else sessions
+        )
         self.codat = codat_client
         self.clock = clock
         self.config = config
@@ -183,7 +190,8 @@ class TransactionWorker:
             return []
         try:
             return await self._transaction(
-                lambda repo, now: repo.claim_streams(self.name, now, self._lease_end(now), slots, list(busy))
+                lambda repo, now: repo.claim_streams(self.name, now, self._lease_end(now), slots, list(busy)),
+                one_statement=True,
             )
         except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup; it is logged
             log.exception("transactions.claim_failed")
@@ -211,13 +219,17 @@ class TransactionWorker:
             await self._transaction(
                 lambda repo, now: repo.release(
                     stream.id, self.name, now + timedelta(seconds=seconds), waits, idle_if
-                )
+                ),
+                one_statement=True,
             )
         except Exception:  # noqa: BLE001 - the lease lapses on its own; it is logged
             log.exception("transactions.release_failed", extra={"stream": stream.id})
 
     async def _step(self, stream: TransactionStream, waits: int) -> Outcome:
-        found = await self._fenced(stream, lambda repo, now: self._next_batch(repo, stream, now))
+        # Each of its writes is fenced and whole on its own: no transaction around them on Postgres.
+        found = await self._transaction(
+            lambda repo, now: self._next_batch(repo, stream, now), one_statement=True
+        )
         if not isinstance(found, Cut):
             return found
         batch = found.batch
@@ -232,7 +244,7 @@ class TransactionWorker:
         self, repo: TransactionRepository, stream: TransactionStream, now: datetime
     ) -> Cut | Wait | Done:
         """The open batch, or a new one cut from the queue; with its transactions while it is unsent."""
-        state = await repo.state(stream.id)
+        state = await repo.fenced_state(self._fence(stream, now), now)
         if (batch := state.open_batch) is not None:
             sending = batch.status == BatchStatus.SENDING
             return Cut(batch, await repo.batch_transactions(batch.id) if sending else [], None)
@@ -241,7 +253,7 @@ class TransactionWorker:
             stream.held_reason = state.hold
         if state.hold is not None or state.target is None:
             return Wait(self.config.retry_max_seconds)  # held: looked at again until the feed is mended
-        cut = await repo.cut_batch(stream, state, self.config.batch_size, now)
+        cut = await repo.cut_batch(stream, state, self.config.batch_size, now, self._fence(stream, now))
         return Done(state.acceptances) if cut is None else Cut(*cut, state.acceptances)
 
     async def _send(self, stream: TransactionStream, cut: Cut, waits: int) -> Outcome:
@@ -311,18 +323,15 @@ class TransactionWorker:
         release = success and len(cut.transactions) < self.config.batch_size  # the queue's end at the cut
 
         async def record(repo: TransactionRepository, now: datetime) -> bool:
-            if release:
-                if not await repo.release(stream.id, self.name, now, 0, cut.seen):
-                    raise LeaseLost()
-            else:
-                await repo.renew_lease(stream.id, self.name, self._lease_end(now))
+            fence = self._fence(stream, now, hand_back=release, idle_if=cut.seen)
             if success:
-                await record_delivered(repo, batch.id, now, operation.push_operation_key)
+                await repo.deliver(batch.id, now, operation.push_operation_key, fence)
                 return True
+            await repo.fence(fence, now)
             await repo.record_pending(batch.id, operation.push_operation_key)
             return await record_outcome(repo, batch, operation, now)
 
-        if not await self._transaction(record):
+        if not await self._transaction(record, one_statement=success):
             return pending
         return RELEASED if release else CONTINUE
 
@@ -342,17 +351,20 @@ class TransactionWorker:
         """A transaction that may write only while the stream is still ours (LeaseLost otherwise)."""
 
         async def fenced(repo: TransactionRepository, now: datetime) -> T:
-            await repo.renew_lease(stream.id, self.name, self._lease_end(now))
+            await repo.fence(self._fence(stream, now), now)
             return await work(repo, now)
 
         return await self._transaction(fenced)
 
-    async def _transaction(self, work: Work[T]) -> T:
-        """One short transaction. Cancelling the worker (shutdown) lets it commit or roll back first: a SQLite
-        connection interrupted mid-statement would be dropped still holding the database's write lock."""
+    async def _transaction(self, work: Work[T], one_statement: bool = False) -> T:
+        """One short transaction; with `one_statement`, work whose every write is whole on its own, which
+        on Postgres runs without one. Cancelling the worker (shutdown) lets it commit or roll back first: a
+        SQLite connection interrupted mid-statement would be dropped still holding the database's write
+        lock."""
+        sessions = self.statements if one_statement else self.sessions
 
         async def unit() -> T:
-            async with self.sessions.begin() as session:
+            async with sessions.begin() as session:
                 return await work(TransactionRepository(session), self.clock.now())
 
         task = asyncio.create_task(unit())
@@ -364,6 +376,11 @@ class TransactionWorker:
 
     def _lease_end(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.config.lease_seconds)
+
+    def _fence(
+        self, stream: TransactionStream, now: datetime, hand_back: bool = False, idle_if: int | None = None
+    ) -> Fence:
+        return Fence(stream.id, self.name, self._lease_end(now), hand_back, idle_if)
 
     def _backoff(self, waits: int, exc: CodatUnavailable | None = None) -> float:
         if exc is not None and exc.retry_after_from_codat:
