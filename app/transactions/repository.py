@@ -105,6 +105,8 @@ RELEASE = (
         waits=bindparam("wait_count"),
     )
 )
+# An open batch, as plain parameters: an IN list of constants is rendered into the SQL again on every run.
+OPEN = or_(*(BATCHES.c.status == status.value for status in OPEN_BATCH))
 MOVE_CUT = (
     update(STREAMS)
     .where(STREAMS.c.id == bindparam("stream_id"))
@@ -135,7 +137,7 @@ MARK_SENDING = (
 )
 CLOSE_BATCH = (
     update(BATCHES)
-    .where(BATCHES.c.id == bindparam("batch"), BATCHES.c.status.in_([s.value for s in OPEN_BATCH]))
+    .where(BATCHES.c.id == bindparam("batch"), OPEN)
     .values(
         status=bindparam("new_status"),
         error=bindparam("new_error"),
@@ -187,7 +189,7 @@ STATE = (
         )
         .outerjoin(
             BATCHES,
-            (BATCHES.c.stream_id == STREAMS.c.id) & BATCHES.c.status.in_([s.value for s in OPEN_BATCH]),
+            (BATCHES.c.stream_id == STREAMS.c.id) & OPEN,
         )
     )
     .where(STREAMS.c.id == bindparam("of_stream"))

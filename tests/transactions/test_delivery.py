@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from app.codat.schemas import PushOperationStatus
 from app.transactions.models import TransactionStream
@@ -286,8 +287,17 @@ class TestLeases:
         await post(client, tx_headers, [transaction("t1", connected["today"])])
         worker()
         await settled(client, tx_headers, 1)
-        now = app.state.clock.now() + timedelta(hours=1)
 
+        async def handed_back_idle() -> bool:
+            """The worker hands the account back once it finds the queue's end (a push still Pending when
+            first asked is settled, and the queue's end found, a step later)."""
+            async with app.state.sessionmaker() as session:
+                stream = await session.scalar(select(TransactionStream))
+                assert stream is not None
+                return stream.lease_owner is None and stream.next_attempt_at is None
+
+        assert await eventually(handed_back_idle)
+        now = app.state.clock.now() + timedelta(hours=1)
         async with app.state.sessionmaker.begin() as session:
             assert await TransactionRepository(session).claim_streams("x", now, now, 10) == []
 
