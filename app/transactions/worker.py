@@ -7,10 +7,12 @@ Failed, and only then is the next batch cut. A worker holds a stream through a l
 write. If it dies, the lease lapses, another worker takes the stream and finds the open batch: it pushes the
 same transactions under the same key, and Codat replays its first answer instead of writing them twice.
 
-What a batch costs does not depend on its size, so it is kept to two short transactions: one cuts it (the
-account's hold, the Codat target and the open batch read in one query), one records the outcome of the push,
-read once straight after it (a push still Pending is recorded as such and followed later). When the batch
-was the last of the queue, that second transaction also hands the stream back.
+What a batch costs does not depend on its size, so it is kept to a few statements: the fence with the
+account's hold, the Codat target and the open batch (one query), the cut, and the outcome of the push, read
+once straight after it (a push still Pending is recorded as such and followed later). When the batch was the
+last of the queue, the outcome also hands the stream back: idle (not claimed again until an acceptance) if
+nothing was accepted since the cut. On Postgres the cut and a Success are one statement each, run outside a
+transaction (app/transactions/repository.py says why that is safe); on SQLite, short transactions.
 
 Retried: Codat unavailable (network, timeouts, 408, 429, 5xx), a key still in flight, a push still Pending.
 Held (app/transactions/holds.py): an account Codat would refuse (dead connection, account not connected,
