@@ -12,15 +12,10 @@ The list is walked page by page and compared with the seed; then `GET /internal/
 import argparse
 import asyncio
 import random
-import time
 
 import httpx
 
 from app.auth.tokens import mint_service_token
-from app.clock import SystemClock
-from app.config import Settings
-from app.db import create_engine, create_sessionmaker
-from app.events.worker import EventWorker, events_http_client
 from bench import harness as h
 
 BUSINESSES = 10_000
@@ -65,21 +60,6 @@ def expected_needing_action() -> list[str]:
     return [f"biz-{i:05d}" for i in range(1, BUSINESSES + 1) if i % 100 == 0 or i % 50 == 25]
 
 
-async def project(database: str) -> float:
-    """Run the projector until every business has its FeedState; how long it took."""
-    settings = Settings(environment="test", database={"url": database})
-    engine = create_engine(settings)
-    started = time.perf_counter()
-    try:
-        async with events_http_client() as http:
-            worker = EventWorker(create_sessionmaker(engine), http, SystemClock(), settings)
-            while await worker.project():
-                pass
-    finally:
-        await engine.dispose()
-    return time.perf_counter() - started
-
-
 def walk(base_url: str, health: str) -> tuple[list[str], list[str]]:
     """Every business of the list, page by page; and the cursors met (to load later pages)."""
     seen, cursors, after = [], [], None
@@ -106,7 +86,7 @@ def main() -> None:
     for statement in SEED:
         h.sql(database, statement, BUSINESSES) if "$1" in statement else h.sql(database, statement)
     h.sql(database, "ANALYZE")  # as autovacuum would have, after a load like this one
-    seconds = asyncio.run(project(database))
+    seconds = asyncio.run(h.project_events(database))
     print(f"projection of {PROJECTED} businesses: {seconds:.1f} s ({PROJECTED / seconds:.0f} a second)\n")
     rows = []
     with h.sandbox() as codat, h.bff(database, codat) as (bff_url, _):

@@ -23,7 +23,10 @@ from sqlalchemy.engine import make_url
 
 from app import migrate
 from app.auth.tokens import mint_end_user_token, mint_service_token
+from app.clock import SystemClock
 from app.config import DEV_SANDBOX_API_KEY, Settings
+from app.db import create_engine, create_sessionmaker
+from app.events.worker import EventWorker, events_http_client
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -406,3 +409,18 @@ def _module_argv() -> list[str]:
     main = sys.modules["__main__"]
     spec = getattr(main, "__spec__", None)
     return [spec.name if spec else sys.argv[0], *sys.argv[1:]]
+
+
+async def project_events(database_url: str) -> float:
+    """Run the events projector until it finds nothing left to project; how long it took."""
+    settings = Settings(environment="test", database={"url": database_url})
+    engine = create_engine(settings)
+    started = time.perf_counter()
+    try:
+        async with events_http_client() as http:
+            worker = EventWorker(create_sessionmaker(engine), http, SystemClock(), settings)
+            while await worker.project():
+                pass
+    finally:
+        await engine.dispose()
+    return time.perf_counter() - started

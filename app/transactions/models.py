@@ -60,7 +60,16 @@ class TransactionStream(Base):
     """One account's place in the outbox: the newest date accepted, and the lease of the worker on it."""
 
     __tablename__ = "transaction_stream"
-    __table_args__ = (UniqueConstraint("business_id", "account_id"),)
+    __table_args__ = (
+        UniqueConstraint("business_id", "account_id"),
+        # Workers claim due streams through it: the streams with nothing to deliver are not in it.
+        Index(
+            "ix_transaction_stream_due",
+            "next_attempt_at",
+            postgresql_where=text("next_attempt_at IS NOT NULL"),
+            sqlite_where=text("next_attempt_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     business_id: Mapped[str] = mapped_column(String(64))
@@ -69,7 +78,12 @@ class TransactionStream(Base):
     newest_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When a worker should next look at the stream; NULL while it has nothing to deliver (a worker found the
+    # queue's end, and nothing was accepted since): the next acceptance sets it.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Requests that queued transactions for the account: a worker that found the queue's end hands the
+    # stream back as idle only if the count is still what it read before that cut.
+    acceptances: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     # Consecutive waits (Codat unavailable, push still pending): the back-off grows with them.
     waits: Mapped[int] = mapped_column(Integer, default=0)
     # Why the worker last found the account's deliveries held (app/transactions/holds.py); None: not held.

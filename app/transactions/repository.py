@@ -10,7 +10,7 @@ never wait on each other.
 
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,25 +18,29 @@ from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import (
+    CTE,
     BindParameter,
     ColumnElement,
-    Exists,
+    Integer,
     Row,
+    ScalarSelect,
     Select,
     String,
     Table,
     bindparam,
+    case,
     exists,
     func,
     insert,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.dml import Update
 
 from app.bankfeed.holds import hold_of
 from app.bankfeed.models import Business, FeedAccount, FeedConnection
@@ -82,21 +86,41 @@ def _typed(name: str, like: ColumnElement[Any]) -> BindParameter[Any]:
 STREAMS = cast(Table, TransactionStream.__table__)
 BATCHES = cast(Table, TransactionBatch.__table__)
 ROWS = cast(Table, BankTransaction.__table__)
-OURS = (STREAMS.c.id == bindparam("stream_id"), STREAMS.c.lease_owner == bindparam("owner"))
+# Parameters are never named after a column of a table a statement updates: SQLAlchemy would add it to the
+# UPDATE's SET (e.g. `stream_id` to transaction_batch's, where a batch is closed after the fence).
+OURS = (STREAMS.c.id == bindparam("of_stream"), STREAMS.c.lease_owner == bindparam("owner"))
 RENEW = update(STREAMS).where(*OURS).values(lease_until=bindparam("until"))
+# Handed back due at `at`; or idle (NULL: not claimed until the next acceptance) when the acceptances are
+# still `idle_if`, the count read before the cut that found the queue's end (NULL never equals it).
 RELEASE = (
     update(STREAMS)
     .where(*OURS)
     .values(
-        lease_owner=None, lease_until=None, next_attempt_at=bindparam("at"), waits=bindparam("wait_count")
+        lease_owner=None,
+        lease_until=None,
+        next_attempt_at=case(
+            (STREAMS.c.acceptances == bindparam("idle_if", type_=Integer), None),
+            else_=_typed("at", STREAMS.c.next_attempt_at),
+        ),
+        waits=bindparam("wait_count"),
     )
 )
+# An open batch, as plain parameters: an IN list of constants is rendered into the SQL again on every run.
+OPEN = or_(*(BATCHES.c.status == status.value for status in OPEN_BATCH))
 MOVE_CUT = (
     update(STREAMS)
     .where(STREAMS.c.id == bindparam("stream_id"))
     .values(cut_cleared_at=bindparam("to_at"), cut_seq=bindparam("to_seq"))
 )
 NEW_BATCH = insert(BATCHES).returning(BATCHES.c.id)
+# What a cut sets of a new batch beside its stream, status and seq range.
+NEW_BATCH_VALUES = (
+    "idempotency_key",
+    "codat_company_id",
+    "codat_connection_id",
+    "account_id",
+    "created_at",
+)
 # The rows of one account between the cut and the last row of the new batch: the rows just read, found again
 # through the queue index (the stream's row lock keeps any other from being accepted meanwhile).
 IN_CUT = (
@@ -113,7 +137,7 @@ MARK_SENDING = (
 )
 CLOSE_BATCH = (
     update(BATCHES)
-    .where(BATCHES.c.id == bindparam("batch"), BATCHES.c.status.in_([s.value for s in OPEN_BATCH]))
+    .where(BATCHES.c.id == bindparam("batch"), OPEN)
     .values(
         status=bindparam("new_status"),
         error=bindparam("new_error"),
@@ -131,7 +155,7 @@ OF_BATCH = (
 SETTLE = (
     update(ROWS)
     .where(*OF_BATCH)
-    .values(status=bindparam("new_status"), error=bindparam("new_error"), completed_at=bindparam("now"))
+    .values(status=bindparam("row_status"), error=bindparam("row_error"), completed_at=bindparam("now"))
 )
 
 # The stream's cut, the account's hold, the Codat target and the open batch: one query, read as columns.
@@ -143,6 +167,7 @@ STATE = (
     select(
         STREAMS.c.cut_cleared_at,
         STREAMS.c.cut_seq,
+        STREAMS.c.acceptances,
         BUSINESSES.c.codat_company_id,
         CONNECTIONS.c.id.label("connection_row"),
         CONNECTIONS.c.codat_connection_id,
@@ -164,10 +189,10 @@ STATE = (
         )
         .outerjoin(
             BATCHES,
-            (BATCHES.c.stream_id == STREAMS.c.id) & BATCHES.c.status.in_([s.value for s in OPEN_BATCH]),
+            (BATCHES.c.stream_id == STREAMS.c.id) & OPEN,
         )
     )
-    .where(STREAMS.c.id == bindparam("stream_id"))
+    .where(STREAMS.c.id == bindparam("of_stream"))
 )
 
 
@@ -182,11 +207,102 @@ def queued_after_cut(size: int) -> Select[Any]:
     )
 
 
+# Postgres: the worker's steps on every batch as one statement each (data-modifying CTEs), run outside a
+# transaction: one round trip instead of BEGIN, four to six statements and COMMIT. Each starts with the fence.
+# Its reads see the database as the statement began, even after waiting on the stream's row lock: safe, since
+# only the task holding the lease cuts or settles the stream's batches, a worker runs one task per stream
+# (claim_streams' `busy`), and any other worker's task fails the fence (the lease_owner check is made on the
+# row as it is after the wait). SQLite keeps the statements one by one, in a transaction.
+def _fenced(fence: Update) -> CTE:
+    return fence.returning(STREAMS.c.id).cte("fence")
+
+
+def _count(cte: CTE) -> ScalarSelect[int]:
+    return select(func.count()).select_from(cte).scalar_subquery()
+
+
+FENCED_STATE = STATE.where(exists(select(_fenced(RENEW).c.id)))
+
+
+def _delivered(fence: Update) -> Select[int, int]:
+    """The fence, the batch closed as delivered, its rows settled: (streams fenced, rows settled)."""
+    fenced = _fenced(fence)
+    closed = CLOSE_BATCH.where(exists(select(fenced.c.id))).returning(BATCHES.c.id).cte("closed")
+    settled = SETTLE.where(exists(select(closed.c.id))).returning(ROWS.c.seq).cte("settled")
+    return select(_count(fenced), _count(settled))
+
+
+DELIVERED = {False: _delivered(RENEW), True: _delivered(RELEASE)}  # by whether it hands the stream back
+
+
+# The next `:size` queued rows after the cut, with the batch made of them (NULL: the fence failed) and how
+# many were marked. The fence moves the cut to the last of them; the batch is inserted and its rows marked
+# only when it passed. Written as SQL: the same statement built with SQLAlchemy's CTEs lost one of its
+# constants' parameters from the compiled cache.
+CUT = text(
+    f"""
+WITH queued AS (
+    SELECT {", ".join(column.key for column in WIRE_COLUMNS)}
+    FROM bank_transaction
+    WHERE account_id = :of_account AND business_id = :of_business
+        AND (cleared_at, seq) > (CAST(:cut_at AS timestamp), CAST(:cut_seq AS bigint))
+        AND status = '{TransactionStatus.QUEUED.value}'
+    ORDER BY cleared_at, seq
+    LIMIT :size
+), last AS (
+    SELECT cleared_at, seq FROM queued ORDER BY cleared_at DESC, seq DESC LIMIT 1
+), fence AS (
+    UPDATE transaction_stream
+    SET lease_until = :until, cut_cleared_at = last.cleared_at, cut_seq = last.seq
+    FROM last
+    WHERE id = :of_stream AND lease_owner = :owner
+    RETURNING id
+), batch AS (
+    INSERT INTO transaction_batch (stream_id, status, {", ".join(NEW_BATCH_VALUES)}, first_seq, last_seq)
+    SELECT id, '{BatchStatus.SENDING.value}', CAST(:idempotency_key AS varchar),
+        CAST(:codat_company_id AS varchar), CAST(:codat_connection_id AS varchar),
+        CAST(:account_id AS varchar), CAST(:created_at AS timestamptz),
+        (SELECT min(seq) FROM queued), (SELECT max(seq) FROM queued)
+    FROM fence
+    RETURNING id
+), marked AS (
+    UPDATE bank_transaction SET status = '{TransactionStatus.SENDING.value}', batch_id = batch.id
+    FROM batch
+    WHERE bank_transaction.seq IN (SELECT seq FROM queued)
+        AND bank_transaction.status = '{TransactionStatus.QUEUED.value}'
+    RETURNING bank_transaction.seq
+)
+SELECT queued.*, (SELECT id FROM batch) AS batch_id, (SELECT count(*) FROM marked) AS marked
+FROM queued ORDER BY cleared_at, seq
+"""
+)
+
+
+@dataclass(frozen=True)
+class Fence:
+    """How a worker's write proves the stream is still its own (LeaseLost otherwise): its lease renewed until
+    `until`, or with `hand_back` the stream handed back (RELEASE: due now, or idle if the acceptances are
+    still `idle_if`)."""
+
+    stream_id: int
+    owner: str
+    until: datetime
+    hand_back: bool = False
+    idle_if: int | None = None
+
+    def params(self, now: datetime) -> dict[str, Any]:
+        lease = {"of_stream": self.stream_id, "owner": self.owner}
+        if self.hand_back:
+            return {**lease, "at": now, "wait_count": 0, "idle_if": self.idle_if}
+        return {**lease, "until": self.until}
+
+
 @dataclass(frozen=True)
 class StreamState:
     """What a worker's next step on a stream depends on, read in one query."""
 
     cut: tuple[datetime, int]
+    acceptances: int  # read before the queue: a cut that finds its end finds it as of this count
     open_batch: TransactionBatch | None
     hold: str | None  # why Codat would refuse the account's writes now (app/transactions/holds.py)
     target: tuple[str, str] | None  # the Codat company and connection, when both exist
@@ -296,14 +412,17 @@ class TransactionRepository:
     # Claiming and fencing (workers)
 
     async def claim_streams(
-        self, owner: str, now: datetime, until: datetime, limit: int
+        self, owner: str, now: datetime, until: datetime, limit: int, busy: Collection[int] = ()
     ) -> list[TransactionStream]:
-        """Lease up to `limit` due streams with work that no live lease holds."""
+        """Lease up to `limit` due streams that no live lease holds, earliest due first, through the index
+        of due streams (an idle one is not in it: its next_attempt_at is NULL). `busy`: the streams the
+        caller is still delivering, whose lease may have lapsed meanwhile; two tasks of one owner on a
+        stream would pass each other's fences."""
         candidates = (
             select(TransactionStream.id)
             .where(or_(TransactionStream.lease_until.is_(None), TransactionStream.lease_until < now))
             .where(TransactionStream.next_attempt_at <= now)
-            .where(or_(_has_open_batch(), exists(_queued_after_cut())))
+            .where(TransactionStream.id.not_in(busy))
             .order_by(TransactionStream.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -318,16 +437,35 @@ class TransactionRepository:
         )
         return list(claimed.all())
 
+    def _on_postgres(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    async def fence(self, fence: Fence, now: datetime) -> None:
+        """The first write of a worker's transaction: raises LeaseLost when the stream is no longer ours."""
+        if not fence.hand_back:
+            await self.renew_lease(fence.stream_id, fence.owner, fence.until)
+        elif not await self.release(fence.stream_id, fence.owner, now, 0, fence.idle_if):
+            raise LeaseLost()
+
     async def renew_lease(self, stream_id: int, owner: str, until: datetime) -> None:
         """The fence every worker write starts with; raises LeaseLost when the stream is no longer ours."""
-        renewed = await self.session.execute(RENEW, {"stream_id": stream_id, "owner": owner, "until": until})
+        renewed = await self.session.execute(RENEW, {"of_stream": stream_id, "owner": owner, "until": until})
         if rows_changed(renewed) != 1:
             raise LeaseLost()
 
-    async def release(self, stream_id: int, owner: str, next_attempt_at: datetime, waits: int) -> bool:
-        """Hand the stream back; False when it was not ours (any more). As the first statement of a
-        transaction it is the fence of the writes after it, like renew_lease."""
-        params = {"stream_id": stream_id, "owner": owner, "at": next_attempt_at, "wait_count": waits}
+    async def release(
+        self, stream_id: int, owner: str, next_attempt_at: datetime, waits: int, idle_if: int | None = None
+    ) -> bool:
+        """Hand the stream back, due at `next_attempt_at`, or idle if its acceptances are still `idle_if`
+        (see RELEASE); False when it was not ours (any more). As the first statement of a transaction it is
+        the fence of the writes after it, like renew_lease."""
+        params = {
+            "of_stream": stream_id,
+            "owner": owner,
+            "at": next_attempt_at,
+            "wait_count": waits,
+            "idle_if": idle_if,
+        }
         return rows_changed(await self.session.execute(RELEASE, params)) == 1
 
     async def note_hold(self, stream_id: int, reason: str | None) -> None:
@@ -355,36 +493,23 @@ class TransactionRepository:
         """The stream's cut, its open batch, the account's hold and the Codat target: one query rather than
         one each, as the worker takes them before every batch. Only what hold_of reads of the connection and
         the feed account (a connection's other columns include its encrypted link)."""
-        row = (await self.session.execute(STATE, {"stream_id": stream_id})).one()
-        connection = (
-            FeedConnection(codat_connection_id=row.codat_connection_id, status=row.connection_status)
-            if row.connection_row is not None
-            else None
-        )
-        feed = (
-            FeedAccount(registered=row.registered, status=row.feed_status, write_hold=row.write_hold)
-            if row.feed_row is not None
-            else None
-        )
-        batch = (
-            TransactionBatch(**{key: row._mapping[f"batch_{key}"] for key in BATCH_COLUMNS})
-            if row.batch_id is not None
-            else None
-        )
-        target = (row.codat_company_id, row.codat_connection_id)
-        return StreamState(
-            cut=(row.cut_cleared_at, row.cut_seq),
-            open_batch=batch,
-            hold=hold_of(connection, feed),
-            target=target if all(target) else None,
-        )
+        return _state_of((await self.session.execute(STATE, {"of_stream": stream_id})).one())
+
+    async def fenced_state(self, fence: Fence, now: datetime) -> StreamState:
+        """The fence, then the stream's state (one statement on Postgres)."""
+        if not self._on_postgres():
+            await self.fence(fence, now)
+            return await self.state(fence.stream_id)
+        row = (await self.session.execute(FENCED_STATE, fence.params(now))).one_or_none()
+        if row is None:
+            raise LeaseLost()
+        return _state_of(row)
 
     async def cut_batch(
-        self, stream: TransactionStream, state: StreamState, size: int, now: datetime
+        self, stream: TransactionStream, state: StreamState, size: int, now: datetime, fence: Fence
     ) -> tuple[TransactionBatch, Sequence[WireRow]] | None:
         """The next up-to-`size` queued transactions, earliest first, bound to a new batch under a fresh
-        idempotency key; None when none is queued. Only after the fence (renew_lease), with `state` read
-        after it: read before, another task on the same lease could cut the same rows meanwhile."""
+        idempotency key; None when none is queued. Fenced; `state` read after the fence of this step."""
         assert state.target is not None
         account = {
             "of_account": stream.account_id,
@@ -392,30 +517,80 @@ class TransactionRepository:
             "cut_at": state.cut[0],
             "cut_seq": state.cut[1],
         }
-        queued: Sequence[WireRow] = (await self.session.execute(queued_after_cut(size), account)).all()
-        if not queued:
-            return None
-        last = queued[-1]
-        await self.session.execute(
-            MOVE_CUT, {"stream_id": stream.id, "to_at": last.cleared_at, "to_seq": last.seq}
-        )
         values = {
-            "stream_id": stream.id,
             "idempotency_key": str(uuid.uuid4()),
-            "status": BatchStatus.SENDING.value,
             "codat_company_id": state.target[0],
             "codat_connection_id": state.target[1],
             "account_id": stream.account_id,
             "created_at": now,
-            "first_seq": min(row.seq for row in queued),
-            "last_seq": max(row.seq for row in queued),
         }
-        batch_id = (await self.session.execute(NEW_BATCH, values)).scalar_one()
+        if self._on_postgres():
+            params = {**account, **values, **fence.params(now)}
+            queued: Sequence[Any] = (await self.session.execute(CUT, {**params, "size": size})).all()
+            if not queued:
+                return None
+            if queued[0].batch_id is None:
+                raise LeaseLost()
+            assert queued[0].marked == len(queued), "only the lease holder cuts the stream's queue"
+            batch_id = queued[0].batch_id
+        else:
+            await self.fence(fence, now)
+            queued = (await self.session.execute(queued_after_cut(size), account)).all()
+            if not queued:
+                return None
+            batch_id = await self._cut_one_by_one(stream.id, queued, account, values)
+        seqs = {"first_seq": queued[0].seq, "last_seq": queued[-1].seq}
+        batch = TransactionBatch(
+            id=batch_id, stream_id=stream.id, status=BatchStatus.SENDING.value, **values, **seqs
+        )
+        return batch, queued
+
+    async def _cut_one_by_one(
+        self, stream_id: int, queued: Sequence[WireRow], account: dict[str, Any], values: dict[str, Any]
+    ) -> int:
+        """SQLite: the cut moved, the batch inserted and its rows marked, a statement each."""
+        last = queued[-1]
+        await self.session.execute(
+            MOVE_CUT, {"stream_id": stream_id, "to_at": last.cleared_at, "to_seq": last.seq}
+        )
+        batch = {
+            **values,
+            "stream_id": stream_id,
+            "status": BatchStatus.SENDING.value,
+            "first_seq": queued[0].seq,
+            "last_seq": last.seq,
+        }
+        batch_id: int = (await self.session.execute(NEW_BATCH, batch)).scalar_one()
         marked = await self.session.execute(
             MARK_SENDING, {**account, "last_at": last.cleared_at, "last_seq": last.seq, "batch": batch_id}
         )
         assert rows_changed(marked) == len(queued), "the stream's lock keeps its queue as it was read"
-        return TransactionBatch(id=batch_id, **values), queued
+        return batch_id
+
+    async def deliver(
+        self, batch_id: int, now: datetime, push_operation_key: str | None = None, fence: Fence | None = None
+    ) -> None:
+        """Close an open batch as delivered (with its push operation key, when given) and settle its rows,
+        once; first the fence, when given (then one statement on Postgres)."""
+        if fence is not None and self._on_postgres():
+            params = {
+                **fence.params(now),
+                "batch": batch_id,
+                "new_status": BatchStatus.SUCCESS.value,
+                "new_error": None,
+                "now": now,
+                "key": push_operation_key,
+                "row_status": TransactionStatus.DELIVERED.value,
+                "row_error": None,
+            }
+            fenced, _ = (await self.session.execute(DELIVERED[fence.hand_back], params)).one()
+            if fenced != 1:
+                raise LeaseLost()
+            return
+        if fence is not None:
+            await self.fence(fence, now)
+        if await self.close_batch(batch_id, BatchStatus.SUCCESS, None, now, push_operation_key):
+            await self.settle(batch_id, TransactionStatus.DELIVERED, now)
 
     async def batch_transactions(self, batch_id: int) -> Sequence[WireRow]:
         query = (
@@ -460,7 +635,7 @@ class TransactionRepository:
         only: Sequence[str] | None = None,
     ) -> int:
         """Give the batch's transactions (or `only` these ids of it) their outcome; how many there were."""
-        params = {"batch": batch_id, "new_status": status.value, "new_error": error, "now": now}
+        params = {"batch": batch_id, "row_status": status.value, "row_error": error, "now": now}
         query = SETTLE if only is None else SETTLE.where(ROWS.c.transaction_id.in_(only))
         return rows_changed(await self.session.execute(query, params))
 
@@ -493,32 +668,29 @@ class TransactionRepository:
         )
 
 
-def _same_account(stream: type[TransactionStream] | TransactionStream) -> tuple[ColumnElement[bool], ...]:
-    return (
-        BankTransaction.business_id == stream.business_id,
-        BankTransaction.account_id == stream.account_id,
+def _state_of(row: Row[*tuple[Any, ...]]) -> StreamState:
+    connection = (
+        FeedConnection(codat_connection_id=row.codat_connection_id, status=row.connection_status)
+        if row.connection_row is not None
+        else None
     )
-
-
-def _after_cut(
-    cleared_at: datetime | InstrumentedAttribute[datetime], seq: int | InstrumentedAttribute[int]
-) -> ColumnElement[bool]:
-    """Transactions after the stream's cut: where every queued one is."""
-    return tuple_(BankTransaction.cleared_at, BankTransaction.seq) > tuple_(cleared_at, seq)
-
-
-def _queued_after_cut() -> Select[Any]:
-    return (
-        select(BankTransaction.seq)
-        .where(*_same_account(TransactionStream))
-        .where(_after_cut(TransactionStream.cut_cleared_at, TransactionStream.cut_seq))
-        .where(BankTransaction.status == TransactionStatus.QUEUED)
+    feed = (
+        FeedAccount(registered=row.registered, status=row.feed_status, write_hold=row.write_hold)
+        if row.feed_row is not None
+        else None
     )
-
-
-def _has_open_batch() -> Exists:
-    return exists().where(
-        TransactionBatch.stream_id == TransactionStream.id, TransactionBatch.status.in_(OPEN_BATCH)
+    batch = (
+        TransactionBatch(**{key: row._mapping[f"batch_{key}"] for key in BATCH_COLUMNS})
+        if row.batch_id is not None
+        else None
+    )
+    target = (row.codat_company_id, row.codat_connection_id)
+    return StreamState(
+        cut=(row.cut_cleared_at, row.cut_seq),
+        acceptances=row.acceptances,
+        open_batch=batch,
+        hold=hold_of(connection, feed),
+        target=target if all(target) else None,
     )
 
 

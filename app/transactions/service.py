@@ -96,6 +96,10 @@ class TransactionService:
         if fresh:
             await repo.enqueue([_row(business_id, account_id, t, now) for _, t in fresh])
             stream.newest_date = max(t.date for _, t in fresh)  # the rules let none be older than the last
+            # Due now if it was idle (a stream waiting out a back-off keeps its time); counted, so that a
+            # worker handing the stream back meanwhile keeps it due (RELEASE).
+            stream.next_attempt_at = stream.next_attempt_at or now
+            stream.acceptances += 1
         return TransactionsAccepted(
             account_id=account_id, accepted=[t.id for _, t in fresh], duplicates=duplicates
         )
@@ -226,7 +230,7 @@ async def record_outcome(
     if status is PushOperationStatus.PENDING:
         return False
     if status is PushOperationStatus.SUCCESS:
-        await record_delivered(repo, batch.id, now)
+        await repo.deliver(batch.id, now)
         return True
     if status is PushOperationStatus.TIMED_OUT:
         await record_failed(repo, batch.id, TIMED_OUT, now)
@@ -296,11 +300,4 @@ async def apply_push_event(
     # The stream's row first, as the worker locks them (stream, batch, transactions): no deadlock.
     await repo.wake(batch.stream_id, at)
     if event_type.endswith(".successful") and payload.get("status") == PushOperationStatus.SUCCESS:
-        await record_delivered(repo, batch.id, at)
-
-
-async def record_delivered(
-    repo: TransactionRepository, batch_id: int, now: datetime, push_operation_key: str | None = None
-) -> None:
-    if await repo.close_batch(batch_id, BatchStatus.SUCCESS, None, now, push_operation_key):
-        await repo.settle(batch_id, TransactionStatus.DELIVERED, now)
+        await repo.deliver(batch.id, at)

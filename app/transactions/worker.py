@@ -7,10 +7,12 @@ Failed, and only then is the next batch cut. A worker holds a stream through a l
 write. If it dies, the lease lapses, another worker takes the stream and finds the open batch: it pushes the
 same transactions under the same key, and Codat replays its first answer instead of writing them twice.
 
-What a batch costs does not depend on its size, so it is kept to two short transactions: one cuts it (the
-account's hold, the Codat target and the open batch read in one query), one records the outcome of the push,
-read once straight after it (a push still Pending is recorded as such and followed later). When the batch
-was the last of the queue, that second transaction also hands the stream back.
+What a batch costs does not depend on its size, so it is kept to a few statements: the fence with the
+account's hold, the Codat target and the open batch (one query), the cut, and the outcome of the push, read
+once straight after it (a push still Pending is recorded as such and followed later). When the batch was the
+last of the queue, the outcome also hands the stream back: idle (not claimed again until an acceptance) if
+nothing was accepted since the cut. On Postgres the cut and a Success are one statement each, run outside a
+transaction (app/transactions/repository.py says why that is safe); on SQLite, short transactions.
 
 Retried: Codat unavailable (network, timeouts, 408, 429, 5xx), a key still in flight, a push still Pending.
 Held (app/transactions/holds.py): an account Codat would refuse (dead connection, account not connected,
@@ -30,7 +32,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,10 +50,9 @@ from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.transactions import holds
 from app.transactions.models import BatchStatus, TransactionBatch, TransactionStream
-from app.transactions.repository import LeaseLost, TransactionRepository, WireRow
+from app.transactions.repository import Fence, LeaseLost, TransactionRepository, WireRow
 from app.transactions.service import (
     hold_batch,
-    record_delivered,
     record_failed,
     record_outcome,
     record_refusal,
@@ -94,14 +95,32 @@ class Wait:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Done:
+    """Nothing left to deliver as of `seen` acceptances (read before the cut that found the queue's end):
+    handed back idle unless more were accepted since."""
+
+    seen: int
+
+
 class Released:
     """The step handed the stream back itself, in its last transaction: nothing left to deliver."""
 
 
-DONE = Wait(0.0)  # nothing left to deliver
+@dataclass(frozen=True)
+class Cut:
+    """A batch to send, with its transactions while it is unsent. `seen`: when the batch was just cut, the
+    acceptances read before it (a short batch is then the queue's end as of them); None for a batch found
+    open, which says nothing of what was accepted since it was cut."""
+
+    batch: TransactionBatch
+    transactions: Sequence[WireRow]
+    seen: int | None
+
+
 RELEASED = Released()
 CONTINUE = None  # progress: take the next step now
-Outcome = Wait | Released | None
+Outcome = Wait | Done | Released | None
 
 
 class TransactionWorker:
@@ -114,6 +133,14 @@ class TransactionWorker:
         name: str | None = None,
     ) -> None:
         self.sessions = sessions
+        engine = sessions.kw["bind"]
+        # Postgres: a step that is one statement runs outside a transaction, without BEGIN and COMMIT's
+        # round trips (the repository makes the cut and a delivered push one statement each there).
+        self.statements = (
+            create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+            if engine.dialect.name == "postgresql"
+            else sessions
+        )
         self.codat = codat_client
         self.clock = clock
         self.config = config
@@ -121,17 +148,17 @@ class TransactionWorker:
 
     async def run_forever(self) -> None:
         """Keep up to `concurrency` streams in delivery; claim more as slots free up."""
-        active: set[asyncio.Task[None]] = set()
+        active: dict[asyncio.Task[None], int] = {}  # each task's stream
         counted_at = float("-inf")
         try:
             while True:
                 if asyncio.get_running_loop().time() - counted_at >= self.config.held_gauge_seconds:
                     counted_at = asyncio.get_running_loop().time()
                     await self.report_held()
-                for stream in await self._claim(self.config.concurrency - len(active)):
+                for stream in await self._claim(self.config.concurrency - len(active), active.values()):
                     task = asyncio.create_task(self._deliver(stream))
-                    active.add(task)
-                    task.add_done_callback(active.discard)
+                    active[task] = stream.id
+                    task.add_done_callback(active.pop)
                 if active:
                     await asyncio.wait(
                         active, timeout=self.config.idle_seconds, return_when=asyncio.FIRST_COMPLETED
@@ -160,12 +187,13 @@ class TransactionWorker:
         except Exception:  # noqa: BLE001 - a missed count must not stop delivery; it is logged
             log.exception("transactions.held_count_failed")
 
-    async def _claim(self, slots: int) -> Sequence[TransactionStream]:
+    async def _claim(self, slots: int, busy: Collection[int]) -> Sequence[TransactionStream]:
         if slots <= 0:
             return []
         try:
             return await self._transaction(
-                lambda repo, now: repo.claim_streams(self.name, now, self._lease_end(now), slots)
+                lambda repo, now: repo.claim_streams(self.name, now, self._lease_end(now), slots, list(busy)),
+                one_statement=True,
             )
         except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup; it is logged
             log.exception("transactions.claim_failed")
@@ -185,51 +213,53 @@ class TransactionWorker:
             outcome = Wait(self._backoff(waits))
         if isinstance(outcome, Released):
             return
-        waits = 0 if outcome is DONE else waits + 1
+        if isinstance(outcome, Done):
+            seconds, waits, idle_if = 0.0, 0, outcome.seen
+        else:
+            seconds, waits, idle_if = outcome.seconds, waits + 1, None
         try:
             await self._transaction(
                 lambda repo, now: repo.release(
-                    stream.id, self.name, now + timedelta(seconds=outcome.seconds), waits
-                )
+                    stream.id, self.name, now + timedelta(seconds=seconds), waits, idle_if
+                ),
+                one_statement=True,
             )
         except Exception:  # noqa: BLE001 - the lease lapses on its own; it is logged
             log.exception("transactions.release_failed", extra={"stream": stream.id})
 
     async def _step(self, stream: TransactionStream, waits: int) -> Outcome:
-        found = await self._fenced(stream, lambda repo, now: self._next_batch(repo, stream, now))
-        if isinstance(found, Wait):
+        # Each of its writes is fenced and whole on its own: no transaction around them on Postgres.
+        found = await self._transaction(
+            lambda repo, now: self._next_batch(repo, stream, now), one_statement=True
+        )
+        if not isinstance(found, Cut):
             return found
-        batch, transactions = found
+        batch = found.batch
         if batch.status == BatchStatus.PENDING:
             return await self._follow(stream, batch, waits)
         if self.clock.now() - as_utc(batch.created_at) > REPLAY_WINDOW:
             await self._fenced(stream, lambda repo, now: record_failed(repo, batch.id, UNKNOWN_OUTCOME, now))
             return CONTINUE
-        return await self._send(stream, batch, transactions, waits)
+        return await self._send(stream, found, waits)
 
     async def _next_batch(
         self, repo: TransactionRepository, stream: TransactionStream, now: datetime
-    ) -> tuple[TransactionBatch, Sequence[WireRow]] | Wait:
+    ) -> Cut | Wait | Done:
         """The open batch, or a new one cut from the queue; with its transactions while it is unsent."""
-        state = await repo.state(stream.id)
+        state = await repo.fenced_state(self._fence(stream, now), now)
         if (batch := state.open_batch) is not None:
             sending = batch.status == BatchStatus.SENDING
-            return batch, (await repo.batch_transactions(batch.id) if sending else [])
+            return Cut(batch, await repo.batch_transactions(batch.id) if sending else [], None)
         if state.hold != stream.held_reason:
             await repo.note_hold(stream.id, state.hold)
             stream.held_reason = state.hold
         if state.hold is not None or state.target is None:
             return Wait(self.config.retry_max_seconds)  # held: looked at again until the feed is mended
-        cut = await repo.cut_batch(stream, state, self.config.batch_size, now)
-        return DONE if cut is None else cut
+        cut = await repo.cut_batch(stream, state, self.config.batch_size, now, self._fence(stream, now))
+        return Done(state.acceptances) if cut is None else Cut(*cut, state.acceptances)
 
-    async def _send(
-        self,
-        stream: TransactionStream,
-        batch: TransactionBatch,
-        transactions: Sequence[WireRow],
-        waits: int,
-    ) -> Outcome:
+    async def _send(self, stream: TransactionStream, cut: Cut, waits: int) -> Outcome:
+        batch, transactions = cut.batch, cut.transactions
         try:
             operation = await self.codat.create_bank_transactions(
                 batch.codat_company_id,
@@ -283,35 +313,27 @@ class TransactionWorker:
                     "transactions.push_unreadable", extra={"batch": batch.id, "status": exc.status_code}
                 )
                 pending = Wait(self.config.retry_max_seconds)
-        last = len(transactions) < self.config.batch_size  # the queue's end, as it stood at the cut
-        return await self._record(stream, batch, operation, pending, last)
+        return await self._record(stream, cut, operation, pending)
 
     async def _record(
-        self,
-        stream: TransactionStream,
-        batch: TransactionBatch,
-        operation: codat.PushOperation,
-        pending: Wait,
-        last: bool,
+        self, stream: TransactionStream, cut: Cut, operation: codat.PushOperation, pending: Wait
     ) -> Outcome:
         """Record what became of a push, in one transaction; a Success that ends the queue hands the stream
-        back in it too (anything accepted since is claimed again, as after DONE)."""
+        back in it too (idle, or due again if anything was accepted since, as after Done)."""
+        batch = cut.batch
         success = operation.status is codat.PushOperationStatus.SUCCESS
-        release = success and last
+        release = success and len(cut.transactions) < self.config.batch_size  # the queue's end at the cut
 
         async def record(repo: TransactionRepository, now: datetime) -> bool:
-            if release:
-                if not await repo.release(stream.id, self.name, now, 0):
-                    raise LeaseLost()
-            else:
-                await repo.renew_lease(stream.id, self.name, self._lease_end(now))
+            fence = self._fence(stream, now, hand_back=release, idle_if=cut.seen)
             if success:
-                await record_delivered(repo, batch.id, now, operation.push_operation_key)
+                await repo.deliver(batch.id, now, operation.push_operation_key, fence)
                 return True
+            await repo.fence(fence, now)
             await repo.record_pending(batch.id, operation.push_operation_key)
             return await record_outcome(repo, batch, operation, now)
 
-        if not await self._transaction(record):
+        if not await self._transaction(record, one_statement=success):
             return pending
         return RELEASED if release else CONTINUE
 
@@ -331,17 +353,20 @@ class TransactionWorker:
         """A transaction that may write only while the stream is still ours (LeaseLost otherwise)."""
 
         async def fenced(repo: TransactionRepository, now: datetime) -> T:
-            await repo.renew_lease(stream.id, self.name, self._lease_end(now))
+            await repo.fence(self._fence(stream, now), now)
             return await work(repo, now)
 
         return await self._transaction(fenced)
 
-    async def _transaction(self, work: Work[T]) -> T:
-        """One short transaction. Cancelling the worker (shutdown) lets it commit or roll back first: a SQLite
-        connection interrupted mid-statement would be dropped still holding the database's write lock."""
+    async def _transaction(self, work: Work[T], one_statement: bool = False) -> T:
+        """One short transaction; with `one_statement`, work whose every write is whole on its own, which
+        on Postgres runs without one. Cancelling the worker (shutdown) lets it commit or roll back first: a
+        SQLite connection interrupted mid-statement would be dropped still holding the database's write
+        lock."""
+        sessions = self.statements if one_statement else self.sessions
 
         async def unit() -> T:
-            async with self.sessions.begin() as session:
+            async with sessions.begin() as session:
                 return await work(TransactionRepository(session), self.clock.now())
 
         task = asyncio.create_task(unit())
@@ -353,6 +378,11 @@ class TransactionWorker:
 
     def _lease_end(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.config.lease_seconds)
+
+    def _fence(
+        self, stream: TransactionStream, now: datetime, hand_back: bool = False, idle_if: int | None = None
+    ) -> Fence:
+        return Fence(stream.id, self.name, self._lease_end(now), hand_back, idle_if)
 
     def _backoff(self, waits: int, exc: CodatUnavailable | None = None) -> float:
         if exc is not None and exc.retry_after_from_codat:

@@ -10,11 +10,11 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from prometheus_client import Counter
 from pydantic import BaseModel
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook, WebhookVerificationError
 
@@ -22,7 +22,7 @@ from app.audit.trail import CODAT, Audit, record
 from app.bankfeed.changes import ChangeFeed
 from app.bankfeed.repository import BankFeedRepository
 from app.clock import Clock, SystemClock, as_utc
-from app.db import insert_ignoring_conflicts, rows_changed
+from app.db import ignoring_conflicts, rows_changed
 from app.errors import InvalidInput, Unauthorized
 from app.redaction import scrub, scrub_text
 from app.transactions.service import apply_push_event
@@ -31,6 +31,7 @@ from app.webhooks.models import WebhookEvent
 from app.webhooks.payloads import RejectedEvent, parse_event
 
 log = logging.getLogger(__name__)
+EVENTS_TABLE = cast(Table, WebhookEvent.__table__)
 APPLIED_STATUS, REJECTED_STATUS, DEAD_STATUS = "applied", "rejected", "dead"
 ERROR_LENGTH = 1000
 WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,100}")
@@ -165,7 +166,7 @@ class WebhookProcessor:
             "error": str(exc)[:ERROR_LENGTH],
         }
         async with self.sessions.begin() as session:
-            await session.execute(insert_ignoring_conflicts(session, WebhookEvent, [row], ["id"]))
+            await session.execute(ignoring_conflicts(session, EVENTS_TABLE, ["id"]), row)
             record(
                 session,
                 webhook_audit(None, str(row["event_type"]), webhook_id, "rejected"),
@@ -193,7 +194,9 @@ class WebhookProcessor:
         }
         if processed_at is not None:
             row |= {"processed_at": processed_at, "status": APPLIED_STATUS}
-        result = await session.execute(insert_ignoring_conflicts(session, WebhookEvent, [row], ["id"]))
+        # The row as parameters, not as VALUES: a statement holding its values is compiled again each time
+        # (a tenth of the CPU of each webhook).
+        result = await session.execute(ignoring_conflicts(session, EVENTS_TABLE, ["id"]), row)
         return rows_changed(result) == 1
 
     async def process(self, webhook_id: str) -> None:

@@ -12,6 +12,7 @@ from svix.webhooks import Webhook, WebhookVerificationError
 
 from app.config import DEV_WEBHOOK_SECRET
 from app.sandbox import SandboxConfig
+from app.sandbox.webhooks import IN_FLIGHT
 from tests.contract import validate_webhook
 from tests.sandbox.support import AUTH, serve_in_thread
 
@@ -180,6 +181,27 @@ async def test_delivery_does_not_hold_up_the_api(sandbox, consumer) -> None:
     assert time.perf_counter() - started < 0.4
     await sandbox.state.webhooks.wait_idle()
     assert len(consumer.received) == 1
+
+
+async def test_a_burst_of_events_is_delivered_a_few_at_a_time_and_all_of_them(sandbox, consumer) -> None:
+    in_flight, most = 0, 0
+
+    async def slow(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await Receiver.__call__(consumer, scope, receive, send)
+        finally:
+            in_flight -= 1
+
+    consumer.delay_seconds = 0.05
+    with serve_in_thread(slow) as url:
+        sandbox.state.set_settings(webhook={"url": url + "/webhooks/codat", "secret": DEV_WEBHOOK_SECRET})
+        await asyncio.gather(*(sandbox.connection() for _ in range(30)))
+        await sandbox.state.webhooks.wait_idle()
+    assert len(consumer.events()) == 30  # one connection.created each
+    assert most == IN_FLIGHT
 
 
 async def test_without_a_consumer_events_are_only_logged(sandbox) -> None:

@@ -2,13 +2,16 @@
 stored idempotency key; it follows each push to Success or Failed and records the outcome per transaction."""
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from app.codat.schemas import PushOperationStatus
-from app.transactions.repository import LeaseLost, TransactionRepository
+from app.transactions.models import TransactionStream
+from app.transactions.repository import Fence, LeaseLost, StreamState, TransactionRepository
 from app.transactions.service import TIMED_OUT
 from app.transactions.worker import UNKNOWN_OUTCOME
 from tests.transactions.conftest import days, eventually, ledger, listing, post, transaction
@@ -284,10 +287,102 @@ class TestLeases:
         await post(client, tx_headers, [transaction("t1", connected["today"])])
         worker()
         await settled(client, tx_headers, 1)
-        now = app.state.clock.now() + timedelta(hours=1)
 
+        async def handed_back_idle() -> bool:
+            """The worker hands the account back once it finds the queue's end (a push still Pending when
+            first asked is settled, and the queue's end found, a step later)."""
+            async with app.state.sessionmaker() as session:
+                stream = await session.scalar(select(TransactionStream))
+                assert stream is not None
+                return stream.lease_owner is None and stream.next_attempt_at is None
+
+        assert await eventually(handed_back_idle)
+        now = app.state.clock.now() + timedelta(hours=1)
         async with app.state.sessionmaker.begin() as session:
             assert await TransactionRepository(session).claim_streams("x", now, now, 10) == []
+
+    async def test_the_last_batch_hands_the_account_back_idle_unless_more_was_accepted_meanwhile(
+        self, app, client, tx_headers, connected
+    ):
+        async def claim(owner: str) -> list[int]:
+            now = app.state.clock.now()
+            async with app.state.sessionmaker.begin() as session:
+                repo = TransactionRepository(session)
+                return [s.id for s in await repo.claim_streams(owner, now, now + timedelta(seconds=30), 10)]
+
+        async def cut_and_hand_back(owner: str, stream_id: int, during: Any = None) -> None:
+            """The queue's end cut; `during` runs before the hand-back, as an acceptance racing the push."""
+            now = app.state.clock.now()
+            async with app.state.sessionmaker.begin() as session:
+                repo = TransactionRepository(session)
+                state = await repo.state(stream_id)
+                stream = await session.get_one(TransactionStream, stream_id)
+                lease = Fence(stream_id, owner, now + timedelta(seconds=30))
+                assert await repo.cut_batch(stream, state, 1000, now, lease) is not None
+            if during is not None:
+                await during()
+            async with app.state.sessionmaker.begin() as session:
+                repo = TransactionRepository(session)
+                assert await repo.release(stream_id, owner, now, 0, state.acceptances)
+
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        [stream_id] = await claim("a")
+        await cut_and_hand_back("a", stream_id)
+        assert await claim("b") == []  # idle: nothing accepted since the cut
+
+        await post(client, tx_headers, [transaction("t2", connected["today"])])
+        assert await claim("b") == [stream_id]  # the acceptance made it due again
+        t3 = transaction("t3", connected["today"])
+        await cut_and_hand_back("b", stream_id, during=lambda: post(client, tx_headers, [t3]))
+        assert await claim("c") == [stream_id]  # t3 came after the cut: still due
+
+    async def test_a_worker_whose_lease_was_taken_over_neither_cuts_nor_settles(
+        self, app, client, tx_headers, connected
+    ):
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        now = app.state.clock.now()
+        a = Fence(0, "a", now + timedelta(seconds=30))
+        async with app.state.sessionmaker.begin() as session:
+            repo = TransactionRepository(session)
+            [stream] = await repo.claim_streams("a", now, a.until, 10)
+            a = Fence(stream.id, "a", a.until)
+            cut = await repo.cut_batch(stream, await repo.fenced_state(a, now), 1000, now, a)
+            assert cut is not None
+        await post(client, tx_headers, [transaction("t2", connected["today"])])
+        later = now + timedelta(seconds=31)
+        async with app.state.sessionmaker.begin() as session:
+            assert len(await TransactionRepository(session).claim_streams("b", later, later, 10)) == 1
+
+        async def as_a(step: Any) -> None:
+            with pytest.raises(LeaseLost):
+                async with app.state.sessionmaker.begin() as session:
+                    await step(TransactionRepository(session))
+
+        await as_a(lambda repo: repo.fenced_state(a, later))
+        state = await _state(app, stream.id)
+        await as_a(lambda repo: repo.cut_batch(stream, state, 1000, later, a))
+        await as_a(lambda repo: repo.deliver(cut[0].id, later, "push-1", a))
+        await as_a(lambda repo: repo.deliver(cut[0].id, later, "push-1", replace(a, hand_back=True)))
+        assert await statuses(client, tx_headers) == {"t1": "sending", "t2": "queued"}
+
+    async def test_a_worker_does_not_claim_again_an_account_it_is_still_delivering(
+        self, app, client, tx_headers, connected
+    ):
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        now = app.state.clock.now()
+        async with app.state.sessionmaker.begin() as session:
+            [stream] = await TransactionRepository(session).claim_streams("a", now, now, 10)
+        later = now + timedelta(seconds=1)  # the lease lapsed, the task delivering it still runs
+
+        async with app.state.sessionmaker.begin() as session:
+            repo = TransactionRepository(session)
+            assert await repo.claim_streams("a", later, later, 10, busy=[stream.id]) == []
+            assert [s.id for s in await repo.claim_streams("a", later, later, 10)] == [stream.id]
+
+
+async def _state(app: Any, stream_id: int) -> StreamState:
+    async with app.state.sessionmaker() as session:
+        return await TransactionRepository(session).state(stream_id)
 
 
 async def _at_least(sandbox: Any, operation: str, calls: int) -> bool:
