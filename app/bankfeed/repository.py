@@ -39,6 +39,14 @@ class FeedAccountOutcome:
     feed_start_date: date | None
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionOutcome:
+    codat_connection_id: str
+    status: str
+    link_url: str
+    link_expires_at: datetime
+
+
 def new_request_key() -> str:
     return str(uuid.uuid4())
 
@@ -116,11 +124,6 @@ class BankFeedRepository:
         assert key is not None
         return key
 
-    async def record_company(self, business_id: str, codat_company_id: str) -> None:
-        await self.session.execute(
-            update(Business).where(Business.id == business_id).values(codat_company_id=codat_company_id)
-        )
-
     # Codat connections
 
     async def current_connection(self, business_id: str) -> FeedConnection | None:
@@ -180,25 +183,6 @@ class BankFeedRepository:
             values["status"] = status
         await self.session.execute(
             update(FeedConnection).where(FeedConnection.id == connection_id).values(**values)
-        )
-
-    async def record_connection(
-        self,
-        connection_id: int,
-        codat_connection_id: str,
-        status: str,
-        link_url: str,
-        link_expires_at: datetime,
-    ) -> None:
-        await self.session.execute(
-            update(FeedConnection)
-            .where(FeedConnection.id == connection_id)
-            .values(
-                codat_connection_id=codat_connection_id,
-                status=status,
-                link_url=link_url,
-                link_expires_at=link_expires_at,
-            )
         )
 
     async def claim_link_lease(
@@ -263,24 +247,39 @@ class BankFeedRepository:
             )
         return await self.feed_accounts(connection_id)
 
-    async def record_feed_accounts(self, connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> None:
-        """Codat's answer for accounts offered on the connection, in one statement (by primary key)."""
-        if not accounts:
+    async def record_connect_outcomes(
+        self,
+        business_id: str,
+        connection_id: int,
+        made: ConnectionOutcome | None,
+        accounts: Sequence[FeedAccountOutcome],
+        codat_company_id: str | None,
+    ) -> None:
+        """What Codat made in a connect (the connection, the source accounts, the company) and the business's
+        feed_version bumped, in the lock order of every writer (connection, accounts, business last).
+
+        On Postgres one statement: each write is a CTE that the business's UPDATE waits for (its WHERE counts
+        their rows, so they run to completion before the business row is locked): one round trip and one
+        statement to compile where there were four. SQLite runs them one by one.
+        """
+        business = update(Business).where(Business.id == business_id)
+        if codat_company_id is not None:
+            business = business.values(codat_company_id=codat_company_id)
+        business = business.values(feed_version=Business.feed_version + 1)
+        if not self._on_postgres():
+            if made is not None:
+                await self.session.execute(_record_connection(connection_id, made))
+            if accounts:
+                await self.session.execute(update(FeedAccount), _feed_account_rows(connection_id, accounts))
+            await self.session.execute(business)
             return
-        if self._on_postgres():
-            await self.session.execute(_record_feed_accounts(connection_id, accounts))
-            return
-        rows = [
-            {
-                "connection_id": connection_id,
-                "account_id": a.account_id,
-                "registered": True,
-                "status": a.status,
-                "feed_start_date": a.feed_start_date,
-            }
-            for a in accounts
-        ]
-        await self.session.execute(update(FeedAccount), rows)
+        writes = [_record_connection(connection_id, made)] if made is not None else []
+        if accounts:
+            writes.append(_record_feed_accounts(connection_id, accounts))
+        for number, write in enumerate(writes):
+            done = write.returning(literal(1)).cte(f"write_{number}")
+            business = business.where(select(func.count()).select_from(done).scalar_subquery() >= 0)
+        await self.session.execute(business)
 
     async def record_mapping(
         self, connection_id: int, account_id: str, target_id: str | None, target_name: str | None, status: str
@@ -392,6 +391,33 @@ def _insert_feed_accounts(connection_id: int, business_id: str, rows: list[dict[
         .from_select(columns, chosen)
         .on_conflict_do_nothing(index_elements=["connection_id", "account_id"])
     )
+
+
+def _record_connection(connection_id: int, made: ConnectionOutcome) -> Update:
+    return (
+        update(FeedConnection)
+        .where(FeedConnection.id == connection_id)
+        .values(
+            codat_connection_id=made.codat_connection_id,
+            status=made.status,
+            link_url=made.link_url,
+            link_expires_at=made.link_expires_at,
+        )
+    )
+
+
+def _feed_account_rows(connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> list[dict[str, Any]]:
+    """Parameters of an UPDATE by primary key, a row each (executemany, SQLite)."""
+    return [
+        {
+            "connection_id": connection_id,
+            "account_id": a.account_id,
+            "registered": True,
+            "status": a.status,
+            "feed_start_date": a.feed_start_date,
+        }
+        for a in accounts
+    ]
 
 
 def _record_feed_accounts(connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> Update:

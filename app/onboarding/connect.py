@@ -29,7 +29,7 @@ from app.bankfeed.exceptions import translate_codat_errors
 from app.bankfeed.holds import BROKEN_CONNECTION
 from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.bankfeed.platforms import BY_NAME, DEFAULT, Platform, PlatformName, by_key
-from app.bankfeed.repository import BankFeedRepository, FeedAccountOutcome
+from app.bankfeed.repository import BankFeedRepository, ConnectionOutcome, FeedAccountOutcome
 from app.clock import Clock, as_utc
 from app.codat.client import CodatClient
 from app.codat.schemas import Connection, SourceAccount
@@ -320,17 +320,13 @@ class Connector:
             return
         business_id, connection = intents.business.id, intents.connection
         async with self.sessions.begin() as session:
-            repo = BankFeedRepository(session)
-            made = outcomes.connection
-            if made is not None:
-                assert connection.link_expires_at is not None  # set with it (_made)
-                await repo.record_connection(
-                    connection.id, made.id, str(made.status), made.link_url, connection.link_expires_at
-                )
-            await repo.record_feed_accounts(connection.id, [_outcome(a) for a in outcomes.accounts])
-            if outcomes.company_id is not None:
-                await repo.record_company(business_id, outcomes.company_id)
-            await repo.bump_feed_version(business_id)  # the business row after the others, as every writer
+            await BankFeedRepository(session).record_connect_outcomes(
+                business_id,
+                connection.id,
+                _connection_outcome(outcomes.connection, connection) if outcomes.connection else None,
+                [_outcome(a) for a in outcomes.accounts],
+                outcomes.company_id,
+            )
             if answered is not None:
                 await answered.keep(session, handed[0])
         if answered is not None:
@@ -416,12 +412,17 @@ def _connected(intents: Intents, company_id: str) -> Connected:
 
 
 def _registered(feed_accounts: Sequence[FeedAccount], offered: Sequence[SourceAccount]) -> None:
-    """The rows as recorded with the outcomes (record_feed_accounts), for the view."""
+    """The rows as recorded with the outcomes (record_connect_outcomes), for the view."""
     outcomes = {a.id: _outcome(a) for a in offered}
     for row in feed_accounts:
         outcome = outcomes.get(row.account_id)
         if outcome is not None:
             row.registered, row.status, row.feed_start_date = True, outcome.status, outcome.feed_start_date
+
+
+def _connection_outcome(made: Connection, connection: FeedConnection) -> ConnectionOutcome:
+    assert connection.link_expires_at is not None  # set with it (`Connector._made`)
+    return ConnectionOutcome(made.id, str(made.status), made.link_url, connection.link_expires_at)
 
 
 def _outcome(account: SourceAccount) -> FeedAccountOutcome:
