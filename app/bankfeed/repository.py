@@ -4,11 +4,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     Date,
-    Insert,
+    Integer,
     TableValuedAlias,
     Text,
     Update,
@@ -29,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bankfeed.exceptions import BusinessNotFound
 from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.bankfeed.schemas import DEFAULT_TIME_ZONES
-from app.db import ignoring_conflicts, rows_changed
+from app.db import Base, ignoring_conflicts, rows_changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,10 @@ class BankFeedRepository:
 
     async def list_bank_accounts(self, business_id: str) -> Sequence[BankAccount]:
         query = select(BankAccount).where(BankAccount.business_id == business_id).order_by(BankAccount.id)
+        return (await self.session.scalars(query)).all()
+
+    async def bank_account_ids(self, business_id: str) -> Sequence[str]:
+        query = select(BankAccount.id).where(BankAccount.business_id == business_id).order_by(BankAccount.id)
         return (await self.session.scalars(query)).all()
 
     async def save_bank_account(self, account: BankAccount) -> BankAccount:
@@ -229,19 +234,26 @@ class BankFeedRepository:
     ) -> Sequence[FeedAccount]:
         """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows win.
         Answers every row on the connection."""
-        rows = [
-            {
-                "connection_id": connection_id,
-                "business_id": business_id,
-                "account_id": account_id,
-                "request_key": new_request_key(),
-                "registered": False,
+        keys = [new_request_key() for _ in account_ids]
+        if account_ids and self._on_postgres():
+            params = {
+                "connection": connection_id,
+                "business": business_id,
+                "account_ids": list(account_ids),
+                "request_keys": keys,
             }
-            for account_id in account_ids
-        ]
-        if rows and self._on_postgres():
-            await self.session.execute(_insert_feed_accounts(connection_id, business_id, rows))
-        elif rows:
+            await self.session.execute(_FEED_ACCOUNT_INTENTS, params)
+        elif account_ids:
+            rows = [
+                {
+                    "connection_id": connection_id,
+                    "business_id": business_id,
+                    "account_id": account_id,
+                    "request_key": key,
+                    "registered": False,
+                }
+                for account_id, key in zip(account_ids, keys, strict=True)
+            ]
             await self.session.execute(
                 ignoring_conflicts(self.session, FeedAccount, ["connection_id", "account_id"]), rows
             )
@@ -262,24 +274,33 @@ class BankFeedRepository:
         their rows, so they run to completion before the business row is locked): one round trip and one
         statement to compile where there were four. SQLite runs them one by one.
         """
-        business = update(Business).where(Business.id == business_id)
+        params: dict[str, Any] = {"business": business_id, "connection": connection_id}
+        if made is not None:
+            params |= {
+                "made_id": made.codat_connection_id,
+                "made_status": made.status,
+                "made_link_url": made.link_url,
+                "made_link_expires_at": made.link_expires_at,
+            }
         if codat_company_id is not None:
-            business = business.values(codat_company_id=codat_company_id)
-        business = business.values(feed_version=Business.feed_version + 1)
+            params["company"] = codat_company_id
         if not self._on_postgres():
             if made is not None:
-                await self.session.execute(_record_connection(connection_id, made))
+                await self.session.execute(_CONNECTION_MADE, params)
             if accounts:
                 await self.session.execute(update(FeedAccount), _feed_account_rows(connection_id, accounts))
-            await self.session.execute(business)
+            await self.session.execute(_bumped_business(codat_company_id is not None), params)
             return
-        writes = [_record_connection(connection_id, made)] if made is not None else []
         if accounts:
-            writes.append(_record_feed_accounts(connection_id, accounts))
-        for number, write in enumerate(writes):
-            done = write.returning(literal(1)).cte(f"write_{number}")
-            business = business.where(select(func.count()).select_from(done).scalar_subquery() >= 0)
-        await self.session.execute(business)
+            params |= {
+                "account_ids": [a.account_id for a in accounts],
+                "statuses": [a.status for a in accounts],
+                "feed_start_dates": [
+                    a.feed_start_date.isoformat() if a.feed_start_date else None for a in accounts
+                ],
+            }
+        statement = _connect_outcomes(made is not None, bool(accounts), codat_company_id is not None)
+        await self.session.execute(statement, params)
 
     async def record_mapping(
         self, connection_id: int, account_id: str, target_id: str | None, target_name: str | None, status: str
@@ -375,35 +396,77 @@ class BankFeedRepository:
 # Postgres: one statement over arrays (unnest) for every row, where executemany runs a statement per row
 # (for 500 accounts, ~25 ms each way on the SMB's wait). SQLite keeps executemany: one prepared statement
 # stepped in C. Every array is text[]: asyncpg knows its codec, where a varchar[] or date[] parameter costs
-# a type introspection query (8-15 ms) on each connection's first use.
+# a type introspection query (8-15 ms) on each connection's first use. Connect's statements are built once,
+# with parameters: building an INSERT … SELECT or an UPDATE with CTEs cost more CPU than running it.
 
 
-def _insert_feed_accounts(connection_id: int, business_id: str, rows: list[dict[str, Any]]) -> Insert:
-    new = _text_arrays(
-        account_id=[r["account_id"] for r in rows], request_key=[r["request_key"] for r in rows]
-    )
-    chosen = select(
-        literal(connection_id), literal(business_id), new.c.account_id, new.c.request_key, false()
-    )
-    columns = ["connection_id", "business_id", "account_id", "request_key", "registered"]
-    return (
-        postgresql.insert(FeedAccount)
-        .from_select(columns, chosen)
-        .on_conflict_do_nothing(index_elements=["connection_id", "account_id"])
-    )
+def _text_arrays(**columns: str) -> TableValuedAlias:
+    """`unnest(array, array, …) AS rows(column, column, …)`: one text[] parameter per column, by name."""
+    arrays = [bindparam(parameter, type_=postgresql.ARRAY(Text)) for parameter in columns.values()]
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name="rows")
 
 
-def _record_connection(connection_id: int, made: ConnectionOutcome) -> Update:
-    return (
-        update(FeedConnection)
-        .where(FeedConnection.id == connection_id)
-        .values(
-            codat_connection_id=made.codat_connection_id,
-            status=made.status,
-            link_url=made.link_url,
-            link_expires_at=made.link_expires_at,
-        )
+# Core tables, not the ORM entities: a dict of parameters would make an ORM INSERT a bulk one, and connect
+# records its outcomes in a session of its own that has none of these rows loaded (nothing to sync). No
+# parameter is named as a column: Core would take it as a value to SET.
+_BUSINESS = Base.metadata.tables["business"]
+_CONNECTIONS = Base.metadata.tables["feed_connection"]
+_FEED_ACCOUNTS = Base.metadata.tables["feed_account"]
+_NEW = _text_arrays(account_id="account_ids", request_key="request_keys")
+_FEED_ACCOUNT_INTENTS = (
+    postgresql.insert(_FEED_ACCOUNTS)
+    .from_select(
+        ["connection_id", "business_id", "account_id", "request_key", "registered"],
+        select(
+            bindparam("connection", type_=Integer),
+            bindparam("business", type_=Text),
+            _NEW.c.account_id,
+            _NEW.c.request_key,
+            false(),
+        ),
     )
+    .on_conflict_do_nothing(index_elements=["connection_id", "account_id"])
+)
+_CONNECTION_MADE = (
+    update(_CONNECTIONS)
+    .where(_CONNECTIONS.c.id == bindparam("connection"))
+    .values(
+        codat_connection_id=bindparam("made_id"),
+        status=bindparam("made_status"),
+        link_url=bindparam("made_link_url"),
+        link_expires_at=bindparam("made_link_expires_at"),
+    )
+)
+_ANSWERS = _text_arrays(account_id="account_ids", status="statuses", feed_start_date="feed_start_dates")
+_FEED_ACCOUNTS_REGISTERED = (
+    update(_FEED_ACCOUNTS)
+    .where(_FEED_ACCOUNTS.c.connection_id == bindparam("connection"))
+    .where(_FEED_ACCOUNTS.c.account_id == _ANSWERS.c.account_id)
+    .values(registered=True, status=_ANSWERS.c.status, feed_start_date=cast(_ANSWERS.c.feed_start_date, Date))
+)
+
+
+@cache
+def _bumped_business(company_made: bool) -> Update:
+    bumped = (
+        update(_BUSINESS)
+        .where(_BUSINESS.c.id == bindparam("business"))
+        .values(feed_version=_BUSINESS.c.feed_version + 1)
+    )
+    return bumped.values(codat_company_id=bindparam("company")) if company_made else bumped
+
+
+@cache
+def _connect_outcomes(connection_made: bool, accounts: bool, company_made: bool) -> Update:
+    """Postgres: the writes as CTEs the business's UPDATE waits for (their rows counted in its WHERE)."""
+    business = _bumped_business(company_made)
+    writes = [_CONNECTION_MADE] if connection_made else []
+    if accounts:
+        writes.append(_FEED_ACCOUNTS_REGISTERED)
+    for number, write in enumerate(writes):
+        done = write.returning(literal(1)).cte(f"write_{number}")
+        business = business.where(select(func.count()).select_from(done).scalar_subquery() >= 0)
+    return business
 
 
 def _feed_account_rows(connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> list[dict[str, Any]]:
@@ -418,28 +481,6 @@ def _feed_account_rows(connection_id: int, accounts: Sequence[FeedAccountOutcome
         }
         for a in accounts
     ]
-
-
-def _record_feed_accounts(connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> Update:
-    answers = _text_arrays(
-        account_id=[a.account_id for a in accounts],
-        status=[a.status for a in accounts],
-        feed_start_date=[a.feed_start_date.isoformat() if a.feed_start_date else None for a in accounts],
-    )
-    return (
-        update(FeedAccount)
-        .where(FeedAccount.connection_id == connection_id, FeedAccount.account_id == answers.c.account_id)
-        .values(
-            registered=True, status=answers.c.status, feed_start_date=cast(answers.c.feed_start_date, Date)
-        )
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _text_arrays(**columns: list[str | None]) -> TableValuedAlias:
-    """`unnest(array, array, …) AS rows(name, name, …)`: one text[] parameter per column."""
-    arrays = [bindparam(name, values, type_=postgresql.ARRAY(Text)) for name, values in columns.items()]
-    return func.unnest(*arrays).table_valued(*columns).render_derived(name="rows")
 
 
 def _business_of(row: tuple[str, str | None] | None) -> str | None:
