@@ -92,8 +92,7 @@ class BankFeedRepository:
         return (await self.session.scalars(query)).all()
 
     async def bank_account_ids(self, business_id: str) -> Sequence[str]:
-        query = select(BankAccount.id).where(BankAccount.business_id == business_id).order_by(BankAccount.id)
-        return (await self.session.scalars(query)).all()
+        return (await self.session.scalars(_BANK_ACCOUNT_IDS, {"business": business_id})).all()
 
     async def save_bank_account(self, account: BankAccount) -> BankAccount:
         merged = await self.session.merge(account)
@@ -113,19 +112,11 @@ class BankFeedRepository:
         A stale key (older than any request could still be using) is replaced, atomically, so that Codat's
         replay of an old answer (its cache keeps even a 5xx for 90 minutes) cannot block the business.
         """
-        claimed = await self.session.scalar(
-            update(Business)
-            .where(Business.id == business_id, Business.codat_company_id.is_(None))
-            .where(or_(Business.company_request_key.is_(None), Business.company_requested_at < stale_before))
-            .values(company_request_key=new_request_key(), company_requested_at=now)
-            .returning(Business.company_request_key)
-            .execution_options(synchronize_session=False)
-        )
+        params = {"business": business_id, "key": new_request_key(), "now": now, "stale_before": stale_before}
+        claimed = await self.session.scalar(_CLAIM_COMPANY_KEY, params)
         if claimed is not None:
             return claimed
-        key = await self.session.scalar(
-            select(Business.company_request_key).where(Business.id == business_id)
-        )
+        key = await self.session.scalar(_COMPANY_KEY, params)
         assert key is not None
         return key
 
@@ -139,13 +130,7 @@ class BankFeedRepository:
 
     async def latest_connection(self, business_id: str) -> FeedConnection | None:
         """The current connection, else the newest kept as history."""
-        query = (
-            select(FeedConnection)
-            .where(FeedConnection.business_id == business_id)
-            .order_by(FeedConnection.is_current.desc(), FeedConnection.id.desc())
-            .limit(1)
-        )
-        return await self.session.scalar(query)
+        return await self.session.scalar(_LATEST_CONNECTION, {"business": business_id})
 
     async def get_connection(self, connection_id: int) -> FeedConnection | None:
         return await self.session.get(FeedConnection, connection_id, populate_existing=True)
@@ -404,6 +389,32 @@ def _text_arrays(**columns: str) -> TableValuedAlias:
     """`unnest(array, array, …) AS rows(column, column, …)`: one text[] parameter per column, by name."""
     arrays = [bindparam(parameter, type_=postgresql.ARRAY(Text)) for parameter in columns.values()]
     return func.unnest(*arrays).table_valued(*columns).render_derived(name="rows")
+
+
+# Connect's reads and writes before its first Codat call, built once (see above).
+_BANK_ACCOUNT_IDS = (
+    select(BankAccount.id).where(BankAccount.business_id == bindparam("business")).order_by(BankAccount.id)
+)
+_LATEST_CONNECTION = (
+    select(FeedConnection)
+    .where(FeedConnection.business_id == bindparam("business"))
+    .order_by(FeedConnection.is_current.desc(), FeedConnection.id.desc())
+    .limit(1)
+)
+_CLAIM_COMPANY_KEY = (
+    update(Business)
+    .where(Business.id == bindparam("business"), Business.codat_company_id.is_(None))
+    .where(
+        or_(
+            Business.company_request_key.is_(None),
+            Business.company_requested_at < bindparam("stale_before"),
+        )
+    )
+    .values(company_request_key=bindparam("key"), company_requested_at=bindparam("now"))
+    .returning(Business.company_request_key)
+    .execution_options(synchronize_session=False)
+)
+_COMPANY_KEY = select(Business.company_request_key).where(Business.id == bindparam("business"))
 
 
 # Core tables, not the ORM entities: a dict of parameters would make an ORM INSERT a bulk one, and connect
