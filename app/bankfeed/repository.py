@@ -4,11 +4,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     Date,
-    Insert,
+    Integer,
     TableValuedAlias,
     Text,
     Update,
@@ -29,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bankfeed.exceptions import BusinessNotFound
 from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.bankfeed.schemas import DEFAULT_TIME_ZONES
-from app.db import ignoring_conflicts, rows_changed
+from app.db import Base, ignoring_conflicts, rows_changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,14 @@ class FeedAccountOutcome:
     account_id: str
     status: str | None
     feed_start_date: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOutcome:
+    codat_connection_id: str
+    status: str
+    link_url: str
+    link_expires_at: datetime
 
 
 def new_request_key() -> str:
@@ -82,6 +91,9 @@ class BankFeedRepository:
         query = select(BankAccount).where(BankAccount.business_id == business_id).order_by(BankAccount.id)
         return (await self.session.scalars(query)).all()
 
+    async def bank_account_ids(self, business_id: str) -> Sequence[str]:
+        return (await self.session.scalars(_BANK_ACCOUNT_IDS, {"business": business_id})).all()
+
     async def save_bank_account(self, account: BankAccount) -> BankAccount:
         merged = await self.session.merge(account)
         await self.bump_feed_version(account.business_id)
@@ -100,26 +112,13 @@ class BankFeedRepository:
         A stale key (older than any request could still be using) is replaced, atomically, so that Codat's
         replay of an old answer (its cache keeps even a 5xx for 90 minutes) cannot block the business.
         """
-        claimed = await self.session.scalar(
-            update(Business)
-            .where(Business.id == business_id, Business.codat_company_id.is_(None))
-            .where(or_(Business.company_request_key.is_(None), Business.company_requested_at < stale_before))
-            .values(company_request_key=new_request_key(), company_requested_at=now)
-            .returning(Business.company_request_key)
-            .execution_options(synchronize_session=False)
-        )
+        params = {"business": business_id, "key": new_request_key(), "now": now, "stale_before": stale_before}
+        claimed = await self.session.scalar(_CLAIM_COMPANY_KEY, params)
         if claimed is not None:
             return claimed
-        key = await self.session.scalar(
-            select(Business.company_request_key).where(Business.id == business_id)
-        )
+        key = await self.session.scalar(_COMPANY_KEY, params)
         assert key is not None
         return key
-
-    async def record_company(self, business_id: str, codat_company_id: str) -> None:
-        await self.session.execute(
-            update(Business).where(Business.id == business_id).values(codat_company_id=codat_company_id)
-        )
 
     # Codat connections
 
@@ -131,13 +130,7 @@ class BankFeedRepository:
 
     async def latest_connection(self, business_id: str) -> FeedConnection | None:
         """The current connection, else the newest kept as history."""
-        query = (
-            select(FeedConnection)
-            .where(FeedConnection.business_id == business_id)
-            .order_by(FeedConnection.is_current.desc(), FeedConnection.id.desc())
-            .limit(1)
-        )
-        return await self.session.scalar(query)
+        return await self.session.scalar(_LATEST_CONNECTION, {"business": business_id})
 
     async def get_connection(self, connection_id: int) -> FeedConnection | None:
         return await self.session.get(FeedConnection, connection_id, populate_existing=True)
@@ -180,25 +173,6 @@ class BankFeedRepository:
             values["status"] = status
         await self.session.execute(
             update(FeedConnection).where(FeedConnection.id == connection_id).values(**values)
-        )
-
-    async def record_connection(
-        self,
-        connection_id: int,
-        codat_connection_id: str,
-        status: str,
-        link_url: str,
-        link_expires_at: datetime,
-    ) -> None:
-        await self.session.execute(
-            update(FeedConnection)
-            .where(FeedConnection.id == connection_id)
-            .values(
-                codat_connection_id=codat_connection_id,
-                status=status,
-                link_url=link_url,
-                link_expires_at=link_expires_at,
-            )
         )
 
     async def claim_link_lease(
@@ -245,42 +219,73 @@ class BankFeedRepository:
     ) -> Sequence[FeedAccount]:
         """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows win.
         Answers every row on the connection."""
-        rows = [
-            {
-                "connection_id": connection_id,
-                "business_id": business_id,
-                "account_id": account_id,
-                "request_key": new_request_key(),
-                "registered": False,
+        keys = [new_request_key() for _ in account_ids]
+        if account_ids and self._on_postgres():
+            params = {
+                "connection": connection_id,
+                "business": business_id,
+                "account_ids": list(account_ids),
+                "request_keys": keys,
             }
-            for account_id in account_ids
-        ]
-        if rows and self._on_postgres():
-            await self.session.execute(_insert_feed_accounts(connection_id, business_id, rows))
-        elif rows:
+            await self.session.execute(_FEED_ACCOUNT_INTENTS, params)
+        elif account_ids:
+            rows = [
+                {
+                    "connection_id": connection_id,
+                    "business_id": business_id,
+                    "account_id": account_id,
+                    "request_key": key,
+                    "registered": False,
+                }
+                for account_id, key in zip(account_ids, keys, strict=True)
+            ]
             await self.session.execute(
                 ignoring_conflicts(self.session, FeedAccount, ["connection_id", "account_id"]), rows
             )
         return await self.feed_accounts(connection_id)
 
-    async def record_feed_accounts(self, connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> None:
-        """Codat's answer for accounts offered on the connection, in one statement (by primary key)."""
-        if not accounts:
-            return
-        if self._on_postgres():
-            await self.session.execute(_record_feed_accounts(connection_id, accounts))
-            return
-        rows = [
-            {
-                "connection_id": connection_id,
-                "account_id": a.account_id,
-                "registered": True,
-                "status": a.status,
-                "feed_start_date": a.feed_start_date,
+    async def record_connect_outcomes(
+        self,
+        business_id: str,
+        connection_id: int,
+        made: ConnectionOutcome | None,
+        accounts: Sequence[FeedAccountOutcome],
+        codat_company_id: str | None,
+    ) -> None:
+        """What Codat made in a connect (the connection, the source accounts, the company) and the business's
+        feed_version bumped, in the lock order of every writer (connection, accounts, business last).
+
+        On Postgres one statement: each write is a CTE that the business's UPDATE waits for (its WHERE counts
+        their rows, so they run to completion before the business row is locked): one round trip and one
+        statement to compile where there were four. SQLite runs them one by one.
+        """
+        params: dict[str, Any] = {"business": business_id, "connection": connection_id}
+        if made is not None:
+            params |= {
+                "made_id": made.codat_connection_id,
+                "made_status": made.status,
+                "made_link_url": made.link_url,
+                "made_link_expires_at": made.link_expires_at,
             }
-            for a in accounts
-        ]
-        await self.session.execute(update(FeedAccount), rows)
+        if codat_company_id is not None:
+            params["company"] = codat_company_id
+        if not self._on_postgres():
+            if made is not None:
+                await self.session.execute(_CONNECTION_MADE, params)
+            if accounts:
+                await self.session.execute(update(FeedAccount), _feed_account_rows(connection_id, accounts))
+            await self.session.execute(_bumped_business(codat_company_id is not None), params)
+            return
+        if accounts:
+            params |= {
+                "account_ids": [a.account_id for a in accounts],
+                "statuses": [a.status for a in accounts],
+                "feed_start_dates": [
+                    a.feed_start_date.isoformat() if a.feed_start_date else None for a in accounts
+                ],
+            }
+        statement = _connect_outcomes(made is not None, bool(accounts), codat_company_id is not None)
+        await self.session.execute(statement, params)
 
     async def record_mapping(
         self, connection_id: int, account_id: str, target_id: str | None, target_name: str | None, status: str
@@ -376,44 +381,117 @@ class BankFeedRepository:
 # Postgres: one statement over arrays (unnest) for every row, where executemany runs a statement per row
 # (for 500 accounts, ~25 ms each way on the SMB's wait). SQLite keeps executemany: one prepared statement
 # stepped in C. Every array is text[]: asyncpg knows its codec, where a varchar[] or date[] parameter costs
-# a type introspection query (8-15 ms) on each connection's first use.
+# a type introspection query (8-15 ms) on each connection's first use. Connect's statements are built once,
+# with parameters: building an INSERT … SELECT or an UPDATE with CTEs cost more CPU than running it.
 
 
-def _insert_feed_accounts(connection_id: int, business_id: str, rows: list[dict[str, Any]]) -> Insert:
-    new = _text_arrays(
-        account_id=[r["account_id"] for r in rows], request_key=[r["request_key"] for r in rows]
-    )
-    chosen = select(
-        literal(connection_id), literal(business_id), new.c.account_id, new.c.request_key, false()
-    )
-    columns = ["connection_id", "business_id", "account_id", "request_key", "registered"]
-    return (
-        postgresql.insert(FeedAccount)
-        .from_select(columns, chosen)
-        .on_conflict_do_nothing(index_elements=["connection_id", "account_id"])
-    )
-
-
-def _record_feed_accounts(connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> Update:
-    answers = _text_arrays(
-        account_id=[a.account_id for a in accounts],
-        status=[a.status for a in accounts],
-        feed_start_date=[a.feed_start_date.isoformat() if a.feed_start_date else None for a in accounts],
-    )
-    return (
-        update(FeedAccount)
-        .where(FeedAccount.connection_id == connection_id, FeedAccount.account_id == answers.c.account_id)
-        .values(
-            registered=True, status=answers.c.status, feed_start_date=cast(answers.c.feed_start_date, Date)
-        )
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _text_arrays(**columns: list[str | None]) -> TableValuedAlias:
-    """`unnest(array, array, …) AS rows(name, name, …)`: one text[] parameter per column."""
-    arrays = [bindparam(name, values, type_=postgresql.ARRAY(Text)) for name, values in columns.items()]
+def _text_arrays(**columns: str) -> TableValuedAlias:
+    """`unnest(array, array, …) AS rows(column, column, …)`: one text[] parameter per column, by name."""
+    arrays = [bindparam(parameter, type_=postgresql.ARRAY(Text)) for parameter in columns.values()]
     return func.unnest(*arrays).table_valued(*columns).render_derived(name="rows")
+
+
+# Connect's reads and writes before its first Codat call, built once (see above).
+_BANK_ACCOUNT_IDS = (
+    select(BankAccount.id).where(BankAccount.business_id == bindparam("business")).order_by(BankAccount.id)
+)
+_LATEST_CONNECTION = (
+    select(FeedConnection)
+    .where(FeedConnection.business_id == bindparam("business"))
+    .order_by(FeedConnection.is_current.desc(), FeedConnection.id.desc())
+    .limit(1)
+)
+_CLAIM_COMPANY_KEY = (
+    update(Business)
+    .where(Business.id == bindparam("business"), Business.codat_company_id.is_(None))
+    .where(
+        or_(
+            Business.company_request_key.is_(None),
+            Business.company_requested_at < bindparam("stale_before"),
+        )
+    )
+    .values(company_request_key=bindparam("key"), company_requested_at=bindparam("now"))
+    .returning(Business.company_request_key)
+    .execution_options(synchronize_session=False)
+)
+_COMPANY_KEY = select(Business.company_request_key).where(Business.id == bindparam("business"))
+
+
+# Core tables, not the ORM entities: a dict of parameters would make an ORM INSERT a bulk one, and connect
+# records its outcomes in a session of its own that has none of these rows loaded (nothing to sync). No
+# parameter is named as a column: Core would take it as a value to SET.
+_BUSINESS = Base.metadata.tables["business"]
+_CONNECTIONS = Base.metadata.tables["feed_connection"]
+_FEED_ACCOUNTS = Base.metadata.tables["feed_account"]
+_NEW = _text_arrays(account_id="account_ids", request_key="request_keys")
+_FEED_ACCOUNT_INTENTS = (
+    postgresql.insert(_FEED_ACCOUNTS)
+    .from_select(
+        ["connection_id", "business_id", "account_id", "request_key", "registered"],
+        select(
+            bindparam("connection", type_=Integer),
+            bindparam("business", type_=Text),
+            _NEW.c.account_id,
+            _NEW.c.request_key,
+            false(),
+        ),
+    )
+    .on_conflict_do_nothing(index_elements=["connection_id", "account_id"])
+)
+_CONNECTION_MADE = (
+    update(_CONNECTIONS)
+    .where(_CONNECTIONS.c.id == bindparam("connection"))
+    .values(
+        codat_connection_id=bindparam("made_id"),
+        status=bindparam("made_status"),
+        link_url=bindparam("made_link_url"),
+        link_expires_at=bindparam("made_link_expires_at"),
+    )
+)
+_ANSWERS = _text_arrays(account_id="account_ids", status="statuses", feed_start_date="feed_start_dates")
+_FEED_ACCOUNTS_REGISTERED = (
+    update(_FEED_ACCOUNTS)
+    .where(_FEED_ACCOUNTS.c.connection_id == bindparam("connection"))
+    .where(_FEED_ACCOUNTS.c.account_id == _ANSWERS.c.account_id)
+    .values(registered=True, status=_ANSWERS.c.status, feed_start_date=cast(_ANSWERS.c.feed_start_date, Date))
+)
+
+
+@cache
+def _bumped_business(company_made: bool) -> Update:
+    bumped = (
+        update(_BUSINESS)
+        .where(_BUSINESS.c.id == bindparam("business"))
+        .values(feed_version=_BUSINESS.c.feed_version + 1)
+    )
+    return bumped.values(codat_company_id=bindparam("company")) if company_made else bumped
+
+
+@cache
+def _connect_outcomes(connection_made: bool, accounts: bool, company_made: bool) -> Update:
+    """Postgres: the writes as CTEs the business's UPDATE waits for (their rows counted in its WHERE)."""
+    business = _bumped_business(company_made)
+    writes = [_CONNECTION_MADE] if connection_made else []
+    if accounts:
+        writes.append(_FEED_ACCOUNTS_REGISTERED)
+    for number, write in enumerate(writes):
+        done = write.returning(literal(1)).cte(f"write_{number}")
+        business = business.where(select(func.count()).select_from(done).scalar_subquery() >= 0)
+    return business
+
+
+def _feed_account_rows(connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> list[dict[str, Any]]:
+    """Parameters of an UPDATE by primary key, a row each (executemany, SQLite)."""
+    return [
+        {
+            "connection_id": connection_id,
+            "account_id": a.account_id,
+            "registered": True,
+            "status": a.status,
+            "feed_start_date": a.feed_start_date,
+        }
+        for a in accounts
+    ]
 
 
 def _business_of(row: tuple[str, str | None] | None) -> str | None:

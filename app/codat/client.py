@@ -38,6 +38,7 @@ from app.codat.exceptions import (
 from app.codat.quota import QuotaTracker, WallClock
 from app.codat.resilience import CircuitBreaker, CompanyLimiter, backoff_seconds
 from app.codat.schemas import (
+    SOURCE_ACCOUNT_PROTOTYPES,
     BankFeedMapping,
     BankTransaction,
     BatchCreateResult,
@@ -144,7 +145,7 @@ class _Call:
     template: str
     path_params: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str | int] | None = None
-    body: Any = None
+    body: Any = None  # JSON-ready, or JSON already encoded (bytes)
     idempotency_key: str | None = None
     is_result: Callable[[httpx.Response], bool] = _is_success
     # A PUT whose input Codat accepts once (Sage's authorizationId): a retry after a lost answer would turn
@@ -170,7 +171,15 @@ class _Call:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Idempotency-Key": self.idempotency_key} if self.idempotency_key else {}
+        headers = {"Idempotency-Key": self.idempotency_key} if self.idempotency_key else {}
+        if isinstance(self.body, bytes):
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    @property
+    def content(self) -> dict[str, Any]:
+        """httpx's arguments for the body: JSON the caller encoded already (bytes), or to encode."""
+        return {"content": self.body} if isinstance(self.body, bytes) else {"json": self.body}
 
 
 def _connection_params(company_id: str, connection_id: str) -> dict[str, str]:
@@ -433,7 +442,7 @@ class CodatClient:
             "POST",
             SOURCE_ACCOUNTS_BATCH,
             _connection_params(company_id, connection_id),
-            body=[account.to_wire() for account in accounts],
+            body=SOURCE_ACCOUNT_PROTOTYPES.dump_json(accounts, by_alias=True, exclude_none=True),
             idempotency_key=idempotency_key,
             is_result=_is_batch_result,
         )
@@ -757,7 +766,7 @@ class CodatClient:
             try:
                 async with asyncio.timeout(remaining), self._limiter.slot(call.company_id):
                     response = await self._http.request(
-                        call.method, call.path, params=call.query, json=call.body, headers=call.headers
+                        call.method, call.path, params=call.query, headers=call.headers, **call.content
                     )
             except TimeoutError as exc:
                 raise CodatUnavailable(UnavailableReason.DEADLINE_EXCEEDED) from exc

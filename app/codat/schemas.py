@@ -17,7 +17,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     SecretStr,
-    model_validator,
+    TypeAdapter,
 )
 from pydantic.alias_generators import to_camel
 
@@ -138,25 +138,39 @@ class SourceAccountPrototype(CodatModel):
     account_info: AccountInfo | None = None
 
 
+# A batch's prototypes validated, and dumped as the request body (like `to_wire`), in one call each.
+SOURCE_ACCOUNT_PROTOTYPES = TypeAdapter(list[SourceAccountPrototype])
+
+
 class SourceAccount(SourceAccountPrototype):
     status: SourceAccountStatus | None = None
     feed_start_date: LenientDate | None = None
 
 
-class BatchCreateResult(CodatModel):
-    """One item of a batch create; Codat's error items carry ``statusCode`` as a string."""
-
-    source_account_id: str
-    status_code: int
+class BatchItemResult(CodatModel):
+    status_code: int  # Codat's error items carry it as a string: lax validation takes "409" as 409
     error: str | None = None
     account: SourceAccount | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _flatten_result(cls, item: Any) -> Any:
-        if isinstance(item, dict) and isinstance(item.get("result"), dict):
-            return {"sourceAccountId": item.get("sourceAccountId"), **item["result"]}
-        return item
+
+class BatchCreateResult(CodatModel):
+    """One item of a batch create: ``{sourceAccountId, result: {statusCode, error, account}}``. Nested models
+    rather than a Python validator flattening each item: pydantic-core parses a batch's answer on its own."""
+
+    source_account_id: str
+    result: BatchItemResult
+
+    @property
+    def status_code(self) -> int:
+        return self.result.status_code
+
+    @property
+    def error(self) -> str | None:
+        return self.result.error
+
+    @property
+    def account(self) -> SourceAccount | None:
+        return self.result.account
 
     @property
     def created(self) -> bool:

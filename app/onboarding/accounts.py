@@ -5,34 +5,43 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from app.bankfeed.exceptions import translate_codat_errors
 from app.bankfeed.models import BankAccount, FeedAccount
 from app.codat.client import CodatClient
 from app.codat.exceptions import CodatRejected
-from app.codat.schemas import BatchCreateResult, RoutingInfo, SourceAccount, SourceAccountPrototype
+from app.codat.schemas import (
+    SOURCE_ACCOUNT_PROTOTYPES,
+    BatchCreateResult,
+    SourceAccount,
+    SourceAccountPrototype,
+)
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 100  # Codat sets no maximum for the batch endpoint; keep each request a sensible size.
 
 
-def routing_info(account: BankAccount, country: str) -> RoutingInfo | None:
-    if account.routing_number is None:
-        return None
-    return RoutingInfo(bank_code=account.routing_number, type="aba" if country == "US" else "rtn")
+def source_account_fields(account: BankAccount, country: str) -> dict[str, Any]:
+    """A v2 source account prototype's fields for the bank account."""
+    routing = None
+    if account.routing_number is not None:
+        routing = {"bank_code": account.routing_number, "type": "aba" if country == "US" else "rtn"}
+    return {
+        "id": account.id,
+        "account_name": account.name,
+        "account_type": account.account_type,
+        "account_number": account.account_number,
+        "currency": account.currency,
+        "balance": account.balance,
+        "routing_info": routing,
+    }
 
 
-def source_account_prototype(account: BankAccount, country: str) -> SourceAccountPrototype:
-    return SourceAccountPrototype(
-        id=account.id,
-        account_name=account.name,
-        account_type=account.account_type,
-        account_number=account.account_number,
-        currency=account.currency,
-        balance=account.balance,
-        routing_info=routing_info(account, country),
-    )
+def source_account_prototypes(accounts: Sequence[BankAccount], country: str) -> list[SourceAccountPrototype]:
+    """Validated in one call for the batch (a model each cost ~10 µs of Python: 5 ms for 500 accounts)."""
+    return SOURCE_ACCOUNT_PROTOTYPES.validate_python([source_account_fields(a, country) for a in accounts])
 
 
 def batch_request_key(feed_accounts: Sequence[FeedAccount]) -> str:
@@ -79,7 +88,7 @@ class SourceAccounts:
         country: str,
         chunk: Sequence[tuple[BankAccount, FeedAccount]],
     ) -> list[SourceAccount]:
-        prototypes = [source_account_prototype(account, country) for account, _ in chunk]
+        prototypes = source_account_prototypes([account for account, _ in chunk], country)
         feed_accounts = [feed_account for _, feed_account in chunk]
         if len(chunk) == 1:
             return [await self._offer_one(company_id, codat_connection_id, prototypes[0], feed_accounts[0])]

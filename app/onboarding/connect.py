@@ -29,7 +29,7 @@ from app.bankfeed.exceptions import translate_codat_errors
 from app.bankfeed.holds import BROKEN_CONNECTION
 from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.bankfeed.platforms import BY_NAME, DEFAULT, Platform, PlatformName, by_key
-from app.bankfeed.repository import BankFeedRepository, FeedAccountOutcome
+from app.bankfeed.repository import BankFeedRepository, ConnectionOutcome, FeedAccountOutcome
 from app.clock import Clock, as_utc
 from app.codat.client import CodatClient
 from app.codat.schemas import Connection, SourceAccount
@@ -74,16 +74,21 @@ class Connected:
 
 @dataclass(slots=True)
 class Intents:
-    """What connect committed before its first Codat call (the company's and the connection's keys), and the
-    accounts' rows with their keys once recorded (`_company_and_account_intents`)."""
+    """What connect committed before its first Codat call (the company's and the connection's keys), and,
+    once recorded beside create-company (`_company_and_account_intents`), the accounts' rows with their keys
+    and the bank accounts themselves (only their ids are read before: 500 rows cost ~5 ms on the wait)."""
 
     business: Business
     platform: Platform
-    bank_accounts: Sequence[BankAccount]  # every registered one
-    chosen: list[BankAccount]
+    chosen_ids: list[str]
     connection: FeedConnection  # current, or the intent of one (its key)
     company_key: str | None  # None: the company is known, or an earlier attempt's key is stale
+    bank_accounts: Sequence[BankAccount] = ()  # every registered one
     feed_accounts: Sequence[FeedAccount] = ()  # every row on it, the chosen accounts' with their keys
+
+    def chosen(self) -> list[BankAccount]:
+        by_id = {a.id: a for a in self.bank_accounts}
+        return [by_id[account_id] for account_id in self.chosen_ids]
 
 
 @dataclass(slots=True)
@@ -161,8 +166,7 @@ class Connector:
                 await answer.take(session)
             repo = BankFeedRepository(session)
             business = await repo.require_business(business_id)
-            bank_accounts = await repo.list_bank_accounts(business_id)
-            chosen = _chosen(bank_accounts, account_ids)
+            chosen_ids = _chosen(await repo.bank_account_ids(business_id), account_ids)
             latest = await repo.latest_connection(business_id)
             platform = _platform_for(latest, requested)
             current = latest if latest is not None and latest.is_current else None
@@ -173,12 +177,14 @@ class Connector:
                 "onboarding.connection_replaced",
                 extra={"business_id": business_id, "old_connection_id": current.codat_connection_id},
             )
-        return Intents(business, platform, bank_accounts, chosen, connection, company_key)
+        return Intents(business, platform, chosen_ids, connection, company_key)
 
     async def _record_account_intents(self, intents: Intents) -> Sequence[FeedAccount]:
         async with self.sessions.begin() as session:
-            return await BankFeedRepository(session).add_feed_account_intents(
-                intents.connection.id, intents.business.id, [a.id for a in intents.chosen]
+            repo = BankFeedRepository(session)
+            intents.bank_accounts = await repo.list_bank_accounts(intents.business.id)
+            return await repo.add_feed_account_intents(
+                intents.connection.id, intents.business.id, intents.chosen_ids
             )
 
     # The calls
@@ -286,7 +292,7 @@ class Connector:
                 assert current is not None  # the unique index: there is one
                 connection = current
             feed_accounts = await repo.add_feed_account_intents(
-                connection.id, stale.business_id, [a.id for a in intents.chosen]
+                connection.id, stale.business_id, intents.chosen_ids
             )
         intents.connection, intents.feed_accounts = connection, feed_accounts
 
@@ -300,7 +306,7 @@ class Connector:
         codat_connection_id = intents.connection.codat_connection_id
         assert codat_connection_id is not None
         rows = {f.account_id: f for f in intents.feed_accounts}
-        pending = [(a, rows[a.id]) for a in intents.chosen if not rows[a.id].registered]
+        pending = [(a, rows[a.id]) for a in intents.chosen() if not rows[a.id].registered]
         await self.source_accounts.offer(
             company_id, codat_connection_id, intents.business.country, pending, outcomes.accounts
         )
@@ -320,17 +326,13 @@ class Connector:
             return
         business_id, connection = intents.business.id, intents.connection
         async with self.sessions.begin() as session:
-            repo = BankFeedRepository(session)
-            made = outcomes.connection
-            if made is not None:
-                assert connection.link_expires_at is not None  # set with it (_made)
-                await repo.record_connection(
-                    connection.id, made.id, str(made.status), made.link_url, connection.link_expires_at
-                )
-            await repo.record_feed_accounts(connection.id, [_outcome(a) for a in outcomes.accounts])
-            if outcomes.company_id is not None:
-                await repo.record_company(business_id, outcomes.company_id)
-            await repo.bump_feed_version(business_id)  # the business row after the others, as every writer
+            await BankFeedRepository(session).record_connect_outcomes(
+                business_id,
+                connection.id,
+                _connection_outcome(outcomes.connection, connection) if outcomes.connection else None,
+                [_outcome(a) for a in outcomes.accounts],
+                outcomes.company_id,
+            )
             if answered is not None:
                 await answered.keep(session, handed[0])
         if answered is not None:
@@ -361,19 +363,19 @@ async def _company_key(repo: BankFeedRepository, business: Business, now: dateti
     return await repo.claim_company_request_key(business.id, now, now - STALE_REQUEST)
 
 
-def _chosen(registered: Sequence[BankAccount], account_ids: Sequence[str] | None) -> list[BankAccount]:
+def _chosen(registered: Sequence[str], account_ids: Sequence[str] | None) -> list[str]:
     """The accounts to connect (every registered one by default), each registered, else a 422 naming it."""
     if account_ids is None:
         if not registered:
             raise InvalidInput.for_field("accountIds", "the business has no registered bank accounts yet")
         return list(registered)
-    by_id = {a.id: a for a in registered}
+    known = set(registered)
     for index, account_id in enumerate(account_ids):
-        if account_id not in by_id:
+        if account_id not in known:
             raise InvalidInput.for_field(
                 f"accountIds.{index}", f"no bank account {account_id!r} is registered"
             )
-    return [by_id[a] for a in account_ids]
+    return list(account_ids)
 
 
 def _platform_for(latest: FeedConnection | None, requested: PlatformName | None) -> Platform:
@@ -416,12 +418,17 @@ def _connected(intents: Intents, company_id: str) -> Connected:
 
 
 def _registered(feed_accounts: Sequence[FeedAccount], offered: Sequence[SourceAccount]) -> None:
-    """The rows as recorded with the outcomes (record_feed_accounts), for the view."""
+    """The rows as recorded with the outcomes (record_connect_outcomes), for the view."""
     outcomes = {a.id: _outcome(a) for a in offered}
     for row in feed_accounts:
         outcome = outcomes.get(row.account_id)
         if outcome is not None:
             row.registered, row.status, row.feed_start_date = True, outcome.status, outcome.feed_start_date
+
+
+def _connection_outcome(made: Connection, connection: FeedConnection) -> ConnectionOutcome:
+    assert connection.link_expires_at is not None  # set with it (`Connector._made`)
+    return ConnectionOutcome(made.id, str(made.status), made.link_url, connection.link_expires_at)
 
 
 def _outcome(account: SourceAccount) -> FeedAccountOutcome:

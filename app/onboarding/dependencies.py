@@ -7,7 +7,8 @@ from fastapi import Depends, FastAPI, Request
 from app.onboarding.service import OnboardingService
 
 
-def get_onboarding_service(request: Request) -> OnboardingService:
+async def get_onboarding_service(request: Request) -> OnboardingService:
+    # async: FastAPI runs a plain `def` dependency on its thread pool, a thread hop on every request.
     return onboarding_service(request.app)
 
 

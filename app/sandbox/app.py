@@ -28,7 +28,16 @@ def create_sandbox_app(
         # Mounted under another app this never runs; deliveries then end with their event loop.
         state.webhooks.reset()
 
-    app = FastAPI(title="Codat sandbox", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="Codat sandbox",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        # As the BFF's (app/main.py): FastAPI's own telemetry looked up the global OpenTelemetry providers
+        # on every request, about a twentieth of a call's CPU here.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.sandbox = state
     install_error_handlers(app)
     app.include_router(api.router)

@@ -177,6 +177,32 @@ async def test_a_change_committed_elsewhere_drops_the_entry_and_shows(
     assert (await read(client, headers)).json()["accounts"][0]["accountName"] == "Renamed elsewhere"
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO feed_account (connection_id, business_id, account_id, request_key, registered)"
+        " SELECT connection_id, business_id, 'acc-2', 'k', false FROM feed_account WHERE business_id = $1",
+        "UPDATE feed_account SET status = 'connected' WHERE business_id = $1",
+        "DELETE FROM feed_account WHERE business_id = $1",
+    ],
+)
+async def test_a_change_to_its_feed_accounts_committed_elsewhere_drops_the_entry(
+    app, client, settings, user_headers, business, statement
+):
+    """feed_account notifies once per statement (the statement's transition table names the businesses)."""
+    headers = user_headers(business)
+    await client.post("/v1/bank-feed/connect", json={"accountIds": ["acc-1"]}, headers=headers)
+    await read(client, headers)
+    await listening(app)
+    await read(client, headers)
+    cache = cache_of(app)
+    assert business in cache._entries
+
+    await sql(settings.database.url, statement, business)
+
+    await eventually(lambda: business not in cache._entries)
+
+
 async def test_a_write_of_this_process_shows_on_its_next_read(app, client, user_headers, business):
     headers = user_headers(business)
     await read(client, headers)
