@@ -81,8 +81,12 @@ async def test_a_spent_quota_stops_calls_before_a_429_and_the_webhooks_show_in_g
     used = sum(sandbox.quota_used.values())
     sandbox.set_knobs(dailyQuota=used + 1)
 
+    reached = _events("client.rateLimit.reached")
     assert (await client.post("/v1/bank-feed/refresh", headers=user)).status_code in (200, 503)
     assert await eventually(lambda: _is_set("bff_codat_rate_limited", 1.0))
+    # The client's own headers set the gauge first; the webhook is applied before the day turns, so that it
+    # cannot land after the reset's (webhooks come in any order: applied later, it would set the gauge back).
+    assert await eventually(lambda: _more_than(reached, "client.rateLimit.reached"))
     assert gauge("bff_codat_quota_remaining") == 0
     assert gauge("bff_codat_quota_limit") == used + 1
 
@@ -102,3 +106,12 @@ async def test_a_spent_quota_stops_calls_before_a_429_and_the_webhooks_show_in_g
 
 async def _is_set(name: str, value: float) -> bool:
     return gauge(name) == value
+
+
+def _events(event_type: str) -> float:
+    counted = REGISTRY.get_sample_value("bff_codat_rate_limit_events_total", {"event_type": event_type})
+    return counted or 0.0
+
+
+async def _more_than(before: float, event_type: str) -> bool:
+    return _events(event_type) > before
