@@ -180,14 +180,15 @@ def test_support_finds_a_broken_feed_reapplies_its_dead_webhook_and_it_recovers(
     with step("reapply"):
         reapply = page.locator("#dead-webhooks").get_by_role("button", name="Re-apply")
         # The sandbox may report the reconnection more than once, as Codat may: each copy died; re-apply each.
-        for _ in range(reapply.count()):
+        copies = reapply.count()
+        for _ in range(copies):
             reapply.first.click()
             expect(page.locator("#said")).to_contain_text("re-applied: applied")
         expect(page.locator("#account-acc-1 .status")).to_have_text("connected")
         expect(page.locator("#action")).to_have_text("none")
         expect(page.locator("#dead-webhooks")).to_contain_text("None.")
         entry = page.locator("#timeline tr.entry").filter(has_text="webhook.reapplied")
-        expect(entry.locator(".actor")).to_have_text("operator:alice")
+        expect(entry.locator(".actor")).to_have_text(["operator:alice"] * copies)  # one line a copy
 
     with step("recovered"):
         until(lambda: not _listed_as_broken(page, base), "the feed to leave the broken list")
