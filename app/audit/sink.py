@@ -36,7 +36,6 @@ class AuditSink:
         self.sessions = sessions
         self.clock = clock
         self.queue: asyncio.Queue[tuple[CallOutcome, datetime]] = asyncio.Queue(capacity)
-        self.capacity = capacity
         # Calls on a company not yet owned by a business, with when to stop waiting (monotonic seconds).
         self.held: list[tuple[CallOutcome, datetime, float]] = []
 
@@ -69,7 +68,7 @@ class AuditSink:
         return written
 
     def _may_hold(self, give_up_at: float) -> bool:
-        return time.monotonic() < give_up_at and len(self.held) < self.capacity
+        return time.monotonic() < give_up_at and len(self.held) < self.queue.maxsize
 
     def _take(self) -> list[tuple[CallOutcome, datetime, float]]:
         """The held calls, then up to BATCH queued ones."""
