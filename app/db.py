@@ -7,10 +7,11 @@ that session across the call: it uses ``sessionmaker.begin()`` for short transac
 
 import weakref
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import CursorResult, Engine, Insert, MetaData, Result, Table, event
+from sqlalchemy import CursorResult, Engine, Insert, MetaData, Result, Table, Update, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -96,6 +97,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # the DB-API 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A write and its parameters, for another module's code to run with its own writes: on Postgres as one
+    more CTE of its statement (no parameter may share a name with one of that statement's)."""
+
+    statement: Update
+    params: dict[str, Any]
+
+
+def one_statement_sessions(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Sessions for work that is one statement, whole on its own: on Postgres without a transaction around it
+    (BEGIN and COMMIT are a round trip each); elsewhere (SQLite, where such work takes several statements)
+    the sessions themselves."""
+    engine: AsyncEngine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        return sessions
+    return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:

@@ -3,12 +3,15 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import update
 
+from app.bankfeed.models import Business
 from app.idempotency.models import IdempotencyRecord
 from app.onboarding.connect import Connector
 from tests.factories import ACCOUNTS
 from tests.onboarding.test_resilience import codat_inventory
+from tests.test_secrets_under_failure import kill_connection_when
 
 
 class TestIdempotencyKey:
@@ -141,6 +144,39 @@ class TestConnectClaimsItsKeyInItsOwnTransactions:
         }
         assert [a["status"] for a in resumed.json()["accounts"]] == ["pending"] * len(ACCOUNTS)
         assert replayed.content == resumed.content
+
+    async def test_the_database_lost_while_recording_keeps_neither_outcomes_nor_answer_and_the_retry_ends_it(
+        self, app, client, user_headers, business, sandbox, settings
+    ):
+        if settings.uses_sqlite:
+            pytest.skip("needs Postgres (TEST_DATABASE_URL): a server process to terminate")
+        headers = {**user_headers(business), "Idempotency-Key": "lost-1"}
+        engine = app.state.sessionmaker.kw["bind"]
+        # Connect records what Codat made and its answer in one statement: the connection dies under it.
+        kill_connection_when(engine, "WITH WRITE_0", settings.database.url)
+
+        lost = await client.post("/v1/bank-feed/connect", headers=headers)
+        async with app.state.sessionmaker() as session:
+            recorded = await session.get(Business, business)
+        assert recorded is not None
+        company_after_loss = recorded.codat_company_id
+        async with app.state.sessionmaker.begin() as session:  # the lost request's lease lapses
+            await session.execute(
+                update(IdempotencyRecord).values(locked_until=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        retried = await client.post("/v1/bank-feed/connect", headers=headers)
+        replayed = await client.post("/v1/bank-feed/connect", headers=headers)
+
+        assert lost.status_code == 503
+        assert company_after_loss is None  # nothing of the statement was kept
+        assert retried.status_code == 200
+        assert "idempotent-replayed" not in retried.headers  # the answer was not kept either
+        assert (len(sandbox.companies), len(sandbox.connections)) == (1, 1)  # Codat replayed the calls
+        assert await codat_inventory(client) == {
+            f"{business} LLC": {retried.json()["connectionId"]: sorted(ACCOUNTS)}
+        }
+        assert replayed.headers["idempotent-replayed"] == "true"
+        assert replayed.content == retried.content
 
     async def test_a_refusal_before_any_write_is_kept_and_replayed(self, client, user_headers, business):
         headers = {**user_headers(business), "Idempotency-Key": "unknown-account"}

@@ -74,8 +74,8 @@ async def served(app, sandbox, every_log_line: io.StringIO) -> AsyncIterator[str
 
 
 def kill_connection_when(engine, statement_start: str, database_url: str) -> None:  # type: ignore[no-untyped-def]
-    """Terminate the server process of the connection about to run a statement starting so; the statement then
-    runs on a dead connection, as when Postgres restarts or fails over."""
+    """Terminate the server process of the connection about to run the first statement starting so; the
+    statement then runs on a dead connection, as when Postgres restarts or fails over."""
     server_url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
     def terminate(pid: int) -> None:
@@ -88,10 +88,13 @@ def kill_connection_when(engine, statement_start: str, database_url: str) -> Non
 
         asyncio.run(run())
 
+    killed: list[int] = []
+
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def before(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith(statement_start):
+        if not killed and statement.lstrip().upper().startswith(statement_start):
             pid = conn.connection.dbapi_connection._connection.get_server_pid()
+            killed.append(pid)
             worker = threading.Thread(target=terminate, args=(pid,))
             worker.start()
             worker.join()

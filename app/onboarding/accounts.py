@@ -5,6 +5,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.bankfeed.exceptions import translate_codat_errors
@@ -44,6 +45,24 @@ def source_account_prototypes(accounts: Sequence[BankAccount], country: str) -> 
     return SOURCE_ACCOUNT_PROTOTYPES.validate_python([source_account_fields(a, country) for a in accounts])
 
 
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """The accounts one request offers: their prototypes (validated ahead of the call: ~1 ms for 100, which
+    connect spends while Codat makes the company) and their rows here."""
+
+    prototypes: list[SourceAccountPrototype]
+    feed_accounts: list[FeedAccount]
+
+
+def offers(pending: Sequence[tuple[BankAccount, FeedAccount]], country: str) -> list[Offer]:
+    """The accounts to offer, in batches of BATCH_SIZE."""
+    chunks = [pending[start : start + BATCH_SIZE] for start in range(0, len(pending), BATCH_SIZE)]
+    return [
+        Offer(source_account_prototypes([a for a, _ in chunk], country), [f for _, f in chunk])
+        for chunk in chunks
+    ]
+
+
 def batch_request_key(feed_accounts: Sequence[FeedAccount]) -> str:
     """The same set of pending accounts always gets the same batch key, so a resumed batch replays."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, ",".join(sorted(a.request_key for a in feed_accounts))))
@@ -61,19 +80,17 @@ class SourceAccounts:
         self,
         company_id: str,
         codat_connection_id: str,
-        country: str,
-        pending: Sequence[tuple[BankAccount, FeedAccount]],
+        batches: Sequence[Offer],
         offered: list[SourceAccount],
     ) -> None:
-        """Offer the accounts in batches sent at once (the client keeps within Codat's concurrency per
-        company): one round trip for 500 accounts as for 50.
+        """Send the offers at once (the client keeps within Codat's concurrency per company): one round
+        trip for 500 accounts as for 50.
 
         Codat's answers go to `offered`; every batch is waited for before a failure is raised, so the caller
         records what succeeded, and a retry resumes the rest with the same keys.
         """
-        chunks = [pending[start : start + BATCH_SIZE] for start in range(0, len(pending), BATCH_SIZE)]
         results = await asyncio.gather(
-            *(self._offer_chunk(company_id, codat_connection_id, country, chunk) for chunk in chunks),
+            *(self._offer_batch(company_id, codat_connection_id, offer) for offer in batches),
             return_exceptions=True,
         )
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -81,16 +98,11 @@ class SourceAccounts:
         if failures:
             raise failures[0]
 
-    async def _offer_chunk(
-        self,
-        company_id: str,
-        codat_connection_id: str,
-        country: str,
-        chunk: Sequence[tuple[BankAccount, FeedAccount]],
+    async def _offer_batch(
+        self, company_id: str, codat_connection_id: str, offer: Offer
     ) -> list[SourceAccount]:
-        prototypes = source_account_prototypes([account for account, _ in chunk], country)
-        feed_accounts = [feed_account for _, feed_account in chunk]
-        if len(chunk) == 1:
+        prototypes, feed_accounts = offer.prototypes, offer.feed_accounts
+        if len(prototypes) == 1:
             return [await self._offer_one(company_id, codat_connection_id, prototypes[0], feed_accounts[0])]
         with translate_codat_errors("add source accounts"):
             batch = await self.codat.create_source_accounts(

@@ -34,8 +34,9 @@ from app.clock import Clock, as_utc
 from app.codat.client import CodatClient
 from app.codat.schemas import Connection, SourceAccount
 from app.config import CodatSettings
+from app.db import Write, one_statement_sessions
 from app.errors import InvalidInput
-from app.onboarding.accounts import SourceAccounts
+from app.onboarding.accounts import Offer, SourceAccounts, offers
 from app.onboarding.exceptions import PlatformInUse
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,11 @@ Result = TypeVar("Result", contravariant=True)
 
 class Answer(Protocol[Result]):
     """The request's Idempotency-Key (app/idempotency): claimed in the intents' transaction, before any write
-    (it may raise the key's earlier answer instead), and answered in the outcomes'."""
+    (it may raise the key's earlier answer instead), and answered with the outcomes (`keeping`: the write)."""
 
     async def take(self, session: AsyncSession) -> None: ...
 
-    async def keep(self, session: AsyncSession, result: Result) -> None: ...
+    def keeping(self, result: Result) -> Write: ...
 
     def committed(self) -> None: ...
 
@@ -85,10 +86,17 @@ class Intents:
     company_key: str | None  # None: the company is known, or an earlier attempt's key is stale
     bank_accounts: Sequence[BankAccount] = ()  # every registered one
     feed_accounts: Sequence[FeedAccount] = ()  # every row on it, the chosen accounts' with their keys
+    offers: list[Offer] | None = None  # the chosen accounts Codat has yet to make, in batches
 
     def chosen(self) -> list[BankAccount]:
         by_id = {a.id: a for a in self.bank_accounts}
         return [by_id[account_id] for account_id in self.chosen_ids]
+
+    def set_feed_accounts(self, feed_accounts: Sequence[FeedAccount]) -> None:
+        """The rows on the connection, and the batches of those still to be offered."""
+        rows = {f.account_id: f for f in feed_accounts}
+        pending = [(a, rows[a.id]) for a in self.chosen() if not rows[a.id].registered]
+        self.feed_accounts, self.offers = feed_accounts, offers(pending, self.business.country)
 
 
 @dataclass(slots=True)
@@ -109,6 +117,7 @@ class Connector:
         clock: Clock,
     ) -> None:
         self.sessions = sessions
+        self.statements = one_statement_sessions(sessions)
         self.codat = codat
         self.settings = settings
         self.clock = clock
@@ -179,26 +188,28 @@ class Connector:
             )
         return Intents(business, platform, chosen_ids, connection, company_key)
 
-    async def _record_account_intents(self, intents: Intents) -> Sequence[FeedAccount]:
+    async def _record_account_intents(self, intents: Intents) -> None:
+        """The accounts' rows with their keys, and their batches made ready to send, while Codat makes the
+        company."""
         async with self.sessions.begin() as session:
             repo = BankFeedRepository(session)
             intents.bank_accounts = await repo.list_bank_accounts(intents.business.id)
-            return await repo.add_feed_account_intents(
+            feed_accounts = await repo.add_feed_account_intents(
                 intents.connection.id, intents.business.id, intents.chosen_ids
             )
+        intents.set_feed_accounts(feed_accounts)
 
     # The calls
 
     async def _company_and_account_intents(self, intents: Intents, outcomes: Outcomes) -> str:
         """The company, while the accounts' intents are recorded; both are waited for, whichever fails."""
-        company, feed_accounts = await asyncio.gather(
+        company, recorded = await asyncio.gather(
             self._company(intents, outcomes), self._record_account_intents(intents), return_exceptions=True
         )
         if isinstance(company, BaseException):
             raise company
-        if isinstance(feed_accounts, BaseException):
-            raise feed_accounts
-        intents.feed_accounts = feed_accounts
+        if isinstance(recorded, BaseException):
+            raise recorded
         return company
 
     async def _company(self, intents: Intents, outcomes: Outcomes) -> str:
@@ -294,7 +305,8 @@ class Connector:
             feed_accounts = await repo.add_feed_account_intents(
                 connection.id, stale.business_id, intents.chosen_ids
             )
-        intents.connection, intents.feed_accounts = connection, feed_accounts
+        intents.connection = connection
+        intents.set_feed_accounts(feed_accounts)
 
     def _made(self, connection: FeedConnection, made: Connection, outcomes: Outcomes) -> None:
         connection.codat_connection_id, connection.status = made.id, str(made.status)
@@ -305,11 +317,8 @@ class Connector:
     async def _source_accounts(self, intents: Intents, company_id: str, outcomes: Outcomes) -> None:
         codat_connection_id = intents.connection.codat_connection_id
         assert codat_connection_id is not None
-        rows = {f.account_id: f for f in intents.feed_accounts}
-        pending = [(a, rows[a.id]) for a in intents.chosen() if not rows[a.id].registered]
-        await self.source_accounts.offer(
-            company_id, codat_connection_id, intents.business.country, pending, outcomes.accounts
-        )
+        assert intents.offers is not None  # made ready with the rows
+        await self.source_accounts.offer(company_id, codat_connection_id, intents.offers, outcomes.accounts)
 
     # After the last call, or a failed one: one transaction
 
@@ -318,23 +327,23 @@ class Connector:
     ) -> None:
         """What Codat made, and the request's answer once there is one."""
         answered = answer if handed else None
+        keeping = answered.keeping(handed[0]) if answered is not None else None
         if outcomes.company_id is None and outcomes.connection is None and not outcomes.accounts:
-            if answered is not None:  # nothing new was made (a resumed connect): the answer alone
-                async with self.sessions.begin() as session:
-                    await answered.keep(session, handed[0])
-                answered.committed()
-            return
-        business_id, connection = intents.business.id, intents.connection
-        async with self.sessions.begin() as session:
-            await BankFeedRepository(session).record_connect_outcomes(
-                business_id,
-                connection.id,
-                _connection_outcome(outcomes.connection, connection) if outcomes.connection else None,
-                [_outcome(a) for a in outcomes.accounts],
-                outcomes.company_id,
-            )
-            if answered is not None:
-                await answered.keep(session, handed[0])
+            if keeping is not None:  # nothing new was made (a resumed connect): the answer alone
+                async with self.statements.begin() as session:
+                    await session.execute(keeping.statement, keeping.params)
+        else:
+            business_id, connection = intents.business.id, intents.connection
+            # One statement on Postgres, the answer's write in it: whole without a transaction around it.
+            async with self.statements.begin() as session:
+                await BankFeedRepository(session).record_connect_outcomes(
+                    business_id,
+                    connection.id,
+                    _connection_outcome(outcomes.connection, connection) if outcomes.connection else None,
+                    [_outcome(a) for a in outcomes.accounts],
+                    outcomes.company_id,
+                    also=keeping,
+                )
         if answered is not None:
             answered.committed()
 
