@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.bankfeed.exceptions import BusinessNotFound
 from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
@@ -127,6 +128,16 @@ class BankFeedRepository:
             FeedConnection.business_id == business_id, FeedConnection.is_current.is_(True)
         )
         return await self.session.scalar(query)
+
+    async def business_and_latest_connection(
+        self, business_id: str
+    ) -> tuple[Business, FeedConnection | None]:
+        """The business and its `latest_connection`, in one query (connect reads both before its first
+        call)."""
+        row = (await self.session.execute(_BUSINESS_AND_LATEST, {"business": business_id})).one_or_none()
+        if row is None:
+            raise BusinessNotFound()
+        return row[0], row[1]
 
     async def latest_connection(self, business_id: str) -> FeedConnection | None:
         """The current connection, else the newest kept as history."""
@@ -409,6 +420,21 @@ _LATEST_CONNECTION = (
     .where(FeedConnection.business_id == bindparam("business"))
     .order_by(FeedConnection.is_current.desc(), FeedConnection.id.desc())
     .limit(1)
+)
+_NEWEST = aliased(FeedConnection)
+_BUSINESS_AND_LATEST = (
+    select(Business, FeedConnection)
+    .outerjoin(
+        FeedConnection,
+        FeedConnection.id
+        == select(_NEWEST.id)
+        .where(_NEWEST.business_id == Business.id)
+        .order_by(_NEWEST.is_current.desc(), _NEWEST.id.desc())
+        .limit(1)
+        .correlate(Business)
+        .scalar_subquery(),
+    )
+    .where(Business.id == bindparam("business"))
 )
 _CLAIM_COMPANY_KEY = (
     update(Business)

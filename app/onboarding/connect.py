@@ -174,9 +174,8 @@ class Connector:
             if answer is not None:
                 await answer.take(session)
             repo = BankFeedRepository(session)
-            business = await repo.require_business(business_id)
+            business, latest = await repo.business_and_latest_connection(business_id)
             chosen_ids = _chosen(await repo.bank_account_ids(business_id), account_ids)
-            latest = await repo.latest_connection(business_id)
             platform = _platform_for(latest, requested)
             current = latest if latest is not None and latest.is_current else None
             connection = await _connection_intent(repo, business_id, current, platform, now)
