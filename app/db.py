@@ -7,11 +7,10 @@ that session across the call: it uses ``sessionmaker.begin()`` for short transac
 
 import weakref
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import CursorResult, Engine, Insert, MetaData, Result, Table, Update, event
+from sqlalchemy import CursorResult, Engine, Insert, MetaData, Result, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -97,15 +96,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # the DB-API 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """A write and its parameters, for another module's code to run with its own writes: on Postgres as one
-    more CTE of its statement (no parameter may share a name with one of that statement's)."""
-
-    statement: Update
-    params: dict[str, Any]
 
 
 def one_statement_sessions(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:

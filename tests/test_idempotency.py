@@ -145,32 +145,40 @@ class TestConnectClaimsItsKeyInItsOwnTransactions:
         assert [a["status"] for a in resumed.json()["accounts"]] == ["pending"] * len(ACCOUNTS)
         assert replayed.content == resumed.content
 
-    async def test_the_database_lost_while_recording_keeps_neither_outcomes_nor_answer_and_the_retry_ends_it(
-        self, app, client, user_headers, business, sandbox, settings
+    @pytest.mark.parametrize(
+        ("lost_at", "outcomes_kept"),
+        [("WITH WRITE_0", False), ("UPDATE IDEMPOTENCY_RECORD", True)],
+        ids=["recording-the-outcomes", "keeping-the-answer"],
+    )
+    async def test_the_database_lost_at_the_end_of_connect_is_mended_by_the_retry(
+        self, app, client, user_headers, business, sandbox, settings, lost_at, outcomes_kept
     ):
         if settings.uses_sqlite:
             pytest.skip("needs Postgres (TEST_DATABASE_URL): a server process to terminate")
         headers = {**user_headers(business), "Idempotency-Key": "lost-1"}
-        engine = app.state.sessionmaker.kw["bind"]
-        # Connect records what Codat made and its answer in one statement: the connection dies under it.
-        kill_connection_when(engine, "WITH WRITE_0", settings.database.url)
+        # Connect records what Codat made in one statement, then keeps its answer: the connection dies
+        # under one or the other.
+        kill_connection_when(app.state.sessionmaker.kw["bind"], lost_at, settings.database.url)
 
         lost = await client.post("/v1/bank-feed/connect", headers=headers)
-        async with app.state.sessionmaker() as session:
+        async with app.state.sessionmaker.begin() as session:
             recorded = await session.get(Business, business)
-        assert recorded is not None
-        company_after_loss = recorded.codat_company_id
-        async with app.state.sessionmaker.begin() as session:  # the lost request's lease lapses
+            assert recorded is not None
+            company_after_loss = recorded.codat_company_id
+            # the lost request's lease lapses
             await session.execute(
                 update(IdempotencyRecord).values(locked_until=datetime.now(UTC) - timedelta(seconds=1))
             )
+        calls = dict(sandbox.counters)
         retried = await client.post("/v1/bank-feed/connect", headers=headers)
         replayed = await client.post("/v1/bank-feed/connect", headers=headers)
 
         assert lost.status_code == 503
-        assert company_after_loss is None  # nothing of the statement was kept
+        assert (company_after_loss is not None) is outcomes_kept  # the statement is whole or not at all
         assert retried.status_code == 200
-        assert "idempotent-replayed" not in retried.headers  # the answer was not kept either
+        assert "idempotent-replayed" not in retried.headers  # the answer was not kept
+        if outcomes_kept:  # the retry had nothing left to ask Codat
+            assert dict(sandbox.counters) == calls
         assert (len(sandbox.companies), len(sandbox.connections)) == (1, 1)  # Codat replayed the calls
         assert await codat_inventory(client) == {
             f"{business} LLC": {retried.json()["connectionId"]: sorted(ACCOUNTS)}

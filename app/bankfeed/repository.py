@@ -31,7 +31,7 @@ from sqlalchemy.orm import aliased
 from app.bankfeed.exceptions import BusinessNotFound
 from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
 from app.bankfeed.schemas import DEFAULT_TIME_ZONES
-from app.db import Base, Write, ignoring_conflicts, rows_changed
+from app.db import Base, ignoring_conflicts, rows_changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,15 +262,13 @@ class BankFeedRepository:
         made: ConnectionOutcome | None,
         accounts: Sequence[FeedAccountOutcome],
         codat_company_id: str | None,
-        also: Write | None = None,
     ) -> None:
         """What Codat made in a connect (the connection, the source accounts, the company) and the business's
-        feed_version bumped, in the lock order of every writer (connection, accounts, business last); `also`:
-        the caller's own write to make with them (the request's answer).
+        feed_version bumped, in the lock order of every writer (connection, accounts, business last).
 
         On Postgres one statement: each write is a CTE that the business's UPDATE waits for (its WHERE counts
         their rows, so they run to completion before the business row is locked): one round trip and one
-        statement to compile where there were five, and whole on its own, so it needs no transaction around
+        statement to compile where there were four, and whole on its own, so it needs no transaction around
         it. SQLite runs them one by one.
         """
         params: dict[str, Any] = {"business": business_id, "connection": connection_id}
@@ -289,8 +287,6 @@ class BankFeedRepository:
             if accounts:
                 await self.session.execute(update(FeedAccount), _feed_account_rows(connection_id, accounts))
             await self.session.execute(_bumped_business(codat_company_id is not None), params)
-            if also is not None:
-                await self.session.execute(also.statement, also.params)
             return
         if accounts:
             params |= {
@@ -300,11 +296,7 @@ class BankFeedRepository:
                     a.feed_start_date.isoformat() if a.feed_start_date else None for a in accounts
                 ],
             }
-        if also is not None:
-            params |= also.params
-        statement = _connect_outcomes(
-            made is not None, bool(accounts), codat_company_id is not None, also.statement if also else None
-        )
+        statement = _connect_outcomes(made is not None, bool(accounts), codat_company_id is not None)
         await self.session.execute(statement, params)
 
     async def record_mapping(
@@ -503,16 +495,12 @@ def _bumped_business(company_made: bool) -> Update:
 
 
 @cache
-def _connect_outcomes(
-    connection_made: bool, accounts: bool, company_made: bool, also: Update | None
-) -> Update:
+def _connect_outcomes(connection_made: bool, accounts: bool, company_made: bool) -> Update:
     """Postgres: the writes as CTEs the business's UPDATE waits for (their rows counted in its WHERE)."""
     business = _bumped_business(company_made)
     writes = [_CONNECTION_MADE] if connection_made else []
     if accounts:
         writes.append(_FEED_ACCOUNTS_REGISTERED)
-    if also is not None:
-        writes.append(also)
     for number, write in enumerate(writes):
         done = write.returning(literal(1)).cte(f"write_{number}")
         business = business.where(select(func.count()).select_from(done).scalar_subquery() >= 0)

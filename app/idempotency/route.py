@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.clock import as_utc
-from app.db import Base, Write, insert_ignoring_conflicts, rows_changed
+from app.db import Base, insert_ignoring_conflicts, rows_changed
 from app.errors import AppError, Conflict, InvalidInput, error_response
 from app.idempotency.models import IdempotencyRecord
 
@@ -257,16 +257,15 @@ class Claim:
         # The first request died without an answer: this one takes its place.
         record.locked_until = now + IN_FLIGHT_LEASE
 
-    def keeping(self, status_code: int, body: bytes) -> Write:
-        """The write that keeps the answer, for the caller to run with its last writes (call `committed` once
-        they are committed): a statement and its parameters, so that it can join them in one statement."""
+    async def keep(self, session: AsyncSession, status_code: int, body: bytes) -> None:
+        """The answer, in the caller's last transaction (call `committed` once it is)."""
         answer = {
             "claimed_by": self.caller,
             "claimed_key": self.key,
             "status": status_code,
             "body": body.decode(),
         }
-        return Write(_KEEP, answer)
+        await session.execute(_KEEP, answer)
 
     def committed(self) -> None:
         self.kept = True

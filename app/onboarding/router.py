@@ -14,7 +14,7 @@ from app.bankfeed.schemas import BankFeedOut, FeedAccountOut, TargetAccountOut
 from app.bankfeed.stream import bank_feed_events, feed_version
 from app.bankfeed.view import render_bank_feed_view, served_bank_feed_view
 from app.codat.schemas import Credentials
-from app.db import SessionDep, Write
+from app.db import SessionDep
 from app.errors import Forbidden, InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
 from app.http import NO_STORE, etag_response, no_store
 from app.idempotency.route import Claim, IdempotentRoute, claim_of, claims_in_its_own_transactions
@@ -107,9 +107,9 @@ class ConnectAnswer:
     async def take(self, session: AsyncSession) -> None:
         await self.claim.take(session)
 
-    def keeping(self, result: Handover) -> Write:
+    async def keep(self, session: AsyncSession, result: Handover) -> None:
         self.body = connect_out(result).model_dump_json(by_alias=True).encode()
-        return self.claim.keeping(status.HTTP_200_OK, self.body)
+        await self.claim.keep(session, status.HTTP_200_OK, self.body)
 
     def committed(self) -> None:
         self.claim.committed()
