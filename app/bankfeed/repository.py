@@ -258,7 +258,7 @@ class BankFeedRepository:
     async def record_connect_outcomes(
         self,
         business_id: str,
-        connection_id: int,
+        connection_id: int | None,
         made: ConnectionOutcome | None,
         accounts: Sequence[FeedAccountOutcome],
         codat_company_id: str | None,
@@ -271,6 +271,7 @@ class BankFeedRepository:
         statement to compile where there were four, and whole on its own, so it needs no transaction around
         it. SQLite runs them one by one.
         """
+        assert connection_id is not None or (made is None and not accounts)  # None: only a company was made
         params: dict[str, Any] = {"business": business_id, "connection": connection_id}
         if made is not None:
             params |= {
@@ -284,7 +285,7 @@ class BankFeedRepository:
         if not self._on_postgres():
             if made is not None:
                 await self.session.execute(_CONNECTION_MADE, params)
-            if accounts:
+            if accounts and connection_id is not None:
                 await self.session.execute(update(FeedAccount), _feed_account_rows(connection_id, accounts))
             await self.session.execute(_bumped_business(codat_company_id is not None), params)
             return

@@ -1,10 +1,11 @@
 """Connect's common steps, the same for every platform: a Codat company, a connection to the platform, the
 chosen accounts as source accounts on it. Three Codat round trips, back to back.
 
-Every Codat write's idempotency key is committed before the call that uses it: the company's and the
-connection's in one transaction before the first call; the accounts' (a row each, up to hundreds) in another
-while Codat makes the company, waited for before the connection is made (so it costs the SMB's wait nothing
-when a company is made). Codat's answers are recorded in one statement after the accounts' call, while the
+Every Codat write's idempotency key is committed before the call that uses it: the company's in one
+transaction before the first call (with the reads that refuse bad input, so a refusal changes nothing here or
+at Codat); the connection's and the accounts' (a row each, up to hundreds) in another while Codat makes the
+company, waited for before the connection is made (so they cost the SMB's wait nothing when a company is
+made). Codat's answers are recorded in one statement after the accounts' call, while the
 platform's hand-over is made (its view rendered, or a Sage code asked for), and also when a call fails, so
 what was made is kept. No transaction is held across a Codat call, and an interrupted connect resumes with
 the same keys: Codat replays instead of creating twice. A key older than any request still in flight is
@@ -75,18 +76,24 @@ class Connected:
 
 @dataclass(slots=True)
 class Intents:
-    """What connect committed before its first Codat call (the company's and the connection's keys), and,
-    once recorded beside create-company (`_company_and_account_intents`), the accounts' rows with their keys
-    and the bank accounts themselves (only their ids are read before: 500 rows cost ~5 ms on the wait)."""
+    """What connect read and committed before its first Codat call (the company's key), and, once recorded
+    beside create-company (`_company_and_account_intents`), the connection's and the accounts' rows with
+    their keys and the bank accounts themselves (only their ids are read before: 500 rows cost ~5 ms)."""
 
     business: Business
     platform: Platform
     chosen_ids: list[str]
-    connection: FeedConnection  # current, or the intent of one (its key)
+    current: FeedConnection | None  # the business's current connection, as read before the first call
     company_key: str | None  # None: the company is known, or an earlier attempt's key is stale
+    connection: FeedConnection | None = None  # the current one, or the intent of one (its key)
     bank_accounts: Sequence[BankAccount] = ()  # every registered one
     feed_accounts: Sequence[FeedAccount] = ()  # every row on it, the chosen accounts' with their keys
     offers: list[Offer] | None = None  # the chosen accounts Codat has yet to make, in batches
+
+    def intent(self) -> FeedConnection:
+        """The connection, recorded beside create-company."""
+        assert self.connection is not None, "read once the accounts' intents are recorded"
+        return self.connection
 
     def chosen(self) -> list[BankAccount]:
         by_id = {a.id: a for a in self.bank_accounts}
@@ -164,20 +171,6 @@ class Connector:
         account_ids: Sequence[str] | None,
         answer: Answer[T] | None,
     ) -> Intents:
-        try:
-            return await self._intents(business_id, requested, account_ids, answer)
-        except IntegrityError:
-            # Another process recorded the connection intent first (one current connection per business):
-            # the same steps again take it.
-            return await self._intents(business_id, requested, account_ids, answer)
-
-    async def _intents(
-        self,
-        business_id: str,
-        requested: PlatformName | None,
-        account_ids: Sequence[str] | None,
-        answer: Answer[T] | None,
-    ) -> Intents:
         now = self.clock.now()
         async with self.sessions.begin() as session:
             if answer is not None:
@@ -187,24 +180,37 @@ class Connector:
             chosen_ids = _chosen(await repo.bank_account_ids(business_id), account_ids)
             platform = _platform_for(latest, requested)
             current = latest if latest is not None and latest.is_current else None
-            connection = await _connection_intent(repo, business_id, current, platform, now)
             company_key = await _company_key(repo, business, now)  # last: it locks the business row
+        return Intents(business, platform, chosen_ids, current, company_key)
+
+    async def _record_account_intents(self, intents: Intents) -> None:
+        """The connection's and the accounts' rows with their keys, and the accounts' batches made ready to
+        send, while Codat makes the company."""
+        try:
+            await self._account_intents(intents, intents.current)
+        except IntegrityError:
+            # Another process recorded a connection intent first (one current connection per business): the
+            # same steps again take it.
+            async with self.sessions() as session:
+                current = await BankFeedRepository(session).current_connection(intents.business.id)
+            await self._account_intents(intents, current)
+
+    async def _account_intents(self, intents: Intents, current: FeedConnection | None) -> None:
+        business_id = intents.business.id
+        async with self.sessions.begin() as session:
+            repo = BankFeedRepository(session)
+            now = self.clock.now()
+            connection = await _connection_intent(repo, business_id, current, intents.platform, now)
+            intents.bank_accounts = await repo.list_bank_accounts(business_id)
+            feed_accounts = await repo.add_feed_account_intents(
+                connection.id, business_id, intents.chosen_ids
+            )
         if connection is not current and current is not None:
             log.info(
                 "onboarding.connection_replaced",
                 extra={"business_id": business_id, "old_connection_id": current.codat_connection_id},
             )
-        return Intents(business, platform, chosen_ids, connection, company_key)
-
-    async def _record_account_intents(self, intents: Intents) -> None:
-        """The accounts' rows with their keys, and their batches made ready to send, while Codat makes the
-        company."""
-        async with self.sessions.begin() as session:
-            repo = BankFeedRepository(session)
-            intents.bank_accounts = await repo.list_bank_accounts(intents.business.id)
-            feed_accounts = await repo.add_feed_account_intents(
-                intents.connection.id, intents.business.id, intents.chosen_ids
-            )
+        intents.connection = connection
         intents.set_feed_accounts(feed_accounts)
 
     # The calls
@@ -258,15 +264,15 @@ class Connector:
             return await repo.claim_company_request_key(business_id, now, now - STALE_REQUEST)
 
     async def _connection(self, intents: Intents, company_id: str, outcomes: Outcomes) -> None:
-        if intents.connection.codat_connection_id is not None:
+        if intents.intent().codat_connection_id is not None:
             return
-        if _stale(intents.connection.created_at, self.clock.now()):
-            adopted = await self._find_connection(intents.connection, company_id)
+        if _stale(intents.intent().created_at, self.clock.now()):
+            adopted = await self._find_connection(intents.intent(), company_id)
             if adopted is not None:
-                self._made(intents.connection, adopted, outcomes)
+                self._made(intents.intent(), adopted, outcomes)
                 return
             await self._renew_connection_intent(intents)
-        intent = intents.connection
+        intent = intents.intent()
         with translate_codat_errors("create connection"):
             created = await self.codat.create_connection(
                 company_id, intent.platform, idempotency_key=intent.request_key
@@ -301,7 +307,7 @@ class Connector:
             await self._move_intents(intents, renew=False)  # another process renewed it: take its intent
 
     async def _move_intents(self, intents: Intents, renew: bool) -> None:
-        stale = intents.connection
+        stale = intents.intent()
         async with self.sessions.begin() as session:
             repo = BankFeedRepository(session)
             if renew:
@@ -323,7 +329,7 @@ class Connector:
         outcomes.connection = made
 
     async def _source_accounts(self, intents: Intents, company_id: str, outcomes: Outcomes) -> None:
-        codat_connection_id = intents.connection.codat_connection_id
+        codat_connection_id = intents.intent().codat_connection_id
         assert codat_connection_id is not None
         assert intents.offers is not None  # made ready with the rows
         await self.source_accounts.offer(company_id, codat_connection_id, intents.offers, outcomes.accounts)
@@ -334,12 +340,14 @@ class Connector:
         """What Codat made: one statement on Postgres, whole without a transaction around it."""
         if outcomes.company_id is None and outcomes.connection is None and not outcomes.accounts:
             return
-        connection = intents.connection
+        connection = intents.connection  # None: its intent was not recorded (nor a connection made)
         async with self.statements.begin() as session:
             await BankFeedRepository(session).record_connect_outcomes(
                 intents.business.id,
-                connection.id,
-                _connection_outcome(outcomes.connection, connection) if outcomes.connection else None,
+                connection.id if connection else None,
+                _connection_outcome(outcomes.connection, connection)
+                if outcomes.connection and connection
+                else None,
                 [_outcome(a) for a in outcomes.accounts],
                 outcomes.company_id,
             )
@@ -423,7 +431,7 @@ def _connected(intents: Intents, company_id: str) -> Connected:
     return Connected(
         intents.platform,
         company_id,
-        intents.connection,
+        intents.intent(),
         intents.business,
         intents.bank_accounts,
         intents.feed_accounts,
