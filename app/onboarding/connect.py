@@ -176,8 +176,8 @@ class Connector:
             if answer is not None:
                 await answer.take(session)
             repo = BankFeedRepository(session)
-            business, latest = await repo.business_and_latest_connection(business_id)
-            chosen_ids = _chosen(await repo.bank_account_ids(business_id), account_ids)
+            business, latest, registered = await repo.business_and_latest_connection(business_id)
+            chosen_ids = _chosen(registered, account_ids)
             platform = _platform_for(latest, requested)
             current = latest if latest is not None and latest.is_current else None
             company_key = await _company_key(repo, business, now)  # last: it locks the business row
