@@ -48,6 +48,7 @@ from app.codat.client import CodatClient, build_http_client
 from app.codat.exceptions import CodatConflict, CodatRejected, CodatUnavailable
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
+from app.rawpool import RawPool
 from app.transactions import holds
 from app.transactions.models import BatchStatus, TransactionBatch, TransactionStream
 from app.transactions.repository import Fence, LeaseLost, TransactionRepository, WireRow
@@ -135,12 +136,15 @@ class TransactionWorker:
         self.sessions = sessions
         engine = sessions.kw["bind"]
         # Postgres: a step that is one statement runs outside a transaction, without BEGIN and COMMIT's
-        # round trips (the repository makes the cut and a delivered push one statement each there).
+        # round trips (the repository makes the cut and a delivered push one statement each there), and the
+        # repository's own such statements on raw asyncpg connections, one for each account in delivery.
+        postgres = engine.dialect.name == "postgresql"
         self.statements = (
             create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
-            if engine.dialect.name == "postgresql"
+            if postgres
             else sessions
         )
+        self.raw = RawPool.of(engine, config.concurrency) if postgres else None
         self.codat = codat_client
         self.clock = clock
         self.config = config
@@ -363,11 +367,11 @@ class TransactionWorker:
         on Postgres runs without one. Cancelling the worker (shutdown) lets it commit or roll back first: a
         SQLite connection interrupted mid-statement would be dropped still holding the database's write
         lock."""
-        sessions = self.statements if one_statement else self.sessions
+        sessions, raw = (self.statements, self.raw) if one_statement else (self.sessions, None)
 
         async def unit() -> T:
             async with sessions.begin() as session:
-                return await work(TransactionRepository(session), self.clock.now())
+                return await work(TransactionRepository(session, raw), self.clock.now())
 
         task = asyncio.create_task(unit())
         try:
