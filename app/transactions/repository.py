@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     TextClause,
+    all_,
     bindparam,
     case,
     exists,
@@ -248,6 +249,30 @@ def _delivered(fence: Update) -> Select[int, int]:
 DELIVERED = {False: _delivered(RENEW), True: _delivered(RELEASE)}  # by whether it hands the stream back
 STATE_KEYS = [str(column.key) for column in FENCED_STATE.selected_columns]
 
+# Claim (Postgres): as claim_streams' ORM statement, built once, with the busy streams as one array parameter.
+CLAIMABLE = or_(STREAMS.c.lease_until.is_(None), STREAMS.c.lease_until < bindparam("now"))
+CLAIM = (
+    update(STREAMS)
+    .where(
+        STREAMS.c.id.in_(
+            select(STREAMS.c.id)
+            .where(
+                CLAIMABLE,
+                STREAMS.c.next_attempt_at <= bindparam("now"),
+                STREAMS.c.id != all_(bindparam("busy", type_=postgresql.ARRAY(Integer))),
+            )
+            .order_by(STREAMS.c.next_attempt_at)
+            .limit(bindparam("slots"))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        ),
+        CLAIMABLE,
+    )
+    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+    .returning(*STREAMS.c)
+)
+CLAIM_KEYS = [column.key for column in STREAMS.c]
+
 
 # The next `:size` queued rows after the cut, with the batch made of them (NULL: the fence failed) and how
 # many were marked. The fence moves the cut to the last of them; the batch is inserted and its rows marked
@@ -298,7 +323,7 @@ class RawStatement:
     worker ~0.07 ms of CPU; through SQLAlchemy's session ~0.5 ms (measured): most of what a push's
     statements cost the worker."""
 
-    def __init__(self, statement: Select[*tuple[Any, ...]] | TextClause) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]] | TextClause | Update) -> None:
         compiled = statement.compile(dialect=PGDialect_asyncpg())  # type: ignore[no-untyped-call]
         self.sql = str(compiled)
         self.names = list(compiled.positiontup or ())
@@ -454,6 +479,12 @@ class TransactionRepository:
         of due streams (an idle one is not in it: its next_attempt_at is NULL). `busy`: the streams the
         caller is still delivering, whose lease may have lapsed meanwhile; two tasks of one owner on a
         stream would pass each other's fences."""
+        if self._on_postgres():
+            params = {"now": now, "owner": owner, "until": until, "slots": limit, "busy": list(busy)}
+            return [
+                TransactionStream(**dict(zip(CLAIM_KEYS, row, strict=True)))
+                for row in await self._alone(CLAIM, params)
+            ]
         candidates = (
             select(TransactionStream.id)
             .where(or_(TransactionStream.lease_until.is_(None), TransactionStream.lease_until < now))
@@ -476,7 +507,9 @@ class TransactionRepository:
     def _on_postgres(self) -> bool:
         return self.raw is not None or self.session.get_bind().dialect.name == "postgresql"
 
-    async def _alone(self, statement: Select[*tuple[Any, ...]] | TextClause, params: dict[str, Any]) -> Sequence[Any]:
+    async def _alone(
+        self, statement: Select[*tuple[Any, ...]] | TextClause | Update, params: dict[str, Any]
+    ) -> Sequence[Any]:
         """The rows of a Postgres statement whose writes are whole on their own (see _fenced), by position:
         on the raw pool when there is one, else on the session."""
         if self.raw is None:
