@@ -172,6 +172,11 @@ SETTLE = (
     .values(status=bindparam("row_status"), error=bindparam("row_error"), completed_at=bindparam("now"))
 )
 
+# What a push's webhook looks up (the BFF, for every push): built once, as columns rather than an entity.
+PENDING_BATCH = select(BATCHES.c.id, BATCHES.c.stream_id).where(
+    BATCHES.c.push_operation_key == bindparam("key"), BATCHES.c.status == BatchStatus.PENDING.value
+)
+
 # The stream's cut, the account's hold, the Codat target and the open batch: one query, read as columns.
 CONNECTIONS = cast(Table, FeedConnection.__table__)
 FEEDS = cast(Table, FeedAccount.__table__)
@@ -678,10 +683,10 @@ class TransactionRepository:
         )
         return _wire_rows((await self.session.execute(query)).all())
 
-    async def batch_by_push_key(self, push_operation_key: str) -> TransactionBatch | None:
-        return await self.session.scalar(
-            select(TransactionBatch).where(TransactionBatch.push_operation_key == push_operation_key)
-        )
+    async def pending_batch(self, push_operation_key: str) -> tuple[int, int] | None:
+        """(id, stream id) of the batch recorded as pending with this push operation, if there is one."""
+        row = (await self.session.execute(PENDING_BATCH, {"key": push_operation_key})).one_or_none()
+        return None if row is None else (row.id, row.stream_id)
 
     async def record_pending(self, batch_id: int, push_operation_key: str) -> None:
         await self.session.execute(
