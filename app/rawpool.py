@@ -34,12 +34,16 @@ class RawPool:
     _by_engine: "PerEngine[RawPool]" = PerEngine()
 
     @classmethod
-    def of(cls, engine: AsyncEngine, connections: int = CONNECTIONS) -> "RawPool":
-        """The engine's pool; `connections` is its size when this call makes it."""
-        return cls._by_engine.of(engine, lambda: cls(engine, connections))
+    def of(
+        cls, engine: AsyncEngine, connections: int = CONNECTIONS, application_name: str = "bankfeeds-bff"
+    ) -> "RawPool":
+        """The engine's pool; `connections` and `application_name` are its own when this call makes it."""
+        return cls._by_engine.of(engine, lambda: cls(engine, connections, application_name))
 
-    def __init__(self, engine: AsyncEngine, connections: int = CONNECTIONS) -> None:
-        self.connect_args = asyncpg_connect_args(engine)
+    def __init__(
+        self, engine: AsyncEngine, connections: int = CONNECTIONS, application_name: str = "bankfeeds-bff"
+    ) -> None:
+        self.connect_args = asyncpg_connect_args(engine, application_name)
         self.connections = connections
         # Free connections, and None for each free slot not connected yet (or whose connection was lost).
         # A queue serves its waiters first come, first served: no read waits behind newcomers.
@@ -123,10 +127,10 @@ class RawPool:
                 connection.terminate()
 
 
-def asyncpg_connect_args(engine: AsyncEngine) -> dict[str, Any]:
+def asyncpg_connect_args(engine: AsyncEngine, application_name: str) -> dict[str, Any]:
     """The engine's host, port, user, password, database and driver options, as asyncpg.connect takes them."""
     _, kwargs = engine.dialect.create_connect_args(engine.url)
     for key in _SQLALCHEMY_ONLY:
         kwargs.pop(key, None)
-    kwargs.setdefault("server_settings", {"application_name": "bankfeeds-bff"})
+    kwargs.setdefault("server_settings", {"application_name": application_name})
     return dict(kwargs)

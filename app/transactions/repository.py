@@ -373,8 +373,8 @@ class StreamState:
 
 class TransactionRepository:
     def __init__(self, session: AsyncSession, raw: RawPool | None = None) -> None:
-        """`raw` (Postgres only): where a worker's steps that are one statement on their own (the fenced
-        state, the cut, a delivered push) run, outside any transaction; without it, on the session."""
+        """`raw` (Postgres only): where a worker's steps that are one statement on their own (the claim, the
+        fenced state, the cut, a delivered push) run, outside any transaction; without it, on the session."""
         self.session = session
         self.raw = raw
 

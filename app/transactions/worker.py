@@ -11,8 +11,10 @@ What a batch costs does not depend on its size, so it is kept to a few statement
 account's hold, the Codat target and the open batch (one query), the cut, and the outcome of the push, read
 once straight after it (a push still Pending is recorded as such and followed later). When the batch was the
 last of the queue, the outcome also hands the stream back: idle (not claimed again until an acceptance) if
-nothing was accepted since the cut. On Postgres the cut and a Success are one statement each, run outside a
-transaction (app/transactions/repository.py says why that is safe); on SQLite, short transactions.
+nothing was accepted since the cut. On Postgres the claim, the fence with the state, the cut and a Success are
+one statement each, run outside a transaction (app/transactions/repository.py says why that is safe) on raw
+asyncpg connections, without SQLAlchemy's execution path (most of the worker's CPU per statement); on SQLite,
+short transactions.
 
 Retried: Codat unavailable (network, timeouts, 408, 429, 5xx), a key still in flight, a push still Pending.
 Held (app/transactions/holds.py): an account Codat would refuse (dead connection, account not connected,
@@ -144,7 +146,7 @@ class TransactionWorker:
             if postgres
             else sessions
         )
-        self.raw = RawPool.of(engine, config.concurrency) if postgres else None
+        self.raw = RawPool.of(engine, config.concurrency, "bankfeeds-bff-worker") if postgres else None
         self.codat = codat_client
         self.clock = clock
         self.config = config
