@@ -1,4 +1,4 @@
-"""A small pool of raw asyncpg connections beside the engine's, for the hottest reads.
+"""A small pool of raw asyncpg connections beside the engine's, for the hottest reads and statements.
 
 Through the ORM session one short query costs four round trips (ping, BEGIN, the query, COMMIT) and several
 times the CPU; the hot reads (the bank-feed view's stamp, a still-valid link) need none of that.
@@ -17,7 +17,7 @@ from app.db import PerEngine
 
 T = TypeVar("T")
 _CONNECTION_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)
-CONNECTIONS = 4  # per process, on top of the engine's pool; each read holds one for one short query
+CONNECTIONS = 4  # per process unless asked, on top of the engine's pool; each query holds one briefly
 TIMEOUT_SECONDS = 10.0
 # Keys of the URL's query that SQLAlchemy's asyncpg dialect consumes itself rather than passing to asyncpg.
 _SQLALCHEMY_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn")
@@ -34,11 +34,17 @@ class RawPool:
     _by_engine: "PerEngine[RawPool]" = PerEngine()
 
     @classmethod
-    def of(cls, engine: AsyncEngine) -> "RawPool":
-        return cls._by_engine.of(engine, lambda: cls(engine))
+    def of(
+        cls, engine: AsyncEngine, connections: int = CONNECTIONS, application_name: str = "bankfeeds-bff"
+    ) -> "RawPool":
+        """The engine's pool; `connections` and `application_name` are its own when this call makes it."""
+        return cls._by_engine.of(engine, lambda: cls(engine, connections, application_name))
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.connect_args = asyncpg_connect_args(engine)
+    def __init__(
+        self, engine: AsyncEngine, connections: int = CONNECTIONS, application_name: str = "bankfeeds-bff"
+    ) -> None:
+        self.connect_args = asyncpg_connect_args(engine, application_name)
+        self.connections = connections
         # Free connections, and None for each free slot not connected yet (or whose connection was lost).
         # A queue serves its waiters first come, first served: no read waits behind newcomers.
         self._free: asyncio.Queue[asyncpg.Connection | None] | None = None
@@ -83,7 +89,7 @@ class RawPool:
     async def _acquire(self) -> asyncpg.Connection:
         if self._free is None:
             self._free = asyncio.Queue()
-            for _ in range(CONNECTIONS):
+            for _ in range(self.connections):
                 self._free.put_nowait(None)
         free = self._free
         kept = await free.get()
@@ -121,10 +127,10 @@ class RawPool:
                 connection.terminate()
 
 
-def asyncpg_connect_args(engine: AsyncEngine) -> dict[str, Any]:
+def asyncpg_connect_args(engine: AsyncEngine, application_name: str) -> dict[str, Any]:
     """The engine's host, port, user, password, database and driver options, as asyncpg.connect takes them."""
     _, kwargs = engine.dialect.create_connect_args(engine.url)
     for key in _SQLALCHEMY_ONLY:
         kwargs.pop(key, None)
-    kwargs.setdefault("server_settings", {"application_name": "bankfeeds-bff"})
+    kwargs.setdefault("server_settings", {"application_name": application_name})
     return dict(kwargs)

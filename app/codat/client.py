@@ -197,6 +197,8 @@ def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _log_event(level: int, event: str, **fields: object) -> None:
+    if not log.isEnabledFor(level):
+        return  # e.g. each attempt's DEBUG line: not formatted for nothing, twice a push
     log.log(level, "%s %s", event, " ".join(f"{key}={value}" for key, value in fields.items()), extra=fields)
 
 

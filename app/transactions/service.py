@@ -294,10 +294,11 @@ async def apply_push_event(
     """A `bankTransactions.write.*` webhook: a success is recorded here; a failure wakes the worker, which
     reads the push operation for Codat's reasons (the webhook carries none)."""
     repo = TransactionRepository(session)
-    batch = await repo.batch_by_push_key(str(payload.get("id")))
-    if batch is None or batch.status != BatchStatus.PENDING:
+    batch = await repo.pending_batch(str(payload.get("id")))
+    if batch is None:
         return  # not recorded as sent yet, or already settled: the worker's poll covers both
+    batch_id, stream_id = batch
     # The stream's row first, as the worker locks them (stream, batch, transactions): no deadlock.
-    await repo.wake(batch.stream_id, at)
+    await repo.wake(stream_id, at)
     if event_type.endswith(".successful") and payload.get("status") == PushOperationStatus.SUCCESS:
-        await repo.deliver(batch.id, at)
+        await repo.deliver(batch_id, at)

@@ -79,8 +79,10 @@ async def linked(sandbox: Sandbox) -> dict[str, Any]:
 
 
 def _seconds_to_noon(now: datetime) -> float:
-    """Noon UTC, so that "today" and "yesterday" hold still while a test runs."""
-    return ((12 - now.hour) % 24) * 3600 - now.minute * 60 - now.second
+    """To the next noon UTC, so that "today" and "yesterday" hold still while a test runs (between 12:00 and
+    13:00 the hour alone said this noon, already past: the clock only moves forward)."""
+    noon = now.replace(hour=12, minute=0, second=0, microsecond=0)
+    return ((noon if noon >= now else noon + timedelta(days=1)) - now).total_seconds()
 
 
 def transaction(tid: str, when: date, amount: float = 10.0) -> dict[str, Any]:

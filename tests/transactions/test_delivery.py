@@ -9,9 +9,18 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.clock import as_utc
 from app.codat.schemas import PushOperationStatus
+from app.rawpool import RawPool
 from app.transactions.models import TransactionStream
-from app.transactions.repository import Fence, LeaseLost, StreamState, TransactionRepository
+from app.transactions.repository import (
+    CUT,
+    Fence,
+    LeaseLost,
+    RawStatement,
+    StreamState,
+    TransactionRepository,
+)
 from app.transactions.service import TIMED_OUT
 from app.transactions.worker import UNKNOWN_OUTCOME
 from tests.transactions.conftest import days, eventually, ledger, listing, post, transaction
@@ -336,14 +345,20 @@ class TestLeases:
         await cut_and_hand_back("b", stream_id, during=lambda: post(client, tx_headers, [t3]))
         assert await claim("c") == [stream_id]  # t3 came after the cut: still due
 
+    @pytest.mark.parametrize("raw", [False, True], ids=["session", "raw"])
     async def test_a_worker_whose_lease_was_taken_over_neither_cuts_nor_settles(
-        self, app, client, tx_headers, connected
+        self, app, settings, client, tx_headers, connected, raw
     ):
+        """Also with the steps on raw connections, outside any transaction, as the worker runs them on
+        Postgres: each statement's fence must hold on its own."""
+        if raw and settings.uses_sqlite:
+            pytest.skip("the raw connections are Postgres's")
+        pool = RawPool.of(app.state.sessionmaker.kw["bind"]) if raw else None
         await post(client, tx_headers, [transaction("t1", connected["today"])])
         now = app.state.clock.now()
         a = Fence(0, "a", now + timedelta(seconds=30))
         async with app.state.sessionmaker.begin() as session:
-            repo = TransactionRepository(session)
+            repo = TransactionRepository(session, pool)
             [stream] = await repo.claim_streams("a", now, a.until, 10)
             a = Fence(stream.id, "a", a.until)
             cut = await repo.cut_batch(stream, await repo.fenced_state(a, now), 1000, now, a)
@@ -356,7 +371,7 @@ class TestLeases:
         async def as_a(step: Any) -> None:
             with pytest.raises(LeaseLost):
                 async with app.state.sessionmaker.begin() as session:
-                    await step(TransactionRepository(session))
+                    await step(TransactionRepository(session, pool))
 
         await as_a(lambda repo: repo.fenced_state(a, later))
         state = await _state(app, stream.id)
@@ -364,20 +379,45 @@ class TestLeases:
         await as_a(lambda repo: repo.deliver(cut[0].id, later, "push-1", a))
         await as_a(lambda repo: repo.deliver(cut[0].id, later, "push-1", replace(a, hand_back=True)))
         assert await statuses(client, tx_headers) == {"t1": "sending", "t2": "queued"}
+        # b, the lease holder now, finds a's batch open, with its transaction, and settles it.
+        b = Fence(stream.id, "b", later + timedelta(seconds=30))
+        async with app.state.sessionmaker.begin() as session:
+            repo = TransactionRepository(session, pool)
+            state = await repo.fenced_state(b, later)
+            assert state.open_batch is not None
+            assert state.open_batch.id == cut[0].id
+            assert [t.transaction_id for t in await repo.batch_transactions(cut[0].id)] == ["t1"]
+            await repo.deliver(cut[0].id, later, "push-1", b)
+        assert await statuses(client, tx_headers) == {"t1": "delivered", "t2": "queued"}
 
+    @pytest.mark.parametrize("raw", [False, True], ids=["session", "raw"])
     async def test_a_worker_does_not_claim_again_an_account_it_is_still_delivering(
-        self, app, client, tx_headers, connected
+        self, app, settings, client, tx_headers, connected, raw
     ):
+        if raw and settings.uses_sqlite:
+            pytest.skip("the raw connections are Postgres's")
+        pool = RawPool.of(app.state.sessionmaker.kw["bind"]) if raw else None
         await post(client, tx_headers, [transaction("t1", connected["today"])])
         now = app.state.clock.now()
         async with app.state.sessionmaker.begin() as session:
-            [stream] = await TransactionRepository(session).claim_streams("a", now, now, 10)
+            [stream] = await TransactionRepository(session, pool).claim_streams("a", now, now, 10)
+        assert (stream.account_id, stream.lease_owner, as_utc(stream.lease_until)) == ("acc-1", "a", now)
         later = now + timedelta(seconds=1)  # the lease lapsed, the task delivering it still runs
 
         async with app.state.sessionmaker.begin() as session:
-            repo = TransactionRepository(session)
+            repo = TransactionRepository(session, pool)
             assert await repo.claim_streams("a", later, later, 10, busy=[stream.id]) == []
             assert [s.id for s in await repo.claim_streams("a", later, later, 10)] == [stream.id]
+
+
+def test_a_raw_statement_refuses_to_run_without_one_of_its_parameters() -> None:
+    """Rather than send NULL for it: a cut without its owner would match no stream, and look lease-lost."""
+    statement = RawStatement(CUT)
+    params = dict.fromkeys(statement.names, 1)
+    assert len(statement.args(params)) == len(statement.names)
+    del params["owner"]
+    with pytest.raises(KeyError):
+        statement.args(params)
 
 
 async def _state(app: Any, stream_id: int) -> StreamState:
