@@ -49,7 +49,7 @@ from app.codat import schemas as codat
 from app.codat.client import CodatClient, build_http_client
 from app.codat.exceptions import CodatConflict, CodatRejected, CodatUnavailable
 from app.config import Settings
-from app.db import create_engine, create_sessionmaker
+from app.db import create_engine, create_sessionmaker, one_statement_sessions
 from app.rawpool import RawPool
 from app.transactions import holds
 from app.transactions.models import BatchStatus, TransactionBatch, TransactionStream
@@ -141,11 +141,7 @@ class TransactionWorker:
         # round trips (the repository makes the cut and a delivered push one statement each there), and the
         # repository's own such statements on raw asyncpg connections, one for each account in delivery.
         postgres = engine.dialect.name == "postgresql"
-        self.statements = (
-            create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
-            if postgres
-            else sessions
-        )
+        self.statements = one_statement_sessions(sessions)
         self.raw = RawPool.of(engine, config.concurrency, "bankfeeds-bff-worker") if postgres else None
         self.codat = codat_client
         self.clock = clock
