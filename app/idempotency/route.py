@@ -6,12 +6,15 @@ runs again (our onboarding resumes, so running again is safe).
 
 By default the key is claimed, and the answer kept, each in a short transaction of its own around the
 endpoint. An endpoint marked `claims_in_its_own_transactions` (connect, whose every commit is on the path
-of the SMB's wait) is handed a `Claim` instead: it claims the key in the transaction of its first write and
-keeps its answer in that of its last, so that neither costs a commit of its own. If it never got as far
-(a 404 before any write, a failure after the first), the route does the rest as it would by default.
+of the SMB's wait) is handed a `Claim` instead: it claims the key in the transaction of its first write, so
+that the claim costs no commit of its own, and its success is kept once the response is sent (a retry in
+between is told the first is in flight, as while it ran; should the process die in between, the claim's
+lease lapses and the retry runs again: such an endpoint resumes what it did and answers the same). If it
+never claimed (a 404 before any write), or failed, the route does the rest as it would by default.
 """
 
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,14 +22,17 @@ from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.background import BackgroundTask
 
 from app.clock import as_utc
-from app.db import Base, insert_ignoring_conflicts, rows_changed
+from app.db import insert_ignoring_conflicts, rows_changed
 from app.errors import AppError, Conflict, InvalidInput, error_response
 from app.idempotency.models import IdempotencyRecord
+
+log = logging.getLogger(__name__)
 
 KEEP_FOR = timedelta(hours=24)
 IN_FLIGHT_LEASE = timedelta(seconds=60)  # a crashed first request stops blocking its key after this
@@ -121,7 +127,9 @@ async def _claimed_by_endpoint(
         response = await _run(handler, request)
     except Replayed as replayed:
         return replayed.response
-    if claim.kept:
+    if claim.taken and 200 <= response.status_code < 300 and response.background is None:
+        # Off the caller's wait: the answer is sent first (see the module's docstring).
+        response.background = BackgroundTask(_keep_sent, store, claim, response)
         return response
     if claim.taken and await store.finish(claim.caller, claim.key, response, claimed=True):
         return response
@@ -131,6 +139,15 @@ async def _claimed_by_endpoint(
         return replay
     await store.finish(claim.caller, claim.key, response)
     return response
+
+
+async def _keep_sent(store: "IdempotencyStore", claim: "Claim", response: Response) -> None:
+    """Keep an answer already sent. Failing, the key stays claimed until its lease lapses (the retry then
+    runs again, as after a crash): logged, not raised, since the caller has its answer."""
+    try:
+        await store.finish(claim.caller, claim.key, response, claimed=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the database raised; nothing of the request in it
+        log.warning("idempotency.answer_not_kept", extra={"error": type(exc).__name__})
 
 
 async def _run(handler: Callable[[Request], Awaitable[Response]], request: Request) -> Response:
@@ -211,14 +228,13 @@ class IdempotencyStore:
 
 @dataclass(slots=True)
 class Claim:
-    """An Idempotency-Key a marked endpoint claims in the transaction of its first write (`take`) and answers
-    in that of its last (`keep`)."""
+    """An Idempotency-Key a marked endpoint claims in the transaction of its first write (`take`); the route
+    keeps its answer."""
 
     caller: str
     key: str
     request_hash: str
     taken: bool = False  # by a transaction that may yet have rolled back: the route checks
-    kept: bool = False  # set only once keep's transaction is committed (`committed`)
 
     async def take(self, session: AsyncSession) -> None:
         """Claim the key in the caller's transaction, before its writes; raises `Replayed` with the key's
@@ -256,29 +272,6 @@ class Claim:
             raise _in_flight()
         # The first request died without an answer: this one takes its place.
         record.locked_until = now + IN_FLIGHT_LEASE
-
-    async def keep(self, session: AsyncSession, status_code: int, body: bytes) -> None:
-        """The answer, in the caller's last transaction (call `committed` once it is)."""
-        answer = {
-            "claimed_by": self.caller,
-            "claimed_key": self.key,
-            "status": status_code,
-            "body": body.decode(),
-        }
-        await session.execute(_KEEP, answer)
-
-    def committed(self) -> None:
-        self.kept = True
-
-
-# Built once, on the table (the caller's session has no record loaded): building the UPDATE cost about as
-# much CPU as running it, on connect's wait. No parameter is named as a column (Core would SET it).
-_RECORDS = Base.metadata.tables["idempotency_record"]
-_KEEP = (
-    update(_RECORDS)
-    .where(_RECORDS.c.caller == bindparam("claimed_by"), _RECORDS.c.key == bindparam("claimed_key"))
-    .values(response_status=bindparam("status"), response_body=bindparam("body"))
-)
 
 
 def _in_flight() -> IdempotencyKeyInFlight:

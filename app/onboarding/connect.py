@@ -11,9 +11,10 @@ what was made is kept. No transaction is held across a Codat call, and an interr
 the same keys: Codat replays instead of creating twice. A key older than any request still in flight is
 resumed by first looking at Codat for what it made (rare: a transaction more).
 
-The request's own Idempotency-Key (`Answer`) is claimed in the intents' transaction and answered once the
-outcomes are recorded. Three commits on the SMB's wait, whatever the number of accounts, when a company is
-made (the intents, the outcomes, the answer); the accounts' intents commit beside the create-company call.
+The request's own Idempotency-Key (`Claim`) is claimed in the intents' transaction; the route keeps the
+answer once it is sent (app/idempotency/route.py). Two commits on the SMB's wait, whatever the number of
+accounts, when a company is made (the intents, the outcomes); the connection's and the accounts' intents
+commit beside the create-company call.
 """
 
 import asyncio
@@ -47,18 +48,13 @@ BUSINESS_TAG = "businessId"  # the Codat company tag that names our business
 # shorter), so a resumed step may look for what it created and, finding nothing, use a new key.
 STALE_REQUEST = timedelta(seconds=60)
 T = TypeVar("T")
-Result = TypeVar("Result", contravariant=True)
 
 
-class Answer(Protocol[Result]):
+class Claim(Protocol):
     """The request's Idempotency-Key (app/idempotency): claimed in the intents' transaction, before any write
-    (it may raise the key's earlier answer instead), and answered once the outcomes are recorded."""
+    (it may raise the key's earlier answer instead); the route keeps the answer once it is sent."""
 
     async def take(self, session: AsyncSession) -> None: ...
-
-    async def keep(self, session: AsyncSession, result: Result) -> None: ...
-
-    def committed(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +132,11 @@ class Connector:
         requested: PlatformName | None,
         account_ids: Sequence[str] | None,
         hand_over: Callable[[Connected], Awaitable[T]],
-        answer: Answer[T] | None = None,
+        claim: Claim | None = None,
     ) -> T:
-        """The three steps, then `hand_over` (what the SMB gets next, from the rows as they are recorded
-        with its result, in the same transaction as the outcomes)."""
-        intents = await self._record_intents(business_id, requested, account_ids, answer)
+        """The three steps, then `hand_over` (what the SMB gets next, from the rows as they are recorded,
+        made while the outcomes are)."""
+        intents = await self._record_intents(business_id, requested, account_ids, claim)
         outcomes = Outcomes()
         try:
             company_id = await self._company_and_account_intents(intents, outcomes)
@@ -158,8 +154,6 @@ class Connector:
             handed = await hand_over(_connected(intents, company_id))
         finally:
             await asyncio.shield(recording)
-        if answer is not None:
-            await self._keep(answer, handed)
         return handed
 
     # Before the first call: one transaction
@@ -169,12 +163,12 @@ class Connector:
         business_id: str,
         requested: PlatformName | None,
         account_ids: Sequence[str] | None,
-        answer: Answer[T] | None,
+        claim: Claim | None,
     ) -> Intents:
         now = self.clock.now()
         async with self.sessions.begin() as session:
-            if answer is not None:
-                await answer.take(session)
+            if claim is not None:
+                await claim.take(session)
             repo = BankFeedRepository(session)
             business, latest, registered = await repo.business_and_latest_connection(business_id)
             chosen_ids = _chosen(registered, account_ids)
@@ -351,13 +345,6 @@ class Connector:
                 [_outcome(a) for a in outcomes.accounts],
                 outcomes.company_id,
             )
-
-    async def _keep(self, answer: Answer[T], handed: T) -> None:
-        """The request's answer, once what it answers is recorded. Should this be lost, the key's retry
-        resumes with nothing left to ask Codat, and answers the same."""
-        async with self.statements.begin() as session:
-            await answer.keep(session, handed)
-        answer.committed()
 
 
 async def _connection_intent(

@@ -4,7 +4,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.dependencies import BankFeedReader, BusinessesWriter, CurrentUser
 from app.bankfeed.exceptions import AccountNotFound, BusinessNotFound, NotConnected, UpstreamRejected
@@ -17,7 +16,7 @@ from app.codat.schemas import Credentials
 from app.db import SessionDep
 from app.errors import Forbidden, InvalidInput, Unauthorized, UpstreamUnavailable, error_responses
 from app.http import NO_STORE, etag_response, no_store
-from app.idempotency.route import Claim, IdempotentRoute, claim_of, claims_in_its_own_transactions
+from app.idempotency.route import IdempotentRoute, claim_of, claims_in_its_own_transactions
 from app.inputs import IdPath
 from app.onboarding.dependencies import ServiceDep
 from app.onboarding.exceptions import NotAuthorized, NotForThisPlatform, PlatformInUse
@@ -94,25 +93,6 @@ def connect_out(handover: Handover) -> ConnectOut:
         accounts=view.accounts,
         sage_code=sage_code_out(handover.sage_code) if handover.sage_code else None,
     )
-
-
-class ConnectAnswer:
-    """Connect's Idempotency-Key, claimed and answered in connect's own transactions (app/onboarding/connect):
-    the body kept is the body sent."""
-
-    def __init__(self, claim: Claim) -> None:
-        self.claim = claim
-        self.body: bytes | None = None
-
-    async def take(self, session: AsyncSession) -> None:
-        await self.claim.take(session)
-
-    async def keep(self, session: AsyncSession, result: Handover) -> None:
-        self.body = connect_out(result).model_dump_json(by_alias=True).encode()
-        await self.claim.keep(session, status.HTTP_200_OK, self.body)
-
-    def committed(self) -> None:
-        self.claim.committed()
 
 
 def mapping_account_out(found: AccountMapping) -> MappingAccountOut:
@@ -193,13 +173,13 @@ async def connect(
     Answers what the SMB needs next: a link (QuickBooks Online, Xero, NetSuite, FreeAgent, Exact), or for
     Sage the connection id and a one-time code to type into Sage (`sageCode`; no link).
     """
-    claim = claim_of(request)
-    answer = ConnectAnswer(claim) if claim is not None else None
     handover = await service.connect(
-        user.business_id, body.platform if body else None, body.account_ids if body else None, answer
+        user.business_id,
+        body.platform if body else None,
+        body.account_ids if body else None,
+        claim_of(request),
     )
-    kept = answer.body if answer is not None else None
-    rendered = kept or connect_out(handover).model_dump_json(by_alias=True).encode()
+    rendered = connect_out(handover).model_dump_json(by_alias=True).encode()
     return Response(rendered, media_type="application/json", headers=NO_STORE)
 
 

@@ -29,7 +29,7 @@ from app.codat.schemas import Connection, Credentials
 from app.config import CodatSettings
 from app.errors import InvalidInput
 from app.idempotency.route import IdempotencyKeyInFlight, IdempotencyKeyReused, Replayed
-from app.onboarding.connect import Answer, Connected, Connector
+from app.onboarding.connect import Claim, Connected, Connector
 from app.onboarding.exceptions import NotForThisPlatform
 from app.onboarding.flows import Handover, Link, Operation, SageCode, refusal, strategy
 from app.onboarding.links import Links
@@ -68,32 +68,32 @@ class OnboardingService:
         business_id: str,
         platform: PlatformName | None,
         account_ids: Sequence[str] | None,
-        answer: Answer[Handover] | None = None,
+        claim: Claim | None = None,
     ) -> Handover:
-        """Start or resume onboarding for the chosen accounts (all registered ones by default); `answer`: the
-        request's Idempotency-Key, claimed and answered in connect's own transactions."""
+        """Start or resume onboarding for the chosen accounts (all registered ones by default); `claim`: the
+        request's Idempotency-Key, claimed in connect's own first transaction."""
         led = False
 
         async def lead() -> Handover:
             nonlocal led
             led = True
-            return await self._connect(business_id, platform, account_ids, answer)
+            return await self._connect(business_id, platform, account_ids, claim)
 
         flight = ("connect", business_id, platform, tuple(account_ids or ()))
         with codat_deadline(self.settings.request_deadline_seconds):
-            if answer is not None and self.single_flight.running(flight):
+            if claim is not None and self.single_flight.running(flight):
                 # About to join another request's connect: this one's key is claimed first, on its own (a
                 # 409 while a request with the same key is in flight), and answered by the route.
                 async with self.sessions.begin() as session:
-                    await answer.take(session)
-                answer = None  # taken: should this one lead after all, its intents do not claim it again
+                    await claim.take(session)
+                claim = None  # taken: should this one lead after all, its intents do not claim it again
             try:
                 return await self.single_flight.do(flight, lead)
             except (Replayed, IdempotencyKeyInFlight, IdempotencyKeyReused):
                 if led:
                     raise
                 # The request this one joined was refused for its own Idempotency-Key: not ours to share.
-                return await self._connect(business_id, platform, account_ids, answer)
+                return await self._connect(business_id, platform, account_ids, claim)
 
     async def reconnect(self, business_id: str) -> Handover:
         """Mend a broken feed: the same accounts on a live connection (a new one if Codat's is dead), to the
@@ -255,9 +255,9 @@ class OnboardingService:
         business_id: str,
         requested: PlatformName | None,
         account_ids: Sequence[str] | None,
-        answer: Answer[Handover] | None = None,
+        claim: Claim | None = None,
     ) -> Handover:
-        return await self.connector.connect(business_id, requested, account_ids, self._hand_over, answer)
+        return await self.connector.connect(business_id, requested, account_ids, self._hand_over, claim)
 
     async def _hand_over(self, connected: Connected) -> Handover:
         platform = connected.platform
