@@ -126,12 +126,12 @@ class BankFeedRepository:
         )
         return await self.session.scalar(query)
 
-    async def business_and_latest_connection(
+    async def business_connection_and_account_ids(
         self, business_id: str
     ) -> tuple[Business, FeedConnection | None, list[str]]:
         """The business, its `latest_connection` and its bank accounts' ids (sorted), in one query: what
         connect reads before its first call."""
-        row = (await self.session.execute(_BUSINESS_AND_LATEST, {"business": business_id})).one_or_none()
+        row = (await self.session.execute(_CONNECT_READS, {"business": business_id})).one_or_none()
         if row is None:
             raise BusinessNotFound()
         business, latest, account_ids = row
@@ -410,7 +410,7 @@ _LATEST_CONNECTION = (
     .limit(1)
 )
 _NEWEST = aliased(FeedConnection)
-_BUSINESS_AND_LATEST = (
+_CONNECT_READS = (
     select(
         Business,
         FeedConnection,

@@ -170,7 +170,7 @@ class Connector:
             if claim is not None:
                 await claim.take(session)
             repo = BankFeedRepository(session)
-            business, latest, registered = await repo.business_and_latest_connection(business_id)
+            business, latest, registered = await repo.business_connection_and_account_ids(business_id)
             chosen_ids = _chosen(registered, account_ids)
             platform = _platform_for(latest, requested)
             current = latest if latest is not None and latest.is_current else None
