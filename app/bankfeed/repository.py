@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     TableValuedAlias,
     Text,
+    UnaryExpression,
     Update,
     bindparam,
     case,
@@ -27,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.util import AliasedClass
 
 from app.bankfeed.exceptions import BusinessNotFound
 from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
@@ -403,10 +405,17 @@ def _text_arrays(**columns: str) -> TableValuedAlias:
 
 
 # Connect's reads and writes before its first Codat call, built once (see above).
+def _latest_first(
+    connection: type[FeedConnection] | AliasedClass[FeedConnection],
+) -> tuple[UnaryExpression[Any], ...]:
+    """A business's latest connection first: the current one, else the newest kept as history."""
+    return connection.is_current.desc(), connection.id.desc()
+
+
 _LATEST_CONNECTION = (
     select(FeedConnection)
     .where(FeedConnection.business_id == bindparam("business"))
-    .order_by(FeedConnection.is_current.desc(), FeedConnection.id.desc())
+    .order_by(*_latest_first(FeedConnection))
     .limit(1)
 )
 _NEWEST = aliased(FeedConnection)
@@ -425,7 +434,7 @@ _CONNECT_READS = (
         FeedConnection.id
         == select(_NEWEST.id)
         .where(_NEWEST.business_id == Business.id)
-        .order_by(_NEWEST.is_current.desc(), _NEWEST.id.desc())
+        .order_by(*_latest_first(_NEWEST))
         .limit(1)
         .correlate(Business)
         .scalar_subquery(),

@@ -143,14 +143,17 @@ class Connector:
             await self._connection(intents, company_id, outcomes)
             await self._source_accounts(intents, company_id, outcomes)
         except BaseException:
-            await self._record_outcomes(intents, outcomes)  # what was made is kept
+            await self._record_outcomes(
+                intents, outcomes, _account_outcomes(outcomes)
+            )  # what was made is kept
             raise
+        accounts = _account_outcomes(outcomes)
         # Recorded while the hand-over is made: its view of 500 accounts is ~5 ms of CPU, about what
         # Postgres takes to record them.
-        recording = asyncio.ensure_future(self._record_outcomes(intents, outcomes))
+        recording = asyncio.ensure_future(self._record_outcomes(intents, outcomes, accounts))
         try:
             await asyncio.sleep(0)  # the statement goes out first
-            _registered(intents.feed_accounts, outcomes.accounts)  # the rows as recorded
+            _registered(intents.feed_accounts, accounts)  # the rows as recorded
             handed = await hand_over(_connected(intents, company_id))
         finally:
             await asyncio.shield(recording)
@@ -330,8 +333,11 @@ class Connector:
 
     # After the last call, or a failed one
 
-    async def _record_outcomes(self, intents: Intents, outcomes: Outcomes) -> None:
-        """What Codat made: one statement on Postgres, whole without a transaction around it."""
+    async def _record_outcomes(
+        self, intents: Intents, outcomes: Outcomes, accounts: Sequence[FeedAccountOutcome]
+    ) -> None:
+        """What Codat made (`accounts`: its answers for the accounts, from `outcomes`): one statement on
+        Postgres, whole without a transaction around it."""
         if outcomes.company_id is None and outcomes.connection is None and not outcomes.accounts:
             return
         connection = intents.connection  # None: its intent was not recorded (nor a connection made)
@@ -342,7 +348,7 @@ class Connector:
                 _connection_outcome(outcomes.connection, connection)
                 if outcomes.connection and connection
                 else None,
-                [_outcome(a) for a in outcomes.accounts],
+                accounts,
                 outcomes.company_id,
             )
 
@@ -425,9 +431,9 @@ def _connected(intents: Intents, company_id: str) -> Connected:
     )
 
 
-def _registered(feed_accounts: Sequence[FeedAccount], offered: Sequence[SourceAccount]) -> None:
+def _registered(feed_accounts: Sequence[FeedAccount], accounts: Sequence[FeedAccountOutcome]) -> None:
     """The rows as recorded with the outcomes (record_connect_outcomes), for the view."""
-    outcomes = {a.id: _outcome(a) for a in offered}
+    outcomes = {a.account_id: a for a in accounts}
     for row in feed_accounts:
         outcome = outcomes.get(row.account_id)
         if outcome is not None:
@@ -437,6 +443,10 @@ def _registered(feed_accounts: Sequence[FeedAccount], offered: Sequence[SourceAc
 def _connection_outcome(made: Connection, connection: FeedConnection) -> ConnectionOutcome:
     assert connection.link_expires_at is not None  # set with it (`Connector._made`)
     return ConnectionOutcome(made.id, str(made.status), made.link_url, connection.link_expires_at)
+
+
+def _account_outcomes(outcomes: Outcomes) -> list[FeedAccountOutcome]:
+    return [_outcome(a) for a in outcomes.accounts]
 
 
 def _outcome(account: SourceAccount) -> FeedAccountOutcome:
