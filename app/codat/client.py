@@ -59,6 +59,7 @@ from app.codat.schemas import (
     SyncSettings,
 )
 from app.config import CodatSettings
+from app.transport import LeanTransport
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def build_http_client(
         headers={"Authorization": f"Basic {token}", "Accept": "application/json"},
         timeout=httpx.Timeout(settings.read_timeout_seconds, connect=settings.connect_timeout_seconds),
         # Retries failed connects only, which never reached Codat; CodatClient retries everything else.
-        transport=transport or httpx.AsyncHTTPTransport(retries=2),
+        transport=transport or LeanTransport(retries=2),
     )
 
 

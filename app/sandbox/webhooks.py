@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from app.sandbox.clock import iso
+from app.transport import LeanTransport
 
 log = logging.getLogger(__name__)
 # Deliveries in flight at once (a retry waits its turn too; the others wait for a slot before they are sent):
@@ -140,9 +141,8 @@ class WebhookSender:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None or client.is_closed:
-            client = httpx.AsyncClient(
-                timeout=self._timeout, transport=self._transport, verify=_tls_context()
-            )
+            transport = self._transport or LeanTransport(verify=_tls_context())
+            client = httpx.AsyncClient(timeout=self._timeout, transport=transport)
             self._clients[loop] = client
         return client
 
