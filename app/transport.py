@@ -170,6 +170,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._max_idle = max_idle_per_origin
         self._keepalive_expiry = keepalive_expiry
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         scheme, host = request.url.scheme, request.url.host
@@ -197,6 +198,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
+        self._closed = True  # a connection still in an exchange is closed when it ends
         for connections in self._idle.values():
             for connection in connections:
                 connection.close()
@@ -215,7 +217,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return None
 
     def _keep(self, origin: tuple[str, str, int], connection: _Connection, keep_alive: bool) -> None:
-        if not keep_alive or connection.closed:
+        if not keep_alive or connection.closed or self._closed:
             connection.close()
             return
         connection.idle_since = time.monotonic()

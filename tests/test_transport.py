@@ -32,6 +32,8 @@ class Server:
         self.connections = 0
         self.requests: list[bytes] = []
         self.close_after_answering = False  # without saying so, as a server whose keep-alive ran out
+        self.delay = 0.0
+        self.ended = 0  # connections closed, by either side
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -53,6 +55,7 @@ class Server:
                 if reply is None:  # never answers: waits for the client to give up and close
                     await reader.read()
                     break
+                await asyncio.sleep(self.delay)
                 writer.write(reply)
                 await writer.drain()
                 head = reply.split(b"\r\n\r\n")[0].lower()
@@ -65,6 +68,7 @@ class Server:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.ended += 1
             writer.close()
 
 
@@ -166,6 +170,20 @@ async def test_a_connection_idle_past_the_keepalive_expiry_is_replaced() -> None
         await asyncio.sleep(0.1)
         await http.get(url)
     assert server.connections == 2
+
+
+async def test_closing_the_client_closes_its_kept_connections_and_those_still_in_an_exchange() -> None:
+    async with serving(lambda request: ok()) as (server, url):
+        http = client()
+        await http.get(url)
+        server.delay = 0.1
+        in_flight = asyncio.gather(http.get(url), http.get(url))
+        await asyncio.sleep(0.02)
+        await http.aclose()
+        assert [answer.status_code for answer in await in_flight] == [200, 200]
+        await asyncio.sleep(0.05)
+    assert server.connections == 2
+    assert server.ended == 2
 
 
 async def test_no_answer_in_time_is_a_read_timeout_and_the_connection_is_dropped() -> None:
