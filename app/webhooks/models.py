@@ -1,8 +1,9 @@
 """Codat webhook events, stored before they are processed."""
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import DateTime, Integer, String, Text
+from sqlalchemy import DateTime, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -26,3 +27,6 @@ class WebhookEvent(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Why it was rejected, or the last apply failure (scrubbed of secrets).
     error: Mapped[str | None] = mapped_column(Text)
+
+
+EVENTS_TABLE = cast(Table, WebhookEvent.__table__)  # for Core statements, compiled once

@@ -10,12 +10,12 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from prometheus_client import Counter
 from pydantic import BaseModel
-from sqlalchemy import Table, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from app.audit.trail import CODAT, Audit, record
@@ -24,16 +24,18 @@ from app.bankfeed.repository import BankFeedRepository
 from app.clock import Clock, SystemClock, as_utc
 from app.db import ignoring_conflicts, rows_changed
 from app.errors import InvalidInput, Unauthorized
+from app.rawpool import RawPool
 from app.redaction import scrub, scrub_text
 from app.transactions.service import apply_push_event
 from app.webhooks.follow_ups import FOLLOW_UPS
-from app.webhooks.models import WebhookEvent
+from app.webhooks.models import EVENTS_TABLE, WebhookEvent
 from app.webhooks.payloads import RejectedEvent, parse_event
+from app.webhooks.settled_push import store_if_settled
 
 log = logging.getLogger(__name__)
-EVENTS_TABLE = cast(Table, WebhookEvent.__table__)
 APPLIED_STATUS, REJECTED_STATUS, DEAD_STATUS = "applied", "rejected", "dead"
 ERROR_LENGTH = 1000
+PUSH_OUTCOME_PREFIX = "bankTransactions.write."
 WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,100}")
 EVENTS = Counter("bff_codat_webhooks_total", "Codat webhook events received", ["event_type", "outcome"])
 REJECTED = Counter("bff_webhooks_rejected_total", "Signed webhook events refused: they did not parse")
@@ -104,6 +106,9 @@ class WebhookProcessor:
     ) -> None:
         self.sessions = sessions
         self.changes = changes
+        engine: AsyncEngine = sessions.kw["bind"]
+        # Where a settled push's webhook is stored in one statement (Postgres only): see _store_settled_push.
+        self.raw = RawPool.of(engine) if engine.dialect.name == "postgresql" else None
         self.clock = clock or SystemClock()
         self.retry = retry or RetryPolicy()
 
@@ -121,6 +126,10 @@ class WebhookProcessor:
         assert isinstance(event, dict)  # parse_event has checked it
         now = self.clock.now()
         try:
+            if await self._store_settled_push(webhook_id, event, received_at, now):
+                EVENTS.labels(envelope.eventType, "stored").inc()
+                EVENTS.labels(envelope.eventType, "applied").inc()
+                return
             new, changed_business = await self._store_applied(webhook_id, event, received_at, now)
         except Exception as exc:  # noqa: BLE001 - stored alone, then retried like any failure to apply
             async with self.sessions.begin() as session:
@@ -137,6 +146,20 @@ class WebhookProcessor:
         EVENTS.labels(envelope.eventType, "applied").inc()
         if changed_business is not None:
             self.changes.notify(changed_business)
+
+    async def _store_settled_push(
+        self, webhook_id: str, event: dict[str, Any], received_at: datetime, now: datetime
+    ) -> bool:
+        """On Postgres, a new push-outcome event whose push no batch is pending on (the worker has recorded
+        its outcome: the common case) stored as applied, with its audit entry, in one statement
+        (app/webhooks/settled_push.py); False when it was not, and the usual path is to run (SQLite, another
+        event type, a pending batch, a redelivery)."""
+        event_type: str = event["eventType"]
+        if self.raw is None or not event_type.startswith(PUSH_OUTCOME_PREFIX):
+            return False
+        row = _event_row(webhook_id, event, received_at, processed_at=now)
+        entry = webhook_audit(None, event_type, webhook_id, APPLIED_STATUS)
+        return await store_if_settled(self.raw, str(event["payload"]["id"]), row, entry, now)
 
     async def _store_applied(
         self, webhook_id: str, event: dict[str, Any], received_at: datetime, now: datetime
@@ -185,15 +208,7 @@ class WebhookProcessor:
         received_at: datetime,
         processed_at: datetime | None = None,
     ) -> bool:
-        row = {
-            "id": webhook_id,
-            "event_type": event["eventType"],
-            "generated_at": parse_time(event.get("generatedDate")),
-            "received_at": received_at,
-            "body": without_secrets(event),
-        }
-        if processed_at is not None:
-            row |= {"processed_at": processed_at, "status": APPLIED_STATUS}
+        row = _event_row(webhook_id, event, received_at, processed_at)
         # The row as parameters, not as VALUES: a statement holding its values is compiled again each time
         # (a tenth of the CPU of each webhook).
         result = await session.execute(ignoring_conflicts(session, EVENTS_TABLE, ["id"]), row)
@@ -288,6 +303,22 @@ class WebhookProcessor:
         return len(ids)
 
 
+def _event_row(
+    webhook_id: str, event: dict[str, Any], received_at: datetime, processed_at: datetime | None = None
+) -> dict[str, Any]:
+    """The stored event's columns: received, or applied at `processed_at`."""
+    row = {
+        "id": webhook_id,
+        "event_type": event["eventType"],
+        "generated_at": parse_time(event.get("generatedDate")),
+        "received_at": received_at,
+        "body": without_secrets(event),
+    }
+    if processed_at is not None:
+        row |= {"processed_at": processed_at, "status": APPLIED_STATUS}
+    return row
+
+
 def webhook_audit(business_id: str | None, event_type: str, webhook_id: str, outcome: str) -> Audit:
     """One Codat webhook in, for the audit trail: the event type (up to 100 characters) goes in the detail,
     so the action stays one short, searchable word."""
@@ -317,7 +348,7 @@ async def _apply_status(
         )
     if event_type in ("bankFeeds.sourceAccount.connected", "bankFeeds.sourceAccount.disconnected"):
         return await _apply_source_account(repo, event_type, payload, at)
-    if event_type.startswith("bankTransactions.write."):
+    if event_type.startswith(PUSH_OUTCOME_PREFIX):
         await apply_push_event(repo.session, event_type, payload, at)
         return None
     if event_type.startswith("client.rateLimit."):

@@ -2,17 +2,19 @@
 stored idempotency key; it follows each push to Success or Failed and records the outcome per transaction."""
 
 import asyncio
+import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from app.audit.models import AuditEntry
 from app.clock import as_utc
 from app.codat.schemas import PushOperationStatus
 from app.rawpool import RawPool
-from app.transactions.models import TransactionStream
+from app.transactions.models import BatchStatus, TransactionBatch, TransactionStream
 from app.transactions.repository import (
     CUT,
     Fence,
@@ -23,7 +25,12 @@ from app.transactions.repository import (
 )
 from app.transactions.service import TIMED_OUT
 from app.transactions.worker import UNKNOWN_OUTCOME
+from app.webhooks import service as webhooks_service
+from app.webhooks.models import WebhookEvent
+from app.webhooks.router import webhook_processor
 from tests.transactions.conftest import days, eventually, ledger, listing, post, transaction
+from tests.webhooks.test_failure_paths import event, sign
+from tests.webhooks.test_webhooks import webhook_count
 
 
 async def statuses(client, headers, account="acc-1") -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -241,6 +248,113 @@ class TestWebhooks:
 
         assert page["transactions"][0]["status"] == "failed"
         assert sandbox.counters["get-create-operation"] == 2
+
+
+async def push_webhook(client, settings, webhook_id: str, push_key: str, generated: datetime | None = None):  # type: ignore[no-untyped-def]
+    """Codat's signed `bankTransactions.write.successful` for the push operation `push_key`."""
+    dated = {"generatedDate": generated.isoformat()} if generated else {}
+    body = json.dumps(
+        event("bankTransactions.write.successful", {"id": push_key, "status": "Success"}, **dated)
+    ).encode()
+    return await client.post("/webhooks/codat", content=body, headers=sign(settings, webhook_id, body))
+
+
+async def stored_webhook(app, webhook_id: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:  # type: ignore[no-untyped-def]
+    """The webhook's event rows (status, processed_at, attempts) and its audit entries."""
+    async with app.state.sessionmaker() as session:
+        events = await session.execute(
+            select(WebhookEvent.status, WebhookEvent.processed_at, WebhookEvent.attempts).where(
+                WebhookEvent.id == webhook_id
+            )
+        )
+        entries = await session.execute(
+            select(AuditEntry.business_id, AuditEntry.actor, AuditEntry.outcome, AuditEntry.detail).where(
+                AuditEntry.detail.endswith(f"({webhook_id})")
+            )
+        )
+        return [tuple(row) for row in events], [tuple(row) for row in entries]
+
+
+def applied_entry(webhook_id: str) -> tuple[Any, ...]:
+    return (None, "codat", "applied", f"bankTransactions.write.successful ({webhook_id})")
+
+
+class TestPushOutcomeWebhooks:
+    """What the BFF does with Codat's webhook for a push: on Postgres, one statement when the worker has
+    recorded the outcome already (app/webhooks/settled_push.py), the usual transaction otherwise."""
+
+    async def test_for_a_settled_push_one_applied_event_one_audit_entry_and_a_redelivery_changes_nothing(
+        self, app, settings, client, tx_headers, connected, worker
+    ):
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        worker()
+        key = (await settled(client, tx_headers, 1))["transactions"][0]["pushOperationKey"]
+        duplicates = webhook_count("bankTransactions.write.successful", "duplicate")
+
+        assert (await push_webhook(client, settings, "wh-settled", key)).status_code == 204
+        first = await stored_webhook(app, "wh-settled")
+        assert (await push_webhook(client, settings, "wh-settled", key)).status_code == 204  # redelivered
+
+        [(status, _, attempts)], entries = first
+        assert (status, attempts, entries) == ("applied", 0, [applied_entry("wh-settled")])
+        assert await stored_webhook(app, "wh-settled") == first
+        assert webhook_count("bankTransactions.write.successful", "duplicate") == duplicates + 1
+        assert await statuses(client, tx_headers) == {"t1": "delivered"}
+
+    async def test_for_a_push_still_pending_the_success_is_recorded_and_the_stream_woken(
+        self, app, settings, client, tx_headers, connected, sandbox, worker
+    ):
+        sandbox.set_knobs(pushCompletionSeconds=60)  # Codat answers Pending until the webhook
+        await post(client, tx_headers, [transaction("t1", connected["today"])])
+        delivering = worker(retry_base_seconds=30, retry_max_seconds=30)
+        key = await eventually(lambda: _pending_push(app))
+        delivering.cancel()  # it would read the push again only in 30 s; the webhook is first
+        await asyncio.gather(delivering, return_exceptions=True)
+        generated = app.state.clock.now()
+
+        response = await push_webhook(client, settings, "wh-pending", key, generated)
+
+        assert response.status_code == 204
+        assert await statuses(client, tx_headers) == {"t1": "delivered"}
+        async with app.state.sessionmaker() as session:
+            woken = await session.scalar(select(TransactionStream.next_attempt_at))
+        assert as_utc(woken) == generated  # due at once, for whatever the account has queued
+        [(status, _, _)], entries = await stored_webhook(app, "wh-pending")
+        assert (status, entries) == ("applied", [applied_entry("wh-pending")])
+
+    @pytest.mark.parametrize("written", [False, True], ids=["before-writing", "answer-lost-after-writing"])
+    async def test_a_failure_of_the_one_statement_is_acknowledged_and_the_event_kept_until_applied(
+        self, app, settings, client, sandbox, monkeypatch, written
+    ):
+        if settings.uses_sqlite:
+            pytest.skip("SQLite stores every webhook the usual way")
+        store_if_settled = webhooks_service.store_if_settled
+
+        async def failing(*args: Any) -> bool:
+            if written:
+                await store_if_settled(*args)
+            raise ConnectionResetError("the database went away")
+
+        monkeypatch.setattr(webhooks_service, "store_if_settled", failing)
+        response = await push_webhook(client, settings, "wh-failing", "push-settled-long-ago")
+        [(status, _, attempts)], _ = await stored_webhook(app, "wh-failing")
+        monkeypatch.undo()
+        sandbox.clock.advance(3600)  # past the retry's backoff
+        await webhook_processor(app.state).process_backlog()
+
+        assert response.status_code == 204
+        assert (status, attempts) == (("applied", 0) if written else ("received", 1))
+        [(status, _, _)], entries = await stored_webhook(app, "wh-failing")
+        assert (status, entries) == ("applied", [applied_entry("wh-failing")])
+
+
+async def _pending_push(app) -> str | None:  # type: ignore[no-untyped-def]
+    async with app.state.sessionmaker() as session:
+        return await session.scalar(
+            select(TransactionBatch.push_operation_key).where(
+                TransactionBatch.status == BatchStatus.PENDING.value
+            )
+        )
 
 
 class TestLeases:
