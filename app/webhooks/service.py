@@ -157,9 +157,12 @@ class WebhookProcessor:
         event_type: str = event["eventType"]
         if self.raw is None or not event_type.startswith(PUSH_OUTCOME_PREFIX):
             return False
+        push_operation_key = event["payload"].get("id")
+        if not isinstance(push_operation_key, str):
+            return False  # a write event whose payload we do not know: the usual path stores it as before
         row = _event_row(webhook_id, event, received_at, processed_at=now)
         entry = webhook_audit(None, event_type, webhook_id, APPLIED_STATUS)
-        return await store_if_settled(self.raw, str(event["payload"]["id"]), row, entry, now)
+        return await store_if_settled(self.raw, push_operation_key, row, entry, now)
 
     async def _store_applied(
         self, webhook_id: str, event: dict[str, Any], received_at: datetime, now: datetime
