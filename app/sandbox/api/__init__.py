@@ -3,7 +3,6 @@
 Path parameters keep Codat's names (``companyId``, ``connectionId``…) so routes read like the spec.
 """
 
-from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
 from app.sandbox.api import companies, connections, mapping, platform, sage, source_accounts, transactions
@@ -18,13 +17,8 @@ _ROUTERS = [
     sage.router,
 ]
 
-router = APIRouter()
-for _module_router in _ROUTERS:
-    router.include_router(_module_router)
+# The routes themselves, for the app to hold directly: FastAPI matches an included router's routes again at
+# each level it is included through (about a tenth of a call's CPU here).
+ROUTES = [route for r in _ROUTERS for route in r.routes if isinstance(route, APIRoute)]
 
-OPERATION_IDS = frozenset(
-    route.operation_id
-    for r in _ROUTERS
-    for route in r.routes
-    if isinstance(route, APIRoute) and route.operation_id
-)
+OPERATION_IDS = frozenset(route.operation_id for route in ROUTES if route.operation_id)
