@@ -58,10 +58,13 @@ async def _serve(request: Request, operation_id: str, handler: Handler) -> Respo
 
 def catch_up(request: Request) -> None:
     """Apply what has come due on the sandbox clock: lagged disconnects, push timeouts, the quota's reset."""
-    life = lifecycle(request)
-    life.catch_up()
-    pushes.time_out_due(sandbox_state(request), life.present)
-    ratelimit.catch_up(sandbox_state(request))
+    state = sandbox_state(request)
+    # Only a lagging connection or a Pending push can come due: most requests have nothing to apply.
+    if state.lagging or state.pending_pushes:
+        life = lifecycle(request)
+        life.catch_up()
+        pushes.time_out_due(state, life.present)
+    ratelimit.catch_up(state)
 
 
 async def _run(request: Request, state: SandboxState, operation_id: str, handler: Handler) -> Response:
