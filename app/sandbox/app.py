@@ -34,13 +34,13 @@ def create_sandbox_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        routes=list(api.ROUTES),
         # As the BFF's (app/main.py): FastAPI's own telemetry looked up the global OpenTelemetry providers
         # on every request, about a twentieth of a call's CPU here.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.sandbox = state
     install_error_handlers(app)
-    app.include_router(api.router)
     app.include_router(link.router)
     app.include_router(qbo.router)
     app.include_router(oauth.router)

@@ -101,6 +101,7 @@ async def run_idempotently(
 
 
 async def _fingerprint(request: Request) -> str:
-    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
+    # The path as the server decoded it, not request.url's (which builds the whole URL to escape it again).
+    digest = hashlib.sha256(f"{request.method} {request.scope['path']}\n".encode())
     digest.update(await request.body())
     return digest.hexdigest()

@@ -48,6 +48,7 @@ class Lifecycle:
 
     def set_connection_status(self, connection: Connection, status: ConnectionStatus) -> None:
         previous, connection.status = connection.status, status
+        self._state.connections_changed()
         event = _connection_event(previous, status)
         if event:
             self._emit_connection(event, connection)

@@ -19,7 +19,7 @@ import httpx
 from app.sandbox.clock import SandboxClock, iso
 from app.sandbox.config import SandboxConfig
 from app.sandbox.idempotency import IdempotencyStore
-from app.sandbox.models import Company, Connection, Credentials, Otp
+from app.sandbox.models import Company, Connection, ConnectionStatus, Credentials, Otp
 from app.sandbox.switches import Knobs, PortalSettings
 from app.sandbox.webhooks import Consumer, Delivery, WebhookSender
 
@@ -44,6 +44,10 @@ class SandboxState:
         self.operation_ids: frozenset[str] = frozenset()
         self.idempotency = IdempotencyStore(self.clock)
         self.webhooks = WebhookSender(config.webhook_timeout_seconds, webhook_transport)
+        # Bumped whenever a connection is added, removed or changes status (and on reset): the count of active
+        # companies, asked on every request, is recounted only after a bump.
+        self._connections_generation = 0
+        self._active_companies: tuple[int, int] = (-1, 0)  # (generation counted at, count)
         self.reset()
 
     def reset(self) -> None:
@@ -66,6 +70,7 @@ class SandboxState:
         self.quota_used: Counter[tuple[str, date]] = Counter()
         # The day client.rateLimit.reached was sent, until client.rateLimit.reset follows it.
         self.quota_reached_on: date | None = None
+        self.connections_changed()
         self.counters.clear()
         self.clock.reset()
         self.idempotency.clear()
@@ -105,6 +110,37 @@ class SandboxState:
         credentials = Credentials(username="-".join(chars(4) for _ in range(3)), password=chars(20))
         connection.credentials.append(credentials)
         return credentials
+
+    # Connections: every change to which exist or to their status goes through these (the status through
+    # app.sandbox.lifecycle, which calls connections_changed).
+
+    def add_connection(self, company: Company, connection: Connection) -> None:
+        company.connections[connection.id] = connection
+        self.connections[connection.id] = connection
+        self.connections_changed()
+
+    def remove_connection(self, connection: Connection) -> None:
+        del self.companies[connection.company_id].connections[connection.id]
+        del self.connections[connection.id]
+        self.connections_changed()
+
+    def remove_company(self, company: Company) -> None:
+        for connection_id in company.connections:
+            del self.connections[connection_id]
+        del self.companies[company.id]
+        self.connections_changed()
+
+    def connections_changed(self) -> None:
+        self._connections_generation += 1
+
+    def active_companies(self) -> int:
+        """Codat's active connected companies: those with a Linked connection."""
+        counted_at, count = self._active_companies
+        if counted_at != self._connections_generation:
+            linked = ConnectionStatus.linked
+            count = len({c.company_id for c in self.connections.values() if c.status is linked})
+            self._active_companies = (self._connections_generation, count)
+        return count
 
     # Lookups.
 

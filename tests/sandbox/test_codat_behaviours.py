@@ -285,6 +285,37 @@ class TestSixRateLimits:
         tomorrow = today(sandbox) + timedelta(days=1)
         assert {a.headers["X-Rate-Limit-Reset"] for a in answers} == {f"{tomorrow}T00:00:00Z"}
 
+    async def test_the_quota_follows_the_active_connected_companies(self, sandbox, linked) -> None:
+        async def limit() -> int:
+            return int((await sandbox.client.get("/companies")).headers["X-Rate-Limit-Limit"])
+
+        def path(connection: dict[str, Any]) -> str:
+            return f"/companies/{connection['companyId']}/connections/{connection['id']}"
+
+        assert await limit() == 2000  # linked in QuickBooks
+        second = await sandbox.connection(linked["companyId"])
+        await set_status(sandbox, second, "Linked")
+        assert await limit() == 2000  # a company counts once, however many Linked connections it has
+        other = await sandbox.connection()
+        assert await limit() == 2000  # PendingAuth is not active
+        await set_status(sandbox, other, "Linked")
+        assert await limit() == 3000
+        assert (await sandbox.client.patch(path(other), json={"status": "Unlinked"})).status_code == 200
+        assert await limit() == 2000
+        await set_status(sandbox, other, "Linked")
+        assert await limit() == 3000
+        assert (await sandbox.client.delete(path(other))).status_code == 200
+        assert await limit() == 2000
+        assert (await sandbox.client.delete(path(linked))).status_code == 200
+        assert await limit() == 2000  # the second connection is still Linked
+        assert (await sandbox.client.delete(f"/companies/{linked['companyId']}")).status_code == 204
+        assert await limit() == 1000
+
+        await set_status(sandbox, await sandbox.connection(), "Linked")
+        assert await limit() == 2000
+        assert (await sandbox.client.post("/_sandbox/reset")).status_code == 204
+        assert await limit() == 1000
+
     async def test_the_last_request_sends_reached_and_midnight_sends_reset(self, sandbox) -> None:
         sandbox.state.clock.advance(_seconds_to_noon(sandbox.state.clock.now()))
         sandbox.state.set_knobs(dailyQuota=2)

@@ -150,3 +150,11 @@ async def test_links_respect_the_mount_point(make_sandbox_app) -> None:
         ).json()
         assert connection["linkUrl"].startswith("http://localhost:8000/sandbox/link/companies/")
         assert (await c.get(connection["linkUrl"])).status_code == 200
+
+
+async def test_links_follow_the_host_each_request_came_to(sandbox) -> None:
+    connection = await sandbox.connection()
+    path = f"/companies/{connection['companyId']}/connections/{connection['id']}"
+    for host in ("sandbox.test", "127.0.0.1:8001", "sandbox.test"):
+        read = (await sandbox.client.get(path, headers={"Host": host})).json()
+        assert read["linkUrl"].startswith(f"http://{host}/link/companies/{connection['companyId']}/")

@@ -37,6 +37,16 @@ async def test_the_same_key_with_another_body_is_422(sandbox) -> None:
     assert await company_names(sandbox) == ["Dave"]
 
 
+async def test_the_same_key_and_body_on_another_path_is_422(sandbox) -> None:
+    dave, eve = await sandbox.company("Dave"), await sandbox.company("Eve")
+    body = {"platformKey": "hcws"}
+    made = await sandbox.client.post(f"/companies/{dave['id']}/connections", json=body, headers=key("k1"))
+    assert made.status_code == 200
+    refused = await sandbox.client.post(f"/companies/{eve['id']}/connections", json=body, headers=key("k1"))
+    assert_codat_error(refused, 422)
+    assert sandbox.state.companies[eve["id"]].connections == {}
+
+
 async def test_the_same_key_while_the_first_is_running_is_409(sandbox) -> None:
     sandbox.state.set_knobs(latencyMs=200)
     first, second = await asyncio.gather(

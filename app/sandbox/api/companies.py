@@ -55,9 +55,7 @@ async def get_company(request: Request, companyId: str) -> JSONResponse:
 async def delete_company(request: Request, companyId: str) -> Response:
     state = sandbox_state(request)
     company = require_company(state, companyId)
-    for connection_id in company.connections:
-        del state.connections[connection_id]
-    del state.companies[company.id]
+    state.remove_company(company)
     lifecycle(request).company_deleted(company)
     return Response(status_code=204)
 

@@ -37,8 +37,7 @@ async def create_connection(request: Request, companyId: str) -> JSONResponse:
     connection = Connection(
         state.new_id(), company.id, state.clock.now(), state.new_otp(), platform_key=body.platform_key
     )
-    company.connections[connection.id] = connection
-    state.connections[connection.id] = connection
+    state.add_connection(company, connection)
     life = lifecycle(request)
     life.connection_created(connection)
     return JSONResponse(life.present.connection(connection))
@@ -96,8 +95,7 @@ async def delete_connection(request: Request, companyId: str, connectionId: str)
     state = sandbox_state(request)
     connection = require_connection(state, companyId, connectionId)
     lifecycle(request).connection_deleted(connection)
-    del state.companies[companyId].connections[connection.id]
-    del state.connections[connection.id]
+    state.remove_connection(connection)
     return Response(status_code=200)
 
 
