@@ -1,13 +1,13 @@
 """An HTTP/1.1 transport for httpx, for the calls to Codat and the sandbox's webhooks: a fraction of the CPU.
 
 Hand-written, because the maintained default costs more than the work it carries: httpcore over anyio, parsing
-with h11 in Python, spent ~370 µs of CPU on each request to a local server (httpx's own layer ~75 µs), where
-this spends ~40. A push of bank transactions costs three such requests (the worker's push and its read of the
-push operation, Codat's webhook to us), so the default transport was a third of a push's fixed cost (measured:
-bench/README.md, fifth round). httpx stays the client: its API, timeouts, auth, redirects, content decoding
-and proxies from the environment (those are mounted over httpx's own transports) are unchanged. Only the
-exchange is replaced, by maintained parts: asyncio's transports carry the bytes (TLS included) and httptools
-(llhttp, the parser uvicorn serves with) reads the answer.
+with h11 in Python, spent ~350 µs of CPU on each request to a local server (httpx's own layer ~75 µs), where
+this spends ~90. A push of bank transactions costs three such requests (the worker's push and its read of the
+push operation, Codat's webhook to us), so the default transport was about a tenth of a push's fixed CPU
+across the four processes (measured: bench/README.md, fifth round). httpx stays the client: its API,
+timeouts, auth, redirects, content decoding and proxies from the environment (those are mounted over httpx's
+own transports) are unchanged. Only the exchange is replaced, by maintained parts: asyncio's transports
+carry the bytes (TLS included) and httptools (llhttp, the parser uvicorn serves with) reads the answer.
 
 Scope, kept small on purpose: HTTP/1.1, one request at a time on a connection, kept-alive connections reused
 newest first; no HTTP/2, no ``Expect: 100-continue``, no upgrades, no informational (1xx) answers; bodies are
