@@ -52,6 +52,26 @@ def user_headers(business_id: str, user: str = "bench-user") -> dict[str, str]:
     return {"Authorization": "Bearer " + mint_end_user_token(AUTH, business_id, subject=user)}
 
 
+def asgi_scope(
+    method: str, path: str, headers: list[tuple[bytes, bytes]], server: tuple[str, int] = ("127.0.0.1", 80)
+) -> dict[str, Any]:
+    """An HTTP request's ASGI scope, for calling an app in-process; a caller adds "state" per call."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": server,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -25,20 +25,7 @@ def scope_for(path: str, authorization: str | None) -> dict[str, Any]:
     headers = [(b"host", b"127.0.0.1")]
     if authorization:
         headers.append((b"authorization", authorization.encode()))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-    }
+    return h.asgi_scope("GET", path, headers)
 
 
 async def cpu_per_request(app: Any, scopes: list[dict[str, Any]]) -> float:

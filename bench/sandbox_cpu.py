@@ -21,6 +21,7 @@ from app.config import DEV_SANDBOX_API_KEY
 from app.sandbox import SandboxConfig, create_sandbox_app
 from app.sandbox.lifecycle import Lifecycle
 from app.sandbox.state import SandboxState
+from bench import harness as h
 
 AUTH = b"Basic " + base64.b64encode(DEV_SANDBOX_API_KEY.encode())
 ACCOUNTS_PER_COMPANY = 5
@@ -35,21 +36,7 @@ async def call(
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
     if key:
         headers.append((b"idempotency-key", key.encode()))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8001),
-        "state": {},
-    }
+    scope = h.asgi_scope(method, path, headers, server=("127.0.0.1", 8001)) | {"state": {}}
     sent = False
     status, chunks = 0, []
 

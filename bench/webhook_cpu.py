@@ -66,20 +66,7 @@ def webhook_scope(secret: str, body: bytes, webhook_id: str) -> tuple[dict[str, 
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": Webhook(secret).sign(webhook_id, now, body.decode()),
     }
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/webhooks/codat",
-        "raw_path": b"/webhooks/codat",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = h.asgi_scope("POST", "/webhooks/codat", [(k.encode(), v.encode()) for k, v in headers.items()])
     return scope, body
 
 
