@@ -21,6 +21,7 @@ from sqlalchemy import (
     CTE,
     BindParameter,
     ColumnElement,
+    FromClause,
     Integer,
     ScalarSelect,
     Select,
@@ -182,11 +183,21 @@ CONNECTIONS = cast(Table, FeedConnection.__table__)
 FEEDS = cast(Table, FeedAccount.__table__)
 BUSINESSES = cast(Table, Business.__table__)
 BATCH_COLUMNS = [column.key for column in BATCHES.columns]
-STATE = (
-    select(
-        STREAMS.c.cut_cleared_at,
-        STREAMS.c.cut_seq,
-        STREAMS.c.acceptances,
+
+
+def _with_state(streams: FromClause) -> Select[Any]:
+    """Each of these streams' state: its cut, the account's hold, the Codat target and its open batch (the
+    earliest, should there be two: one row a stream whatever happens)."""
+    others = BATCHES.alias("other_batch")
+    earliest_open = (
+        select(func.min(others.c.id))
+        .where(others.c.stream_id == streams.c.id, or_(*(others.c.status == s.value for s in OPEN_BATCH)))
+        .scalar_subquery()
+    )
+    return select(
+        streams.c.cut_cleared_at,
+        streams.c.cut_seq,
+        streams.c.acceptances,
         BUSINESSES.c.codat_company_id,
         CONNECTIONS.c.id.label("connection_row"),
         CONNECTIONS.c.codat_connection_id,
@@ -196,23 +207,20 @@ STATE = (
         FEEDS.c.status.label("feed_status"),
         FEEDS.c.write_hold,
         *(BATCHES.c[key].label(f"batch_{key}") for key in BATCH_COLUMNS),
-    )
-    .select_from(
-        STREAMS.outerjoin(BUSINESSES, BUSINESSES.c.id == STREAMS.c.business_id)
+    ).select_from(
+        streams.outerjoin(BUSINESSES, BUSINESSES.c.id == streams.c.business_id)
         .outerjoin(
             CONNECTIONS,
-            (CONNECTIONS.c.business_id == STREAMS.c.business_id) & CONNECTIONS.c.is_current.is_(True),
+            (CONNECTIONS.c.business_id == streams.c.business_id) & CONNECTIONS.c.is_current.is_(True),
         )
         .outerjoin(
-            FEEDS, (FEEDS.c.connection_id == CONNECTIONS.c.id) & (FEEDS.c.account_id == STREAMS.c.account_id)
+            FEEDS, (FEEDS.c.connection_id == CONNECTIONS.c.id) & (FEEDS.c.account_id == streams.c.account_id)
         )
-        .outerjoin(
-            BATCHES,
-            (BATCHES.c.stream_id == STREAMS.c.id) & OPEN,
-        )
+        .outerjoin(BATCHES, BATCHES.c.id == earliest_open)
     )
-    .where(STREAMS.c.id == bindparam("of_stream"))
-)
+
+
+STATE = _with_state(STREAMS).where(STREAMS.c.id == bindparam("of_stream"))
 
 
 @functools.cache
@@ -230,7 +238,7 @@ def queued_after_cut(size: int) -> Select[Any]:
 # transaction: one round trip instead of BEGIN, four to six statements and COMMIT. Each starts with the fence.
 # Its reads see the database as the statement began, even after waiting on the stream's row lock: safe, since
 # only the task holding the lease cuts or settles the stream's batches, a worker runs one task per stream
-# (claim_streams' `busy`), and any other worker's task fails the fence (the lease_owner check is made on the
+# (claim's `busy`), and any other worker's task fails the fence (the lease_owner check is made on the
 # row as it is after the wait). SQLite keeps the statements one by one, in a transaction.
 def _fenced(fence: Update) -> CTE:
     return fence.returning(STREAMS.c.id).cte("fence")
@@ -254,7 +262,7 @@ def _delivered(fence: Update) -> Select[int, int]:
 DELIVERED = {False: _delivered(RENEW), True: _delivered(RELEASE)}  # by whether it hands the stream back
 STATE_KEYS = [str(column.key) for column in FENCED_STATE.selected_columns]
 
-# Claim (Postgres): as claim_streams' ORM statement, built once, with the busy streams as one array parameter.
+# Claim (Postgres): as claim's ORM statement, built once, with the busy streams as one array parameter.
 CLAIMABLE = or_(STREAMS.c.lease_until.is_(None), STREAMS.c.lease_until < bindparam("now"))
 CLAIM = (
     update(STREAMS)
@@ -275,7 +283,11 @@ CLAIM = (
     )
     .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
     .returning(*STREAMS.c)
+    .cte("claimed")
 )
+# Each claimed stream with its state, which its first step then need not read again (the claim is that
+# step's fence: the lease was just taken): in the 1,000 x 100 shape, one statement fewer a push.
+CLAIMED = _with_state(CLAIM).add_columns(*CLAIM.c)  # the state's columns (STATE_KEYS), then the stream's
 CLAIM_KEYS = [column.key for column in STREAMS.c]
 
 
@@ -369,6 +381,13 @@ class StreamState:
     open_batch: TransactionBatch | None
     hold: str | None  # why Codat would refuse the account's writes now (app/transactions/holds.py)
     target: tuple[str, str] | None  # the Codat company and connection, when both exist
+
+
+class Claimed(NamedTuple):
+    """A stream just leased, with its state when the claim read it (Postgres) rather than the first step."""
+
+    stream: TransactionStream
+    state: StreamState | None
 
 
 class TransactionRepository:
@@ -477,18 +496,22 @@ class TransactionRepository:
 
     # Claiming and fencing (workers)
 
-    async def claim_streams(
+    async def claim(
         self, owner: str, now: datetime, until: datetime, limit: int, busy: Collection[int] = ()
-    ) -> list[TransactionStream]:
+    ) -> list[Claimed]:
         """Lease up to `limit` due streams that no live lease holds, earliest due first, through the index
         of due streams (an idle one is not in it: its next_attempt_at is NULL). `busy`: the streams the
         caller is still delivering, whose lease may have lapsed meanwhile; two tasks of one owner on a
-        stream would pass each other's fences."""
+        stream would pass each other's fences. On Postgres each comes with its state, read in the claim."""
         if self._on_postgres():
             params = {"now": now, "owner": owner, "until": until, "slots": limit, "busy": list(busy)}
+            split = len(STATE_KEYS)
             return [
-                TransactionStream(**dict(zip(CLAIM_KEYS, row, strict=True)))
-                for row in await self._alone(CLAIM, params)
+                Claimed(
+                    TransactionStream(**dict(zip(CLAIM_KEYS, row[split:], strict=True))),
+                    _state_of(dict(zip(STATE_KEYS, row[:split], strict=True))),
+                )
+                for row in await self._alone(CLAIMED, params)
             ]
         candidates = (
             select(TransactionStream.id)
@@ -507,7 +530,7 @@ class TransactionRepository:
             .returning(TransactionStream)
             .execution_options(synchronize_session=False)
         )
-        return list(claimed.all())
+        return [Claimed(stream, None) for stream in claimed.all()]
 
     def _on_postgres(self) -> bool:
         return self.raw is not None or self.session.get_bind().dialect.name == "postgresql"

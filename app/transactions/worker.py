@@ -11,10 +11,11 @@ What a batch costs does not depend on its size, so it is kept to a few statement
 account's hold, the Codat target and the open batch (one query), the cut, and the outcome of the push, read
 once straight after it (a push still Pending is recorded as such and followed later). When the batch was the
 last of the queue, the outcome also hands the stream back: idle (not claimed again until an acceptance) if
-nothing was accepted since the cut. On Postgres the claim, the fence with the state, the cut and a Success are
-one statement each, run outside a transaction (app/transactions/repository.py says why that is safe) on raw
-asyncpg connections, without SQLAlchemy's execution path (most of the worker's CPU per statement); on SQLite,
-short transactions.
+nothing was accepted since the cut. On Postgres the claim (which reads each stream's state too, so a stream's
+first step needs no fence of its own), the fence with the state, the cut and a Success are one statement
+each, run outside a transaction (app/transactions/repository.py says why that is safe) on raw asyncpg
+connections, without SQLAlchemy's execution path (most of the worker's CPU per statement); on SQLite, short
+transactions.
 
 Retried: Codat unavailable (network, timeouts, 408, 429, 5xx), a key still in flight, a push still Pending.
 Held (app/transactions/holds.py): an account Codat would refuse (dead connection, account not connected,
@@ -53,7 +54,14 @@ from app.db import create_engine, create_sessionmaker, one_statement_sessions
 from app.rawpool import RawPool
 from app.transactions import holds
 from app.transactions.models import BatchStatus, TransactionBatch, TransactionStream
-from app.transactions.repository import Fence, LeaseLost, TransactionRepository, WireRow
+from app.transactions.repository import (
+    Claimed,
+    Fence,
+    LeaseLost,
+    StreamState,
+    TransactionRepository,
+    WireRow,
+)
 from app.transactions.service import (
     hold_batch,
     record_failed,
@@ -157,9 +165,9 @@ class TransactionWorker:
                 if asyncio.get_running_loop().time() - counted_at >= self.config.held_gauge_seconds:
                     counted_at = asyncio.get_running_loop().time()
                     await self.report_held()
-                for stream in await self._claim(self.config.concurrency - len(active), active.values()):
-                    task = asyncio.create_task(self._deliver(stream))
-                    active[task] = stream.id
+                for claimed in await self._claim(self.config.concurrency - len(active), active.values()):
+                    task = asyncio.create_task(self._deliver(*claimed))
+                    active[task] = claimed.stream.id
                     task.add_done_callback(active.pop)
                 if active:
                     await asyncio.wait(
@@ -189,24 +197,25 @@ class TransactionWorker:
         except Exception:  # noqa: BLE001 - a missed count must not stop delivery; it is logged
             log.exception("transactions.held_count_failed")
 
-    async def _claim(self, slots: int, busy: Collection[int]) -> Sequence[TransactionStream]:
+    async def _claim(self, slots: int, busy: Collection[int]) -> Sequence[Claimed]:
         if slots <= 0:
             return []
         try:
             return await self._transaction(
-                lambda repo, now: repo.claim_streams(self.name, now, self._lease_end(now), slots, list(busy)),
+                lambda repo, now: repo.claim(self.name, now, self._lease_end(now), slots, list(busy)),
                 one_statement=True,
             )
         except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup; it is logged
             log.exception("transactions.claim_failed")
             return []
 
-    async def _deliver(self, stream: TransactionStream) -> None:
-        """Take the stream's steps until it is done or must wait, then release it."""
+    async def _deliver(self, stream: TransactionStream, claimed: StreamState | None) -> None:
+        """Take the stream's steps until it is done or must wait, then release it. `claimed`: its state as
+        the claim read it, for the first step."""
         waits = stream.waits
         try:
-            while (outcome := await self._step(stream, waits)) is CONTINUE:
-                waits = 0
+            while (outcome := await self._step(stream, waits, claimed)) is CONTINUE:
+                waits, claimed = 0, None
         except LeaseLost:
             log.warning("transactions.lease_lost", extra={"stream": stream.id, "worker": self.name})
             return
@@ -229,10 +238,10 @@ class TransactionWorker:
         except Exception:  # noqa: BLE001 - the lease lapses on its own; it is logged
             log.exception("transactions.release_failed", extra={"stream": stream.id})
 
-    async def _step(self, stream: TransactionStream, waits: int) -> Outcome:
+    async def _step(self, stream: TransactionStream, waits: int, claimed: StreamState | None) -> Outcome:
         # Each of its writes is fenced and whole on its own: no transaction around them on Postgres.
         found = await self._transaction(
-            lambda repo, now: self._next_batch(repo, stream, now), one_statement=True
+            lambda repo, now: self._next_batch(repo, stream, now, claimed), one_statement=True
         )
         if not isinstance(found, Cut):
             return found
@@ -245,10 +254,15 @@ class TransactionWorker:
         return await self._send(stream, found, waits)
 
     async def _next_batch(
-        self, repo: TransactionRepository, stream: TransactionStream, now: datetime
+        self,
+        repo: TransactionRepository,
+        stream: TransactionStream,
+        now: datetime,
+        claimed: StreamState | None,
     ) -> Cut | Wait | Done:
-        """The open batch, or a new one cut from the queue; with its transactions while it is unsent."""
-        state = await repo.fenced_state(self._fence(stream, now), now)
+        """The open batch, or a new one cut from the queue; with its transactions while it is unsent. The
+        state is read behind the fence, unless the claim that just fenced the stream read it."""
+        state = claimed or await repo.fenced_state(self._fence(stream, now), now)
         if (batch := state.open_batch) is not None:
             sending = batch.status == BatchStatus.SENDING
             return Cut(batch, await repo.batch_transactions(batch.id) if sending else [], None)
