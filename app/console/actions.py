@@ -1,16 +1,16 @@
 """What support staff may do from the console; every action is audited with who and when, and how it went."""
 
 from fastapi import FastAPI
-from sqlalchemy import update
 
 from app.audit.trail import Audit, operator, record
 from app.bankfeed.repository import BankFeedRepository
-from app.console.queries import NOT_WRITTEN_PREFIX, dead_webhooks_of
+from app.console.queries import dead_webhooks_of
 from app.console.schemas import ActionDone
 from app.errors import AppError, NotFound
 from app.events import subscriptions
 from app.onboarding.dependencies import onboarding_service
-from app.transactions.models import BankTransaction, TransactionStatus, TransactionStream
+from app.transactions.repository import TransactionRepository
+from app.transactions.service import NOT_WRITTEN_PREFIX
 from app.webhooks.router import webhook_processor
 from app.webhooks.service import reapply_dead_event
 
@@ -58,35 +58,10 @@ class ConsoleActions:
         now = self.state.clock.now()
         async with self.state.sessionmaker.begin() as session:
             await BankFeedRepository(session).require_business(business_id)
-            requeued = (
-                (
-                    await session.execute(
-                        update(BankTransaction)
-                        .where(
-                            BankTransaction.business_id == business_id,
-                            BankTransaction.status.in_(
-                                [TransactionStatus.FAILED, TransactionStatus.REFUSED_BY_CODAT]
-                            ),
-                            BankTransaction.error.startswith(NOT_WRITTEN_PREFIX),
-                        )
-                        .values(status=TransactionStatus.QUEUED, batch_id=None, error=None, completed_at=None)
-                        .returning(BankTransaction.account_id)
-                    )
-                )
-                .scalars()
-                .all()
+            requeued = await TransactionRepository(session).requeue_refused(
+                business_id, NOT_WRITTEN_PREFIX, now
             )
-            accounts = sorted(set(requeued))
-            if accounts:
-                await session.execute(
-                    update(TransactionStream)
-                    .where(
-                        TransactionStream.business_id == business_id,
-                        TransactionStream.account_id.in_(accounts),
-                    )
-                    .values(next_attempt_at=now, waits=0)
-                )
-            detail = f"{len(requeued)} transactions Codat had refused queued again"
+            detail = f"{requeued} transactions Codat had refused queued again"
             record(session, Audit(business_id, self.actor, "transactions.retried", "ok", detail), now)
         return ActionDone(action="transactions.retried", outcome="ok", detail=detail)
 

@@ -24,18 +24,11 @@ from app.console.schemas import (
 from app.events import subscriptions
 from app.events.models import FeedState
 from app.transactions.models import BankTransaction, TransactionStatus
+from app.transactions.service import retryable
 from app.webhooks.models import WebhookEvent
 from app.webhooks.service import DEAD_STATUS
 
-# Codat wrote none of these (app/transactions/service.py, record_refusal): safe to send again. Any other
-# failure (TimedOut, the replay window passed) may have been written, and is never retried from here.
-NOT_WRITTEN_PREFIX = "Codat refused"
 RECENT = 50
-
-
-def retryable(status: str, error: str | None) -> bool:
-    failed = status in (TransactionStatus.FAILED, TransactionStatus.REFUSED_BY_CODAT)
-    return failed and (error or "").startswith(NOT_WRITTEN_PREFIX)
 
 
 async def list_feeds(

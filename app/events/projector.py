@@ -26,6 +26,7 @@ from app.db import insert_ignoring_conflicts
 from app.events.models import EventSubscription, EventType, FeedState, StreamCursor
 from app.events.outbox import emit_all, enabled_subscriptions
 from app.transactions.models import (
+    FAILED,
     UNFINISHED,
     BankTransaction,
     BatchStatus,
@@ -43,7 +44,6 @@ PENDING_ONBOARDING = (
     "enter_code_in_sage",
     "confirm_in_sage",
 )
-FAILED = (TransactionStatus.FAILED, TransactionStatus.REFUSED_BY_CODAT)
 FINISHED_BATCH = (BatchStatus.SUCCESS, BatchStatus.FAILED, BatchStatus.REFUSED)
 
 

@@ -43,6 +43,7 @@ class TransactionStatus(StrEnum):
 
 
 UNFINISHED = (TransactionStatus.QUEUED, TransactionStatus.SENDING)
+FAILED = (TransactionStatus.FAILED, TransactionStatus.REFUSED_BY_CODAT)
 
 
 class BatchStatus(StrEnum):

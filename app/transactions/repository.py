@@ -50,6 +50,7 @@ from app.bankfeed.models import Business, FeedAccount, FeedConnection
 from app.db import insert_ignoring_conflicts, rows_changed
 from app.rawpool import RawPool
 from app.transactions.models import (
+    FAILED,
     OPEN_BATCH,
     BankTransaction,
     BatchStatus,
@@ -753,25 +754,51 @@ class TransactionRepository:
         )
 
     async def requeue_rest(self, batch_id: int) -> None:
-        """Codat wrote none of the batch: what it did not refuse goes back to the queue, for a new batch; the
-        stream's cut goes back to just before the first of them, so the next batch starts there."""
-        requeued = (
-            await self.session.execute(
-                update(BankTransaction)
-                .where(*in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING)
-                .values(status=TransactionStatus.QUEUED, batch_id=None)
-                .returning(BankTransaction.cleared_at, BankTransaction.seq)
+        """Codat wrote none of the batch: what it did not refuse goes back to the queue, for a new batch."""
+        requeued = await self._requeue(
+            *in_batch(batch_id), BankTransaction.status == TransactionStatus.SENDING
+        )
+        stream = select(TransactionBatch.stream_id).where(TransactionBatch.id == batch_id).scalar_subquery()
+        await self._rewind(TransactionStream.id == stream, requeued)
+
+    async def requeue_refused(self, business_id: str, not_written_prefix: str, now: datetime) -> int:
+        """The business's failed transactions whose error says Codat wrote none of them go back to the queue,
+        each account due now; how many."""
+        requeued = await self._requeue(
+            BankTransaction.business_id == business_id,
+            BankTransaction.status.in_(FAILED),
+            BankTransaction.error.startswith(not_written_prefix),
+        )
+        for account_id in {row.account_id for row in requeued}:
+            stream = (TransactionStream.business_id == business_id) & (
+                TransactionStream.account_id == account_id
             )
-        ).all()
+            await self._rewind(stream, [row for row in requeued if row.account_id == account_id], now)
+        return len(requeued)
+
+    async def _requeue(self, *where: ColumnElement[bool]) -> Sequence[Any]:
+        """These rows queued again, out of any batch: (account_id, cleared_at, seq) of each."""
+        update_rows = (
+            update(BankTransaction)
+            .where(*where)
+            .values(status=TransactionStatus.QUEUED, batch_id=None, error=None, completed_at=None)
+            .returning(BankTransaction.account_id, BankTransaction.cleared_at, BankTransaction.seq)
+        )
+        return (await self.session.execute(update_rows)).all()
+
+    async def _rewind(
+        self, stream: ColumnElement[bool], requeued: Sequence[Any], due: datetime | None = None
+    ) -> None:
+        """The stream's cut back to just before the first of these rows it queued again, which were all cut
+        already: the next batch starts there (the cut takes only queued rows, so none delivered goes twice).
+        With `due`, the stream is due then (a stream with nothing left is idle, NULL, until woken)."""
         if not requeued:
             return
         first = min(requeued, key=lambda row: (row.cleared_at, row.seq))
-        stream_id = select(TransactionBatch.stream_id).where(TransactionBatch.id == batch_id)
-        await self.session.execute(
-            update(TransactionStream)
-            .where(TransactionStream.id == stream_id.scalar_subquery())
-            .values(cut_cleared_at=first.cleared_at, cut_seq=first.seq - 1)  # sorts just before it
-        )
+        values: dict[str, Any] = {"cut_cleared_at": first.cleared_at, "cut_seq": first.seq - 1}  # just before
+        if due is not None:
+            values |= {"next_attempt_at": due, "waits": 0}
+        await self.session.execute(update(TransactionStream).where(stream).values(**values))
 
 
 def _state_of(row: Mapping[Any, Any]) -> StreamState:

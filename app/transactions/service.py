@@ -26,6 +26,7 @@ from app.codat.schemas import PushOperation, PushOperationStatus
 from app.errors import Conflict, FieldError, InvalidInput
 from app.transactions import holds, rules
 from app.transactions.models import (
+    FAILED,
     UNFINISHED,
     BatchStatus,
     TransactionBatch,
@@ -268,6 +269,15 @@ async def record_failed(repo: TransactionRepository, batch_id: int, reason: str,
         await repo.settle(batch_id, TransactionStatus.FAILED, now, reason)
 
 
+# The start of the error of a transaction Codat wrote none of (record_refusal): safe to send again. Any other
+# failure (TimedOut, the replay window passed) may have been written, and is never sent again.
+NOT_WRITTEN_PREFIX = "Codat refused"
+
+
+def retryable(status: str, error: str | None) -> bool:
+    return status in FAILED and (error or "").startswith(NOT_WRITTEN_PREFIX)
+
+
 async def record_refusal(
     repo: TransactionRepository,
     batch: TransactionBatch,
@@ -281,11 +291,13 @@ async def record_refusal(
     if not await repo.close_batch(batch.id, status, summary, now):
         return
     outcome = TransactionStatus.FAILED if status is BatchStatus.FAILED else TransactionStatus.REFUSED_BY_CODAT
-    named = {tid: f"Codat refused it: {message}" for tid, message in errors.items()}
+    named = {tid: f"{NOT_WRITTEN_PREFIX} it: {message}" for tid, message in errors.items()}
     if named and await repo.settle_each(batch.id, outcome, named, now):
         await repo.requeue_rest(batch.id)
         return
-    await repo.settle(batch.id, outcome, now, f"Codat refused the push: {summary or 'no reason given'}")
+    await repo.settle(
+        batch.id, outcome, now, f"{NOT_WRITTEN_PREFIX} the push: {summary or 'no reason given'}"
+    )
 
 
 async def apply_push_event(

@@ -10,7 +10,8 @@ from app.transactions.models import BankTransaction, TransactionStatus, Transact
 from app.transactions.service import TIMED_OUT
 from tests.events.conftest import subscribe
 from tests.factories import register
-from tests.transactions.conftest import eventually, post, transaction
+from tests.transactions.conftest import eventually, ledger, post, transaction
+from tests.transactions.test_delivery import settled
 
 FEEDS = "/internal/v1/console/feeds"
 
@@ -112,6 +113,31 @@ async def test_retry_queues_again_only_what_codat_refused_and_the_audit_names_th
         "ok",
         "2 transactions Codat had refused queued again",
     ) in await audit_of(app, "biz-1")
+
+
+async def test_what_a_retry_queues_again_is_delivered_though_the_account_moved_past_it(
+    client, service_headers, tx_headers, connected, sandbox, worker
+):
+    """Codat refused t1 (an entry of 11:00 was already in the account) and took t2, after it. Once the
+    entry is gone from QuickBooks, the support agent's retry sends t1 again."""
+    today, account = connected["today"], (connected["connection_id"], "acc-1")
+    sandbox.bank_transactions[account] = [{**transaction("other", f"{today}T11:00:00"), "amount": 1}]
+    body = [transaction("t1", f"{today}T10:00:00"), transaction("t2", f"{today}T11:30:00")]
+    assert (await post(client, tx_headers, body)).status_code == 202
+    worker()
+    await settled(client, tx_headers, 2)
+    sandbox.bank_transactions[account] = []  # the SMB deleted the entries in QuickBooks
+
+    writer = service_headers("console:read", "console:write")
+    done = await client.post("/internal/v1/console/businesses/biz-1/transactions/retry", headers=writer)
+    assert done.json()["detail"] == "1 transactions Codat had refused queued again"
+
+    page = await settled(client, tx_headers, 2)
+    assert {t["id"]: (t["status"], t["error"]) for t in page["transactions"]} == {
+        "t1": ("delivered", None),
+        "t2": ("delivered", None),
+    }
+    assert ledger(sandbox, connected["connection_id"]) == ["t1"]
 
 
 async def test_resend_an_event_and_disable_a_subscription_are_audited(
