@@ -99,6 +99,12 @@ class FeedState(Base):
     __table_args__ = (
         Index("ix_feed_state_needs_action", "business_id", postgresql_where=text("needs_action")),
         Index("ix_feed_state_broken", "business_id", postgresql_where=text("broken")),
+        Index(
+            "ix_feed_state_counts_due",
+            "counts_due_at",
+            postgresql_where=text("counts_due_at IS NOT NULL"),
+            sqlite_where=text("counts_due_at IS NOT NULL"),
+        ),
     )
 
     business_id: Mapped[str] = mapped_column(ForeignKey("business.id", ondelete="CASCADE"), primary_key=True)
@@ -111,6 +117,10 @@ class FeedState(Base):
     stalled: Mapped[bool] = mapped_column(Boolean, default=False)
     held_count: Mapped[int] = mapped_column(Integer, default=0)
     failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The two counts read all of the business's transactions, so a finished batch does not take them: it
+    # makes them due, at most `counts_every` after they were last taken (app/events/projector.py).
+    counted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    counts_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # NULL: they are current
     snapshot: Mapped[str] = mapped_column(Text)  # {"connection": status, "accounts": {id: status}}
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

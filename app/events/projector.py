@@ -22,6 +22,7 @@ from app.audit.trail import SYSTEM, Audit, record
 from app.bankfeed.holds import BROKEN_CONNECTION
 from app.bankfeed.models import Business, FeedConnection
 from app.bankfeed.view import render_bank_feed_view
+from app.clock import as_utc
 from app.db import insert_ignoring_conflicts
 from app.events.models import EventSubscription, EventType, FeedState, StreamCursor
 from app.events.outbox import emit_all, enabled_subscriptions
@@ -36,6 +37,9 @@ from app.transactions.models import (
 )
 
 # The steps of onboarding itself, every platform's (a business stalled in one is counted as stalled).
+# How often, at most, a business's held and failed counts are taken while its batches keep finishing: each
+# count reads all of its transactions. The console's figures lag delivery by up to this much.
+COUNTS_EVERY = timedelta(seconds=5)
 PENDING_ONBOARDING = (
     "connect",
     "authorize",
@@ -98,9 +102,12 @@ def feed_changes(old: Snapshot, new: Snapshot, action_message: str | None) -> li
 
 
 class Projector:
-    def __init__(self, stalled_after: timedelta, batch: int = 200) -> None:
+    def __init__(
+        self, stalled_after: timedelta, batch: int = 200, counts_every: timedelta = COUNTS_EVERY
+    ) -> None:
         self.stalled_after = stalled_after
         self.batch = batch
+        self.counts_every = counts_every
 
     async def changed_businesses(self, session: AsyncSession) -> Sequence[str]:
         query = (
@@ -151,8 +158,7 @@ class Projector:
         state.connection_created_at = pending_since
         state.needs_action = new.action != "none"
         state.broken = new.broken
-        state.held_count = held
-        state.failed_count = failed
+        _set_counts(state, (held, failed), now)
         state.snapshot = new.dump()
         state.updated_at = now
 
@@ -201,10 +207,27 @@ class Projector:
             cursors[batch.stream_id].last_batch_id = batch.id
         await self._emit_all(session, subscriptions, changes, now)
         businesses = sorted({business_id for _, business_id in due})
-        states = await _locked(session, FeedState.business_id, businesses)
-        counts = await _transaction_counts(session, businesses)
-        for state in states:
-            state.held_count, state.failed_count = counts.get(state.business_id, (0, 0))
+        for state in await _locked(session, FeedState.business_id, businesses):
+            if state.counts_due_at is None:
+                last = state.counted_at
+                state.counts_due_at = now if last is None else max(now, as_utc(last) + self.counts_every)
+
+    async def count_due(self, session: AsyncSession, now: datetime) -> int:
+        """Take the held and failed counts of the businesses whose counts are due; how many. Rows another
+        worker has locked (counting, or projecting) are left to it."""
+        query = (
+            select(FeedState)
+            .where(FeedState.counts_due_at <= now)
+            .order_by(FeedState.business_id)
+            .limit(self.batch)
+            .with_for_update(skip_locked=True)
+        )
+        states = (await session.scalars(query)).all()
+        if states:
+            counts = await _transaction_counts(session, [state.business_id for state in states])
+            for state in states:
+                _set_counts(state, counts.get(state.business_id, (0, 0)), now)
+        return len(states)
 
     async def stalled(self, session: AsyncSession, now: datetime) -> Sequence[str]:
         """Businesses whose onboarding has been pending longer than the setting, not yet reported."""
@@ -316,8 +339,14 @@ async def _batch_rows(session: AsyncSession, batches: Sequence[TransactionBatch]
     return rows
 
 
+def _set_counts(state: FeedState, counts: tuple[int, int], now: datetime) -> None:
+    state.held_count, state.failed_count = counts
+    state.counted_at, state.counts_due_at = now, None
+
+
 async def _transaction_counts(session: AsyncSession, businesses: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """(unfinished, failed) transactions of each of these businesses."""
+    """(unfinished, failed) transactions of each of these businesses: over all of their rows (a status is not
+    indexed, so that its updates stay HOT), hence taken when due rather than for every batch."""
     query = (
         select(BankTransaction.business_id, BankTransaction.status, func.count())
         .where(BankTransaction.business_id.in_(businesses))

@@ -87,12 +87,14 @@ class EventWorker:
             async with self.sessions.begin() as session:
                 chunk = batches[start : start + BATCHES_AT_ONCE]
                 await self.projector.project_batches(session, chunk, self.clock.now())
+        async with self.sessions.begin() as session:
+            counted = await self.projector.count_due(session, self.clock.now())
         async with self.sessions() as session:
             stalled = await self.projector.stalled(session, self.clock.now())
         for business_id in stalled:
             async with self.sessions.begin() as session:
                 await self.projector.project_stalled(session, business_id, self.clock.now())
-        found = (len(businesses), len(batches), len(stalled))
+        found = (len(businesses), len(batches), counted, len(stalled))
         return sum(found), self.projector.batch in found
 
     async def _prune(self) -> None:

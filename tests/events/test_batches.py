@@ -1,6 +1,7 @@
 """Finished pushes become events: several of them, of several accounts, projected in one round."""
 
 import json
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -33,7 +34,6 @@ async def test_every_finished_batch_of_a_round_is_one_event_in_order_with_the_co
                 .order_by(OutboundEvent.seq)
             )
         ).all()
-        state = await session.get(FeedState, "biz-1")
     delivered = [json.loads(body)["data"] for body in bodies]
     by_account = {
         account: [tid for d in delivered if d["accountId"] == account for tid in d["transactionIds"]]
@@ -41,5 +41,33 @@ async def test_every_finished_batch_of_a_round_is_one_event_in_order_with_the_co
     }
     assert by_account == ids
     assert [d["count"] for d in delivered if d["accountId"] == "acc-1"] == [2, 1]
-    assert state is not None
-    assert (state.held_count, state.failed_count) == (0, 0)
+
+
+async def test_the_held_and_failed_counts_follow_finished_batches_within_counts_every(
+    app, client, tx_headers, connected, sandbox, worker, events
+):
+    """A count reads all of a business's transactions, so finished batches make it due, no sooner than
+    `counts_every` after the last one, rather than taking it for every batch."""
+    events.projector.counts_every = timedelta(minutes=5)  # longer than the deliveries below take
+    today = connected["today"]
+    sandbox.bank_transactions[(connected["connection_id"], "acc-1")] = [
+        {**transaction("other", f"{today}T11:00:00"), "amount": 1}  # Codat refuses anything dated before it
+    ]
+    await events.project()  # the feed's own events, and its counts: none yet
+    body = [transaction("t1", f"{today}T10:00:00"), transaction("t2", f"{today}T11:30:00")]
+    assert (await post(client, tx_headers, body)).status_code == 202
+    worker()
+    await settled(client, tx_headers, 2)
+
+    await events.project()
+    assert await counts(app) == (0, 0)  # due, but not yet: they were taken a moment ago
+    sandbox.clock.advance(5 * 60)
+    assert await events.project() == 1  # the one business counted
+    assert await counts(app) == (0, 1)  # t1 refused, t2 delivered
+    assert await events.project() == 0  # and once
+
+
+async def counts(app) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    async with app.state.sessionmaker() as session:
+        state = await session.get_one(FeedState, "biz-1")
+        return state.held_count, state.failed_count
