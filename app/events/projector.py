@@ -180,7 +180,15 @@ class Projector:
     ) -> None:
         """Finished pushes (oldest first, with their business) as events, `transactions.delivered` or
         `transactions.failed`, one transaction for all of them: the cursors, rows and counts are read once
-        per round rather than once per batch (a batch of 100 transactions cost its own ten statements)."""
+        per round rather than once per batch (a batch of 100 transactions cost its own ten statements).
+
+        What is read comes first, the events made of it too, and the writes last, quickly: from its first
+        write (or lock) to its commit, a transaction holds back the pruning of every row version deleted
+        meanwhile, and the workers' HOT updates of bank_transaction need it (their new versions must find
+        room on the page). A finished batch's rows no longer change, so reading them first is safe."""
+        rows = await _batch_rows(session, [batch for batch, _ in batches])
+        subscriptions = await enabled_subscriptions(session)
+        made = {batch.id: _batch_change(batch, rows.get(batch.id, [])) for batch, _ in batches}
         streams = sorted({batch.stream_id for batch, _ in batches})
         # The cursor rows exist before they are locked: two workers finding none would both project a batch,
         # and one would then fail on the key. The insert waits for a concurrent one to commit, then does
@@ -197,12 +205,9 @@ class Projector:
         ]
         if not due:
             return
-        rows = await _batch_rows(session, [batch for batch, _ in due])
-        subscriptions = await enabled_subscriptions(session)
         changes = []
         for batch, business_id in due:
-            change = _batch_change(batch, rows.get(batch.id, []))
-            if change is not None:
+            if (change := made[batch.id]) is not None:
                 changes.append((business_id, change))
             cursors[batch.stream_id].last_batch_id = batch.id
         await self._emit_all(session, subscriptions, changes, now)
