@@ -140,8 +140,14 @@ def ignoring_conflicts(
     """The same statement without values, to execute with rows as parameters: the same small statement,
     compiled once, whatever the rows (building a multi-row VALUES took ~80 ms for 500). On a Table rather
     than a model, a Core insert, whose result tells how many rows it inserted."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    return insert(model).on_conflict_do_nothing(index_elements=conflict_columns)
+    return dialect_insert(session)(model).on_conflict_do_nothing(index_elements=conflict_columns)
+
+
+def dialect_insert(
+    session: AsyncSession,
+) -> Callable[[type[Base] | Table], postgresql.Insert | sqlite.Insert]:
+    """Postgres's or SQLite's INSERT, for their ON CONFLICT clauses."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def rows_changed(result: Result[Any]) -> int:

@@ -12,18 +12,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
-from app.audit.trail import SYSTEM, Audit, record
+from app.audit.trail import SYSTEM, Audit, record_all
 from app.bankfeed.holds import BROKEN_CONNECTION
 from app.bankfeed.models import Business, FeedConnection
 from app.bankfeed.view import render_bank_feed_view
 from app.clock import as_utc
-from app.db import insert_ignoring_conflicts
+from app.db import dialect_insert
 from app.events.models import EventSubscription, EventType, FeedState, StreamCursor
 from app.events.outbox import emit_all, enabled_subscriptions
 from app.transactions.models import (
@@ -37,6 +36,18 @@ from app.transactions.models import (
 )
 
 # The steps of onboarding itself, every platform's (a business stalled in one is counted as stalled).
+STATES = cast(Table, FeedState.__table__)
+CURSORS = cast(Table, StreamCursor.__table__)
+MOVE_CURSOR = (
+    update(CURSORS)
+    .where(CURSORS.c.stream_id == bindparam("of_stream"))
+    .values(last_batch_id=bindparam("to_batch"))
+)
+MAKE_COUNTS_DUE = (
+    update(STATES)
+    .where(STATES.c.business_id == bindparam("of_business"), STATES.c.counts_due_at.is_(None))
+    .values(counts_due_at=bindparam("due"))
+)
 # How often, at most, a business's held and failed counts are taken while its batches keep finishing: each
 # count reads all of its transactions. The console's figures lag delivery by up to this much.
 COUNTS_EVERY = timedelta(seconds=5)
@@ -179,8 +190,8 @@ class Projector:
         self, session: AsyncSession, batches: Sequence[tuple[TransactionBatch, str]], now: datetime
     ) -> None:
         """Finished pushes (oldest first, with their business) as events, `transactions.delivered` or
-        `transactions.failed`, one transaction for all of them: the cursors, rows and counts are read once
-        per round rather than once per batch (a batch of 100 transactions cost its own ten statements).
+        `transactions.failed`, one transaction for all of them: a statement serves them all rather than a
+        statement each (a batch of 100 transactions cost its own ten statements).
 
         What is read comes first, the events made of it too, and the writes last, quickly: from its first
         write (or lock) to its commit, a transaction holds back the pruning of every row version deleted
@@ -189,33 +200,43 @@ class Projector:
         rows = await _batch_rows(session, [batch for batch, _ in batches])
         subscriptions = await enabled_subscriptions(session)
         made = {batch.id: _batch_change(batch, rows.get(batch.id, [])) for batch, _ in batches}
-        streams = sorted({batch.stream_id for batch, _ in batches})
-        # The cursor rows exist before they are locked: two workers finding none would both project a batch,
-        # and one would then fail on the key. The insert waits for a concurrent one to commit, then does
-        # nothing. Both take them in stream order, so neither waits on the other's next one.
-        start = [{"stream_id": stream_id, "last_batch_id": 0} for stream_id in streams]
-        await session.execute(insert_ignoring_conflicts(session, StreamCursor, start, ["stream_id"]))
-        locked = await _locked(session, StreamCursor.stream_id, streams)
-        cursors = {cursor.stream_id: cursor for cursor in locked}
+        businesses = sorted({business_id for _, business_id in batches})
+        counted = select(STATES.c.business_id, STATES.c.counted_at).where(
+            STATES.c.business_id.in_(businesses), STATES.c.counts_due_at.is_(None)
+        )
+        counts_current = dict((await session.execute(counted)).all())  # when not due already: taken then
+        # Writes: each stream's cursor, locked; the events of the batches not yet projected; counts due.
+        cursors = await self._lock_cursors(session, sorted({batch.stream_id for batch, _ in batches}))
         # A batch another worker projected meanwhile is skipped; a stream's batches finish in id order.
-        due = [
-            (batch, business)
-            for batch, business in batches
-            if batch.id > cursors[batch.stream_id].last_batch_id
-        ]
+        due = [(batch, business) for batch, business in batches if batch.id > cursors[batch.stream_id]]
         if not due:
             return
-        changes = []
-        for batch, business_id in due:
-            if (change := made[batch.id]) is not None:
-                changes.append((business_id, change))
-            cursors[batch.stream_id].last_batch_id = batch.id
+        moved = {batch.stream_id: batch.id for batch, _ in due}  # each stream's last, as they are in order
+        await session.execute(MOVE_CURSOR, [{"of_stream": s, "to_batch": b} for s, b in moved.items()])
+        changes = [(business, change) for batch, business in due if (change := made[batch.id]) is not None]
         await self._emit_all(session, subscriptions, changes, now)
-        businesses = sorted({business_id for _, business_id in due})
-        for state in await _locked(session, FeedState.business_id, businesses):
-            if state.counts_due_at is None:
-                last = state.counted_at
-                state.counts_due_at = now if last is None else max(now, as_utc(last) + self.counts_every)
+        counts_due = [
+            {"of_business": business_id, "due": self._counts_due(counts_current[business_id], now)}
+            for business_id in sorted({business for _, business in due} & counts_current.keys())
+        ]
+        if counts_due:
+            # Only while still current: a count meanwhile made them due or took them (then due a bit early).
+            await session.execute(MAKE_COUNTS_DUE, counts_due)
+
+    async def _lock_cursors(self, session: AsyncSession, streams: Sequence[int]) -> dict[int, int]:
+        """Each stream's last projected batch, its cursor row made if need be and locked: one statement (an
+        upsert that changes nothing locks the row it finds). Two workers take them in stream order, so
+        neither waits on the other's next one; a second one making a cursor waits for the first to commit."""
+        start = [{"stream_id": stream_id, "last_batch_id": 0} for stream_id in streams]
+        upsert = dialect_insert(session)(CURSORS).values(start)
+        locked = upsert.on_conflict_do_update(
+            index_elements=[CURSORS.c.stream_id], set_={"last_batch_id": CURSORS.c.last_batch_id}
+        ).returning(CURSORS.c.stream_id, CURSORS.c.last_batch_id)
+        return {stream_id: last for stream_id, last in (await session.execute(locked)).all()}
+
+    def _counts_due(self, counted_at: datetime | None, now: datetime) -> datetime:
+        """When counts last taken at `counted_at` are next to be taken: not sooner than counts_every after."""
+        return now if counted_at is None else max(now, as_utc(counted_at) + self.counts_every)
 
     async def count_due(self, session: AsyncSession, now: datetime) -> int:
         """Take the held and failed counts of the businesses whose counts are due; how many. Rows another
@@ -280,22 +301,11 @@ class Projector:
         """The changes as events, in this order, each with its audit entry."""
         wanted = [(business_id, change.event_type.value, change.data) for business_id, change in changes]
         events = await emit_all(session, subscriptions, wanted, now)
-        for (business_id, change), event in zip(changes, events, strict=True):
-            record(
-                session,
-                Audit(business_id, SYSTEM, change.event_type, "emitted", f"{change.detail} ({event.id})"),
-                now,
-            )
-
-
-async def _locked(
-    session: AsyncSession, key: InstrumentedAttribute[Any], keys: Sequence[Any]
-) -> Sequence[Any]:
-    """The rows of `key`'s entity whose key is among `keys`, locked in key order (so two workers locking
-    overlapping sets wait on each other rather than deadlock), as they are now in the database."""
-    entity = key.class_
-    query = select(entity).where(key.in_(keys)).order_by(key).with_for_update()
-    return (await session.scalars(query.execution_options(populate_existing=True))).all()
+        entries = [
+            Audit(business_id, SYSTEM, change.event_type, "emitted", f"{change.detail} ({event.id})")
+            for (business_id, change), event in zip(changes, events, strict=True)
+        ]
+        await record_all(session, entries, now)
 
 
 def _batch_change(batch: TransactionBatch, rows: Sequence[Any]) -> Change | None:

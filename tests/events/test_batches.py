@@ -1,11 +1,13 @@
 """Finished pushes become events: several of them, of several accounts, projected in one round."""
 
+import asyncio
 import json
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from app.events.models import FeedState, OutboundEvent
+from app.events.worker import EventWorker
 from tests.transactions.conftest import post, transaction
 from tests.transactions.test_delivery import settled
 
@@ -71,3 +73,30 @@ async def counts(app) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     async with app.state.sessionmaker() as session:
         state = await session.get_one(FeedState, "biz-1")
         return state.held_count, state.failed_count
+
+
+async def test_two_workers_projecting_the_same_batches_at_once_make_each_event_once(
+    app, client, tx_headers, connected, worker, events
+):
+    """Each stream's cursor is locked while its batches are projected: the second worker skips what the
+    first projected, whichever gets there first, stream by stream."""
+    today = connected["today"]
+    await events.project()
+    worker(batch_size=1)
+    ids = {"acc-1": ["a1", "a2", "a3"], "acc-2": ["b1", "b2", "b3"]}
+    for account, tids in ids.items():
+        body = [transaction(tid, f"{today}T0{n + 1}:00:00") for n, tid in enumerate(tids)]
+        assert (await post(client, tx_headers, body, account=account)).status_code == 202
+        await settled(client, tx_headers, 3, account)
+    other = EventWorker(app.state.sessionmaker, events.deliverer.http, app.state.clock, app.state.settings)
+
+    await asyncio.gather(events.project(), other.project())
+
+    async with app.state.sessionmaker() as session:
+        bodies = (
+            await session.scalars(
+                select(OutboundEvent.body).where(OutboundEvent.event_type == "transactions.delivered")
+            )
+        ).all()
+    delivered = sorted(tid for body in bodies for tid in json.loads(body)["data"]["transactionIds"])
+    assert delivered == sorted(ids["acc-1"] + ids["acc-2"])
