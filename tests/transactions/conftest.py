@@ -22,7 +22,10 @@ NEW_YORK = ZoneInfo("America/New_York")
 def move_clock_to_utc_hour(sandbox: Any, hour: int) -> None:
     """Noon-ish in New York, far from midnight, so that "today" cannot change under a test."""
     now = sandbox.clock.now()
-    sandbox.clock.advance(((hour - now.hour) % 24) * 3600 - now.minute * 60 - now.second)
+    seconds = ((hour - now.hour) % 24) * 3600 - now.minute * 60 - now.second
+    # The next time it is that hour o'clock: within that hour already, that is tomorrow's (the clock only
+    # moves forward).
+    sandbox.clock.advance(seconds if seconds >= 0 else seconds + 24 * 3600)
 
 
 def local_today(sandbox: Any, zone: ZoneInfo = NEW_YORK) -> date:
