@@ -47,6 +47,7 @@ from sqlalchemy.sql.dml import Update
 
 from app.bankfeed.holds import hold_of
 from app.bankfeed.models import Business, FeedAccount, FeedConnection
+from app.bankfeed.repository import BankFeedRepository
 from app.db import insert_ignoring_conflicts, rows_changed
 from app.rawpool import RawPool
 from app.transactions.models import (
@@ -574,10 +575,13 @@ class TransactionRepository:
         }
         return rows_changed(await self.session.execute(RELEASE, params)) == 1
 
-    async def note_hold(self, stream_id: int, reason: str | None) -> None:
+    async def note_hold(self, stream: TransactionStream, reason: str | None) -> None:
+        """The account's hold as the worker found it changed: noted on the stream, and the business's version
+        moved, so that its held figures (the console's, made by the events projector) are taken again."""
         await self.session.execute(
-            update(TransactionStream).where(TransactionStream.id == stream_id).values(held_reason=reason)
+            update(TransactionStream).where(TransactionStream.id == stream.id).values(held_reason=reason)
         )
+        await BankFeedRepository(self.session).bump_feed_version(stream.business_id)
 
     async def release_all(self, owner: str) -> None:
         await self.session.execute(

@@ -101,6 +101,10 @@ class TransactionService:
             # worker handing the stream back meanwhile keeps it due (RELEASE).
             stream.next_attempt_at = stream.next_attempt_at or now
             stream.acceptances += 1
+            if stream.held_reason is not None:
+                # Held as they are queued: the business's version moves, so that its held figures (the
+                # console's, made by the events projector) are taken again.
+                await BankFeedRepository(session).bump_feed_version(business_id)
         return TransactionsAccepted(
             account_id=account_id, accepted=[t.id for _, t in fresh], duplicates=duplicates
         )

@@ -267,7 +267,7 @@ class TransactionWorker:
             sending = batch.status == BatchStatus.SENDING
             return Cut(batch, await repo.batch_transactions(batch.id) if sending else [], None)
         if state.hold != stream.held_reason:
-            await repo.note_hold(stream.id, state.hold)
+            await repo.note_hold(stream, state.hold)
             stream.held_reason = state.hold
         if state.hold is not None or state.target is None:
             return Wait(self.config.retry_max_seconds)  # held: looked at again until the feed is mended

@@ -54,6 +54,30 @@ async def test_a_health_list_pages_by_id_each_business_once_and_searches(
     assert {f["field"] for f in bad.json()["fields"]} >= {"query.health", "query.limit"}
 
 
+async def test_transactions_accepted_while_the_feed_is_broken_are_counted_held(
+    client, service_headers, user_headers, tx_headers, connected, worker, events
+):
+    """Support looks for businesses whose transactions wait on a broken feed: those accepted after it broke
+    count too, not only those queued when it did."""
+    await events.project()
+    disconnect = f"/sandbox/_sandbox/connections/{connected['connection_id']}/accounts/acc-1/disconnect"
+    assert (await client.post(disconnect)).status_code == 200
+    assert (await client.post("/v1/bank-feed/refresh", headers=user_headers("biz-1"))).status_code == 200
+    worker()
+    reader = service_headers("console:read")
+
+    async def held(count: int) -> bool:
+        await events.project()
+        page = (await client.get(FEEDS, params={"health": "held"}, headers=reader)).json()
+        return [(f["businessId"], f["heldCount"]) for f in page["feeds"]] == [("biz-1", count)]
+
+    today = connected["today"]
+    assert (await post(client, tx_headers, [transaction("t1", f"{today}T01:00:00")])).status_code == 202
+    assert await eventually(lambda: held(1))
+    assert (await post(client, tx_headers, [transaction("t2", f"{today}T02:00:00")])).status_code == 202
+    assert await eventually(lambda: held(2))
+
+
 async def test_the_console_needs_its_scopes(client, service_headers, business):
     assert (await client.get(FEEDS)).status_code == 401
     assert (await client.get(FEEDS, headers=service_headers("bank-feed:read"))).status_code == 403
