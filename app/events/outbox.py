@@ -34,6 +34,8 @@ def event_body(event_type: str, business_id: str, data: dict[str, Any], now: dat
 
 
 class Emitted(NamedTuple):
+    """An event put in the outbox: its id (its `webhook-id`) and its place in the outbox."""
+
     id: str
     seq: int
 

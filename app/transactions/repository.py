@@ -519,7 +519,7 @@ class TransactionRepository:
         of due streams (an idle one is not in it: its next_attempt_at is NULL). `busy`: the streams the
         caller is still delivering, whose lease may have lapsed meanwhile; two tasks of one owner on a
         stream would pass each other's fences. On Postgres each comes with its state, read in the claim,
-        unless another worker held it as the claim began (see CLAIMED)."""
+        unless its row moved between the claim's reads and its lock (see CLAIMED)."""
         if self._on_postgres():
             params = {"now": now, "owner": owner, "until": until, "slots": limit, "busy": list(busy)}
             split, end = len(STATE_KEYS), len(STATE_KEYS) + len(CLAIM_KEYS)
