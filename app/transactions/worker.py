@@ -12,10 +12,10 @@ account's hold, the Codat target and the open batch (one query), the cut, and th
 once straight after it (a push still Pending is recorded as such and followed later). When the batch was the
 last of the queue, the outcome also hands the stream back: idle (not claimed again until an acceptance) if
 nothing was accepted since the cut. On Postgres the claim (which reads each stream's state too, so a stream's
-first step needs no fence of its own), the fence with the state, the cut and a Success are one statement
-each, run outside a transaction (app/transactions/repository.py says why that is safe) on raw asyncpg
-connections, without SQLAlchemy's execution path (most of the worker's CPU per statement); on SQLite, short
-transactions.
+first step needs no fence of its own unless its row moved meanwhile), the fence with the state, the cut and a
+Success are one statement each, run outside a transaction (app/transactions/repository.py says why that is
+safe) on raw asyncpg connections, without SQLAlchemy's execution path (most of the worker's CPU per
+statement); on SQLite, short transactions.
 
 Retried: Codat unavailable (network, timeouts, 408, 429, 5xx), a key still in flight, a push still Pending.
 Held (app/transactions/holds.py): an account Codat would refuse (dead connection, account not connected,
