@@ -101,34 +101,3 @@ async def test_ops_documents_behind_a_token_when_one_is_set(settings, sandbox_ap
             assert (await http.get(path)).status_code == 401
             assert (await http.get(path, headers={"Authorization": "Bearer ops-secret"})).status_code == 200
         assert (await http.get("/healthz")).status_code == 200
-
-
-async def test_serve_closes_a_connection_that_dawdles_over_its_headers(app):
-    import asyncio
-
-    import uvicorn
-
-    from app.serving import HeaderTimeoutProtocol
-
-    class Quick(HeaderTimeoutProtocol):
-        def header_timeout_seconds(self) -> float:
-            return 0.5
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", http=Quick))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
-        await writer.drain()
-        closed = await asyncio.wait_for(reader.read(), timeout=5)  # b"" once the server closes it
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            prompt = await http.get("/healthz")  # a normal client is unaffected
-    finally:
-        server.should_exit = True
-        await task
-
-    assert closed == b""
-    assert prompt.status_code == 200
