@@ -37,7 +37,7 @@ UVICORN = [
     "--loop",
     "uvloop",
     "--http",
-    "httptools",
+    "app.serving:HttpProtocol",
     "--no-access-log",
     "--log-level",
     "warning",
@@ -176,18 +176,19 @@ def bff_env(database_url: str, codat_url: str) -> dict[str, str]:
     }
 
 
-def serve_command(factory: str, port: int, workers: int) -> list[str]:
+def serve_command(workers: int, port: int) -> list[str]:
+    """The BFF as `bankfeeds-bff serve` runs it: its HTTP protocol, its metrics shared by its workers."""
     return [
         PYTHON,
         "-m",
-        "uvicorn",
-        factory,
-        "--factory",
+        "app.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
         "--port",
         str(port),
         "--workers",
         str(workers),
-        *UVICORN,
     ]
 
 
@@ -195,21 +196,31 @@ def serve_command(factory: str, port: int, workers: int) -> list[str]:
 def bff(
     database_url: str, codat_url: str, workers: int = 1, env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The BFF served by uvicorn (`app.main:create_served_app`, as `bankfeeds-bff serve` does); `env` adds
-    to or overrides its settings."""
+    """The BFF served by `bankfeeds-bff serve`; `env` adds to or overrides its settings."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = serve_command("app.main:create_served_app", port, workers)
+    command = serve_command(workers, port)
     with process(command, f"{url}/healthz", {**bff_env(database_url, codat_url), **(env or {})}) as proc:
         yield url, proc
 
 
 @contextmanager
 def bare() -> Iterator[tuple[str, subprocess.Popen]]:
-    """The bare FastAPI endpoint of bench/bare_app.py, served exactly like the BFF (one worker)."""
+    """The bare FastAPI endpoint of bench/bare_app.py, served by uvicorn as `serve` serves the BFF (the same
+    loop, parser and HTTP protocol; one worker)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with process(serve_command("bench.bare_app:create_app", port, 1), f"{url}/bare") as proc:
+    command = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "bench.bare_app:create_app",
+        "--factory",
+        "--port",
+        str(port),
+        *UVICORN,
+    ]
+    with process(command, f"{url}/bare", {"BANKFEEDS_ENVIRONMENT": "test"}) as proc:
         yield url, proc
 
 
