@@ -1,5 +1,6 @@
 """The floor: a bare FastAPI endpoint returning a small dict (10 fields) through FastAPI's default JSON
-response, as in the project's performance anchors (model (a)). Served by uvicorn exactly like the BFF."""
+response, as in the project's performance anchors (model (a)). Served by uvicorn with the BFF's
+HTTP protocol (bench/harness.py)."""
 
 from fastapi import FastAPI
 

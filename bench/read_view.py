@@ -1,6 +1,7 @@
 """(1) `GET /v1/bank-feed` with its state already stored, beside a bare FastAPI endpoint served the same way.
 
-wrk, 64 connections, 2 threads, fixed duration; one uvicorn worker each (uvloop, httptools, no access log).
+wrk, 64 connections, 2 threads, fixed duration; one worker each, the BFF run by `bankfeeds-bff serve` and the
+bare endpoint by uvicorn with the same HTTP protocol (bench/README.md).
 Goal (issue 18): req/s at least 0.8 of the bare endpoint's, p99 within 2 × the bare endpoint's p99.
 """
 
