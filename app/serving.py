@@ -8,7 +8,7 @@ response (between keep-alive requests).
 
 Both changes cost a request no timer and no callback: a timer per request (armed as a response completes,
 cancelled as the next headers arrive) or a `call_soon` per response cost the bare endpoint ~12% of its
-throughput and quadrupled its p99 under wrk (bench/README.md, "seventh round").
+throughput and quadrupled its p99 under wrk (bench/README.md, "Reads at scale", item 8).
 """
 
 import asyncio
