@@ -87,10 +87,11 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._waiting_since = None
+        before = self.cycle
         super().on_headers_complete()
-        # The cycle just made for this request; its task starts on a later turn of the loop, so it writes
-        # only through HeadWithBody.
-        self.cycle.transport = self._head_with_body
+        if self.cycle is not before:  # not a WebSocket upgrade, which makes no cycle
+            # Its task starts on a later turn of the loop, so it writes only through HeadWithBody.
+            self.cycle.transport = self._head_with_body
 
     def send_400_response(self, msg: str) -> None:
         self._head_with_body.response_complete()  # a held head goes first

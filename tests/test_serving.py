@@ -196,3 +196,26 @@ async def test_serve_closes_a_connection_that_dawdles_over_its_headers(app):
 
     assert closed == b""
     assert prompt.status_code == 200
+
+
+async def test_a_websocket_upgrade_is_answered_by_the_app_not_refused_by_the_protocol(app):
+    # The BFF has no WebSocket route: the app refuses the handshake (403), as it did on uvicorn's protocol.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", http=Quick))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /v1/bank-feed HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+        writer.close()
+    finally:
+        server.should_exit = True
+        await task
+
+    assert status_line.startswith(b"HTTP/1.1 403")
