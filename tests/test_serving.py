@@ -3,7 +3,8 @@ body together, while a stream's head leaves at once; a connection that does not 
 time is closed, and one that keeps sending requests is not."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -63,6 +64,20 @@ def connect(app: App, protocol: type[HttpProtocol] = Served) -> tuple[HttpProtoc
     wire = Wire()
     server.connection_made(wire)
     return server, wire
+
+
+@asynccontextmanager
+async def listening(app: App) -> AsyncIterator[int]:
+    """The app served on a real socket by uvicorn with Quick; yields its port."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", http=Quick))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
 
 
 async def settle() -> None:
@@ -178,21 +193,13 @@ async def test_a_connection_that_keeps_sending_requests_stays_open_past_the_head
 
 
 async def test_serve_closes_a_connection_that_dawdles_over_its_headers(app):
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", http=Quick))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with listening(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
         await writer.drain()
         closed = await asyncio.wait_for(reader.read(), timeout=5)  # b"" once the server closes it
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             prompt = await http.get("/healthz")  # a normal client is unaffected
-    finally:
-        server.should_exit = True
-        await task
 
     assert closed == b""
     assert prompt.status_code == 200
@@ -200,12 +207,7 @@ async def test_serve_closes_a_connection_that_dawdles_over_its_headers(app):
 
 async def test_a_websocket_upgrade_is_answered_by_the_app_not_refused_by_the_protocol(app):
     # The BFF has no WebSocket route: the app refuses the handshake (403), as it did on uvicorn's protocol.
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", http=Quick))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with listening(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
             b"GET /v1/bank-feed HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -214,8 +216,5 @@ async def test_a_websocket_upgrade_is_answered_by_the_app_not_refused_by_the_pro
         await writer.drain()
         status_line = await asyncio.wait_for(reader.readline(), timeout=5)
         writer.close()
-    finally:
-        server.should_exit = True
-        await task
 
     assert status_line.startswith(b"HTTP/1.1 403")
