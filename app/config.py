@@ -156,10 +156,21 @@ class HttpSettings(BaseModel):
     header_timeout_seconds: float = Field(
         10.0,
         gt=0,
-        description="`serve`: a connection that has not sent a request's headers by then is closed.",
+        description=(
+            "`serve`: a connection is closed if a request's headers are not complete this long after it opens"
+            " (the first request) or after the request's first byte (a later one)."
+        ),
     )
+    # Longer than a proxy in front keeps its idle connections to us (nginx's upstream keepalive_timeout and
+    # an AWS Application Load Balancer's idle timeout: 60 s by default), so that it is never us who closes a
+    # connection it may be about to reuse: app/serving.py says why. uvicorn's own default (5 s) is not.
     keep_alive_seconds: float = Field(
-        5.0, gt=0, description="`serve`: idle keep-alive connections are closed."
+        75.0,
+        gt=0,
+        description=(
+            "`serve`: a connection idle this long between requests is closed; keep it above the idle timeout"
+            " of any proxy or load balancer in front."
+        ),
     )
 
 

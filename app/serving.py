@@ -3,8 +3,13 @@ response's head sent with its body.
 
 uvicorn has no timeout for a request's headers: a client that opens a connection and sends its headers a byte
 at a time holds it for ever (300 such connections held the service for 40 s in a probe). HttpProtocol closes a
-connection that has not completed a request's headers in time, from the moment it opens and again after each
-response (between keep-alive requests).
+connection that has not completed a request's headers in time: the first request's from the moment the
+connection opens, a later one's from its first byte. Between requests a connection is idle, and uvicorn's
+keep-alive timeout alone decides when it is closed: a proxy or load balancer in front reuses its idle
+connections to us, and one we close while it still trusts it (nginx's upstream keep-alive and an AWS
+Application Load Balancer both keep theirs 60 s) meets the next request it sends there with a reset, which the
+proxy answers with a 502 unless it can safely retry (never a POST). Hence the long default keep-alive
+(`http.keep_alive_seconds`, app/config.py).
 
 Both changes cost a request no timer and no callback: a timer per request (armed as a response completes,
 cancelled as the next headers arrive) or a `call_soon` per response cost the bare endpoint ~12% of its
@@ -81,9 +86,15 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_with_body = HeadWithBody(transport)
         # One timer per connection, not per request: it fires at the deadline of the wait it was set for,
-        # closes the connection if that wait is still on, or else is set again for the current one.
+        # closes the connection if that wait is still on, or else is set again for the current one. The
+        # first request's headers are due from now.
         self._waiting_since: float | None = self.loop.time()
         self._deadline = self.loop.call_later(self.header_timeout_seconds(), self._check_deadline)
+
+    def on_message_begin(self) -> None:
+        if self._waiting_since is None:  # a later request: its headers are due from its first byte
+            self._waiting_since = self.loop.time()
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._waiting_since = None
@@ -99,8 +110,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         self._head_with_body.response_complete()
-        super().on_response_complete()
-        self._waiting_since = self.loop.time()
+        super().on_response_complete()  # arms uvicorn's keep-alive timer: it closes the connection if idle
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._deadline.cancel()

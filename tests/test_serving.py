@@ -1,6 +1,6 @@
 """How `serve` speaks HTTP (app/serving.py), seen from the socket: a response leaves in one send, head and
 body together, while a stream's head leaves at once; a connection that does not send a request's headers in
-time is closed, and one that keeps sending requests is not."""
+time is closed, while one idle between requests is kept until its keep-alive ends (a proxy reuses it)."""
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,7 +11,7 @@ import httpx
 import uvicorn
 from uvicorn.server import ServerState
 
-from app.serving import HttpProtocol
+from app.serving import HttpProtocol, uvicorn_options
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 GET = b"GET /thing HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -57,8 +57,10 @@ class Wire(asyncio.Transport):
         pass
 
 
-def connect(app: App, protocol: type[HttpProtocol] = Served) -> tuple[HttpProtocol, Wire]:
-    config = uvicorn.Config(app, lifespan="off", log_level="warning")
+def connect(
+    app: App, protocol: type[HttpProtocol] = Served, keep_alive: float = 5
+) -> tuple[HttpProtocol, Wire]:
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", timeout_keep_alive=keep_alive)
     config.load()
     server = protocol(config=config, server_state=ServerState(), app_state={})
     wire = Wire()
@@ -184,11 +186,40 @@ async def test_a_connection_that_keeps_sending_requests_stays_open_past_the_head
         server.data_received(GET)
         await asyncio.sleep(0.1)
     still_open = not wire.closed
-    await asyncio.sleep(0.7)  # then nothing: the deadline of the wait after the last response passes
     server.connection_lost(None)
 
     assert still_open
     assert len(wire.sends) == 12
+
+
+async def test_an_idle_connection_outlives_the_header_deadline_and_is_closed_when_its_keep_alive_ends():
+    # A proxy in front reuses its idle connections to us: closing one at the header deadline, while the
+    # proxy still trusted it, would meet the proxy's next request with a reset (a 502 to its client).
+    server, wire = connect(json_app, Quick, keep_alive=1.5)
+    server.data_received(GET)
+    await asyncio.sleep(1.0)  # idle for twice the header deadline
+    open_after_idling = not wire.closed
+    server.data_received(GET)  # the connection is reused
+    await asyncio.sleep(2.0)  # then idle past its keep-alive
+    server.connection_lost(None)
+
+    assert open_after_idling
+    assert len(wire.sends) == 2 and all(sent.startswith(b"HTTP/1.1 200 OK") for sent in wire.sends)
+    assert wire.closed
+
+
+async def test_a_later_request_that_dawdles_over_its_headers_is_closed_at_the_deadline():
+    server, wire = connect(json_app, Quick, keep_alive=60)
+    server.data_received(GET)
+    await asyncio.sleep(0.3)
+    server.data_received(b"GET /thing HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+    await asyncio.sleep(0.3)
+    open_before_the_deadline = not wire.closed
+    await asyncio.sleep(0.4)  # 0.7 s since its first byte: past the deadline, long before the keep-alive
+    server.connection_lost(None)
+
+    assert open_before_the_deadline
+    assert len(wire.sends) == 1
     assert wire.closed
 
 
@@ -203,6 +234,29 @@ async def test_serve_closes_a_connection_that_dawdles_over_its_headers(app):
 
     assert closed == b""
     assert prompt.status_code == 200
+
+
+async def test_a_connection_idle_past_the_header_deadline_is_still_there_for_the_next_request(app):
+    # What a proxy in front does with its pooled connections to us: a request, a pause, the next request.
+    async with listening(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answers = []
+        for pause in (0, 1.0):  # the second after twice Quick's header deadline
+            await asyncio.sleep(pause)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            answers.append(head.split(b"\r\n")[0])
+        writer.close()
+
+    assert answers == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]
+
+
+def test_serve_keeps_an_idle_connection_longer_than_a_proxy_in_front_keeps_its_own(settings):
+    # nginx's upstream keepalive_timeout and an AWS Application Load Balancer's idle timeout: 60 s.
+    assert uvicorn_options(settings)["timeout_keep_alive"] > 60
 
 
 async def test_a_websocket_upgrade_is_answered_by_the_app_not_refused_by_the_protocol(app):
