@@ -204,7 +204,8 @@ async def test_an_idle_connection_outlives_the_header_deadline_and_is_closed_whe
     server.connection_lost(None)
 
     assert open_after_idling
-    assert len(wire.sends) == 2 and all(sent.startswith(b"HTTP/1.1 200 OK") for sent in wire.sends)
+    assert len(wire.sends) == 2
+    assert all(sent.startswith(b"HTTP/1.1 200 OK") for sent in wire.sends)
     assert wire.closed
 
 
