@@ -11,6 +11,8 @@
 The view shows the message; app/transactions holds the account's transactions while there is one.
 """
 
+from typing import Protocol
+
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,12 +35,23 @@ MESSAGES = {  # {platform}: the name users know (app/bankfeed/platforms.py)
 }
 
 
+class AccountOnFeed(Protocol):
+    """What a hold depends on of an account's row on the connection (an ORM row or a plain one)."""
+
+    @property
+    def registered(self) -> bool: ...
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def write_hold(self) -> str | None: ...
+
+
 def message(hold: str, connection: FeedConnection | None) -> str:
     """The hold's message for the user, naming the connection's platform."""
     return MESSAGES[hold].format(platform=by_key(connection.platform if connection else None).label)
 
 
-def hold_of(connection: FeedConnection | None, feed: FeedAccount | None) -> str | None:
+def hold_of(connection: FeedConnection | None, feed: AccountOnFeed | None) -> str | None:
     """Why the account's writes are held now; None when they may go."""
     if connection is None or connection.codat_connection_id is None:
         return "no_connection"

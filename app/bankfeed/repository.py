@@ -2,8 +2,9 @@
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -51,6 +52,38 @@ class ConnectionOutcome:
     link_expires_at: datetime
 
 
+# Plain rows rather than ORM objects where a business's every account is read: 500 ORM objects cost ~10 ms to
+# load and their changes are tracked attribute by attribute, where these cost well under a millisecond.
+
+
+@dataclass(frozen=True, slots=True)
+class BankAccountRow:
+    """A registered bank account: what is offered to Codat and shown in the view."""
+
+    id: str
+    name: str
+    account_type: str
+    account_number: str
+    routing_number: str | None
+    currency: str
+    balance: Decimal
+
+
+@dataclass(slots=True)
+class FeedAccountRow:
+    """A bank account's row on a connection; connect updates it as it records Codat's answers."""
+
+    account_id: str
+    request_key: str
+    registered: bool
+    status: str | None
+    feed_start_date: date | None
+    status_changed_at: datetime | None
+    target_account_id: str | None
+    target_account_name: str | None
+    write_hold: str | None
+
+
 def new_request_key() -> str:
     return str(uuid.uuid4())
 
@@ -90,9 +123,10 @@ class BankFeedRepository:
     async def get_bank_account(self, business_id: str, account_id: str) -> BankAccount | None:
         return await self.session.get(BankAccount, (business_id, account_id))
 
-    async def list_bank_accounts(self, business_id: str) -> Sequence[BankAccount]:
-        query = select(BankAccount).where(BankAccount.business_id == business_id).order_by(BankAccount.id)
-        return (await self.session.scalars(query)).all()
+    async def bank_accounts(self, business_id: str) -> list[BankAccountRow]:
+        """The business's registered accounts, by id."""
+        rows = await self.session.execute(_BANK_ACCOUNT_ROWS, {"business": business_id})
+        return [BankAccountRow(*row) for row in rows]
 
     async def save_bank_account(self, account: BankAccount) -> BankAccount:
         merged = await self.session.merge(account)
@@ -221,13 +255,14 @@ class BankFeedRepository:
 
     # Source accounts on a connection
 
-    async def feed_accounts(self, connection_id: int) -> Sequence[FeedAccount]:
-        query = select(FeedAccount).where(FeedAccount.connection_id == connection_id)
-        return (await self.session.scalars(query)).all()
+    async def feed_accounts(self, connection_id: int) -> list[FeedAccountRow]:
+        """The rows of the accounts offered on the connection (registered at Codat or not yet)."""
+        rows = await self.session.execute(_FEED_ACCOUNT_ROWS, {"connection": connection_id})
+        return [FeedAccountRow(*row) for row in rows]
 
     async def add_feed_account_intents(
         self, connection_id: int, business_id: str, account_ids: Sequence[str]
-    ) -> Sequence[FeedAccount]:
+    ) -> list[FeedAccountRow]:
         """Rows (with their idempotency keys) for accounts not yet on the connection; existing rows win.
         Answers every row on the connection."""
         keys = [new_request_key() for _ in account_ids]
@@ -464,6 +499,15 @@ _BUSINESS = Base.metadata.tables["business"]
 _CONNECTIONS = Base.metadata.tables["feed_connection"]
 _FEED_ACCOUNTS = Base.metadata.tables["feed_account"]
 _NEW = _text_arrays(account_id="account_ids", request_key="request_keys")
+_BANK_ACCOUNTS = Base.metadata.tables["bank_account"]
+_BANK_ACCOUNT_ROWS = (
+    select(*(_BANK_ACCOUNTS.c[f.name] for f in fields(BankAccountRow)))
+    .where(_BANK_ACCOUNTS.c.business_id == bindparam("business"))
+    .order_by(_BANK_ACCOUNTS.c.id)
+)
+_FEED_ACCOUNT_ROWS = select(*(_FEED_ACCOUNTS.c[f.name] for f in fields(FeedAccountRow))).where(
+    _FEED_ACCOUNTS.c.connection_id == bindparam("connection")
+)
 _FEED_ACCOUNT_INTENTS = (
     postgresql.insert(_FEED_ACCOUNTS)
     .from_select(

@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bankfeed.cache import ViewCache
 from app.bankfeed.holds import BROKEN_CONNECTION, hold_of, message
-from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.bankfeed.models import Business, FeedConnection
 from app.bankfeed.platforms import Flow, by_key
-from app.bankfeed.repository import BankFeedRepository
+from app.bankfeed.repository import BankAccountRow, BankFeedRepository, FeedAccountRow
 from app.bankfeed.schemas import BankFeedOut, ConnectionOut, FeedAccountOut, FeedAction
 from app.http import Rendered
 
@@ -43,7 +43,7 @@ FEED_ACCOUNTS = TypeAdapter(list[FeedAccountOut])
 
 
 def account_fields(
-    account: BankAccount, feed_account: FeedAccount | None, connection: FeedConnection | None = None
+    account: BankAccountRow, feed_account: FeedAccountRow | None, connection: FeedConnection | None = None
 ) -> dict[str, Any]:
     """A `FeedAccountOut`'s fields, validated for every account at once by `bank_feed_view`."""
     registered = feed_account if feed_account is not None and feed_account.registered else None
@@ -132,14 +132,14 @@ async def render_bank_feed_view(session: AsyncSession, business_id: str) -> Rend
     business = await repo.require_business(business_id)
     connection = await repo.current_connection(business_id)
     offered = await repo.feed_accounts(connection.id) if connection else []
-    return bank_feed_view(business, connection, offered, await repo.list_bank_accounts(business_id))
+    return bank_feed_view(business, connection, offered, await repo.bank_accounts(business_id))
 
 
 def bank_feed_view(
     business: Business,
     connection: FeedConnection | None,
-    feed_accounts: Sequence[FeedAccount],
-    bank_accounts: Sequence[BankAccount],
+    feed_accounts: Sequence[FeedAccountRow],
+    bank_accounts: Sequence[BankAccountRow],
 ) -> RenderedBankFeed:
     """The view of the business's rows as the caller has them: its current connection, the rows of the
     accounts offered on it, and every registered bank account."""

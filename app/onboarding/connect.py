@@ -29,9 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bankfeed.exceptions import translate_codat_errors
 from app.bankfeed.holds import BROKEN_CONNECTION
-from app.bankfeed.models import BankAccount, Business, FeedAccount, FeedConnection
+from app.bankfeed.models import Business, FeedConnection
 from app.bankfeed.platforms import BY_NAME, DEFAULT, Platform, PlatformName, by_key
-from app.bankfeed.repository import BankFeedRepository, ConnectionOutcome, FeedAccountOutcome
+from app.bankfeed.repository import (
+    BankAccountRow,
+    BankFeedRepository,
+    ConnectionOutcome,
+    FeedAccountOutcome,
+    FeedAccountRow,
+)
 from app.clock import Clock, as_utc
 from app.codat.client import CodatClient
 from app.codat.schemas import Connection, SourceAccount
@@ -66,8 +72,8 @@ class Connected:
     company_id: str
     connection: FeedConnection
     business: Business
-    bank_accounts: Sequence[BankAccount]  # every registered one
-    feed_accounts: Sequence[FeedAccount]  # every one offered on the connection
+    bank_accounts: Sequence[BankAccountRow]  # every registered one
+    feed_accounts: Sequence[FeedAccountRow]  # every one offered on the connection
 
 
 @dataclass(slots=True)
@@ -82,8 +88,8 @@ class Intents:
     current: FeedConnection | None  # the business's current connection, as read before the first call
     company_key: str | None  # None: the company is known, or an earlier attempt's key is stale
     connection: FeedConnection | None = None  # the current one, or the intent of one (its key)
-    bank_accounts: Sequence[BankAccount] = ()  # every registered one
-    feed_accounts: Sequence[FeedAccount] = ()  # every row on it, the chosen accounts' with their keys
+    bank_accounts: Sequence[BankAccountRow] = ()  # every registered one
+    feed_accounts: Sequence[FeedAccountRow] = ()  # every row on it, the chosen accounts' with their keys
     offers: list[Offer] | None = None  # the chosen accounts Codat has yet to make, in batches
 
     def intent(self) -> FeedConnection:
@@ -91,11 +97,11 @@ class Intents:
         assert self.connection is not None, "read once the accounts' intents are recorded"
         return self.connection
 
-    def chosen(self) -> list[BankAccount]:
+    def chosen(self) -> list[BankAccountRow]:
         by_id = {a.id: a for a in self.bank_accounts}
         return [by_id[account_id] for account_id in self.chosen_ids]
 
-    def set_feed_accounts(self, feed_accounts: Sequence[FeedAccount]) -> None:
+    def set_feed_accounts(self, feed_accounts: Sequence[FeedAccountRow]) -> None:
         """The rows on the connection, and the batches of those still to be offered."""
         rows = {f.account_id: f for f in feed_accounts}
         pending = [(a, rows[a.id]) for a in self.chosen() if not rows[a.id].registered]
@@ -198,7 +204,7 @@ class Connector:
             repo = BankFeedRepository(session)
             now = self.clock.now()
             connection = await _connection_intent(repo, business_id, current, intents.platform, now)
-            intents.bank_accounts = await repo.list_bank_accounts(business_id)
+            intents.bank_accounts = await repo.bank_accounts(business_id)
             feed_accounts = await repo.add_feed_account_intents(
                 connection.id, business_id, intents.chosen_ids
             )
@@ -431,7 +437,7 @@ def _connected(intents: Intents, company_id: str) -> Connected:
     )
 
 
-def _registered(feed_accounts: Sequence[FeedAccount], accounts: Sequence[FeedAccountOutcome]) -> None:
+def _registered(feed_accounts: Sequence[FeedAccountRow], accounts: Sequence[FeedAccountOutcome]) -> None:
     """The rows as recorded with the outcomes (record_connect_outcomes), for the view."""
     outcomes = {a.account_id: a for a in accounts}
     for row in feed_accounts:

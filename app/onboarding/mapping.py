@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bankfeed.changes import ChangeFeed
 from app.bankfeed.exceptions import AccountNotFound, ConnectionGone, translate_codat_errors
-from app.bankfeed.models import BankAccount, FeedConnection
+from app.bankfeed.models import FeedConnection
 from app.bankfeed.platforms import Platform, by_key
-from app.bankfeed.repository import BankFeedRepository, new_request_key
+from app.bankfeed.repository import BankAccountRow, BankFeedRepository, new_request_key
 from app.bankfeed.sync import FeedSync
 from app.codat.client import CodatClient
 from app.codat.exceptions import CodatRejected
@@ -44,7 +44,7 @@ MAPPING_REFUSALS = {
 class AccountMapping:
     """A registered account and Codat's mapping of it: its target, and the targets it may feed."""
 
-    account: BankAccount
+    account: BankAccountRow
     mapping: BankFeedMapping
 
 
@@ -68,7 +68,7 @@ class Mappings:
         async with self.sessions() as session:
             repo = BankFeedRepository(session)
             offered = {f.account_id for f in await repo.feed_accounts(connection.id) if f.registered}
-            registered = await repo.list_bank_accounts(connection.business_id)
+            registered = await repo.bank_accounts(connection.business_id)
             accounts = {a.id: a for a in registered if a.id in offered}
         ours = [
             AccountMapping(accounts[m.source_account_id], m)
@@ -123,7 +123,7 @@ class Mappings:
         )
 
     async def _require_new_account_currency(
-        self, company_id: str, connection: FeedConnection, platform: Platform, account: BankAccount
+        self, company_id: str, connection: FeedConnection, platform: Platform, account: BankAccountRow
     ) -> None:
         """A new account in the books is made in the account's currency, which books without multicurrency
         refuse unless it is their base currency (docs.codat.io: bank-feeds/create-account). Where the

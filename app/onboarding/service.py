@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.bankfeed.changes import ChangeFeed
 from app.bankfeed.exceptions import AccountNotFound, ConnectionGone, NotConnected, translate_codat_errors
 from app.bankfeed.holds import CREDENTIALS_REVOKED, set_write_hold
-from app.bankfeed.models import Business, FeedAccount, FeedConnection
+from app.bankfeed.models import Business, FeedConnection
 from app.bankfeed.platforms import DEFAULT, Platform, PlatformName, by_key
-from app.bankfeed.repository import BankFeedRepository, new_request_key
+from app.bankfeed.repository import BankFeedRepository, FeedAccountRow, new_request_key
 from app.bankfeed.sync import FeedSync
 from app.bankfeed.view import bank_feed_view
 from app.clock import Clock
@@ -330,7 +330,7 @@ class OnboardingService:
 
     async def _load_for_rename(
         self, business_id: str, account_id: str
-    ) -> tuple[Business, FeedConnection | None, FeedAccount | None]:
+    ) -> tuple[Business, FeedConnection | None, FeedAccountRow | None]:
         async with self.sessions() as session:
             repo = BankFeedRepository(session)
             business = await repo.get_business(business_id)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bankfeed.models import FeedAccount, FeedConnection
 from app.bankfeed.platforms import BY_NAME, Platform, by_key
-from app.bankfeed.repository import BankFeedRepository
+from app.bankfeed.repository import BankFeedRepository, FeedAccountRow
 from app.clock import as_utc
 
 # Codat names the target, not a transaction, when it refuses a push because of the account or connection.
@@ -36,7 +36,7 @@ UNPULLED_WARNING = (
 
 async def current_feed(
     session: AsyncSession, business_id: str, account_id: str
-) -> tuple[FeedConnection | None, FeedAccount | None]:
+) -> tuple[FeedConnection | None, FeedAccountRow | None]:
     repo = BankFeedRepository(session)
     connection = await repo.current_connection(business_id)
     if connection is None:
@@ -53,7 +53,7 @@ async def current_platform(session: AsyncSession, business_id: str) -> Platform:
     return by_key(await session.scalar(query))
 
 
-def unpulled_since(platform: Platform, feed: FeedAccount | None) -> datetime | None:
+def unpulled_since(platform: Platform, feed: FeedAccountRow | None) -> datetime | None:
     """For a QuickBooks account Codat reports disconnected: from when a transaction Codat took may never have
     been pulled by QuickBooks (the disconnect may have happened up to the lag before the report). Codat
     documents the lag for QuickBooks only."""
