@@ -27,7 +27,7 @@ from bench import harness as h
 
 ACCOUNT_COUNTS = (1, 10, 50, 500)
 SDK_AT_MOST = 50  # accounts: the SDK one call at a time would take 500 × L for 500
-WARM_UP_CONNECTS = 15  # the BFF's pool: 10 connections and 5 more under bursts (app/config.py)
+WARM_UP_CONNECTS = 15  # the BFF's pool: 15 connections, kept (app/config.py)
 
 
 def ours(http: httpx.Client, accounts: int) -> float:

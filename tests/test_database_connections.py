@@ -36,3 +36,24 @@ async def test_connections_the_server_ended_are_replaced_at_checkout(
         await connection.close()
     response = await client.post("/v1/bank-feed/connect", headers=user_headers(business))
     assert response.status_code == 200
+
+
+async def test_a_burst_reuses_the_pooled_connections(app, settings):
+    """Two bursts as large as the pool allows run on the same Postgres connections: none is closed on its
+    return and replaced by a new one (a backend started again, every statement prepared again)."""
+    if settings.uses_sqlite:
+        pytest.skip("needs Postgres (TEST_DATABASE_URL): server processes to count")
+    engine = app.state.sessionmaker.kw["bind"]
+    burst = engine.pool.size() + engine.pool._max_overflow  # noqa: SLF001 - the pool's own limit
+
+    async def pids_of_a_burst() -> set[int]:
+        held = [await engine.connect() for _ in range(burst)]
+        try:
+            return {await c.scalar(text("SELECT pg_backend_pid()")) for c in held}
+        finally:
+            for connection in held:
+                await connection.close()
+
+    first = await pids_of_a_burst()
+    assert len(first) == burst
+    assert await pids_of_a_burst() == first
