@@ -44,7 +44,7 @@ async def test_a_burst_reuses_the_pooled_connections(app, settings):
     if settings.uses_sqlite:
         pytest.skip("needs Postgres (TEST_DATABASE_URL): server processes to count")
     engine = app.state.sessionmaker.kw["bind"]
-    burst = engine.pool.size() + engine.pool._max_overflow  # noqa: SLF001 - the pool's own limit
+    burst = settings.database.pool_size + settings.database.max_overflow  # the most the pool hands out
 
     async def pids_of_a_burst() -> set[int]:
         held = [await engine.connect() for _ in range(burst)]
