@@ -36,7 +36,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.sandbox import views
@@ -46,6 +46,7 @@ from app.sandbox.context import lifecycle, public_root, sandbox_state
 from app.sandbox.errors import CodatError, from_validation_error, invalid
 from app.sandbox.models import ConnectionStatus
 from app.sandbox.pages.render import page, render
+from app.sandbox.responses import JSONResponse
 from app.sandbox.state import UnknownOperations
 
 router = APIRouter(prefix="/_sandbox")

@@ -12,7 +12,6 @@
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
@@ -20,6 +19,7 @@ from app.sandbox.context import sandbox_state
 from app.sandbox.currencies import ISO_4217
 from app.sandbox.errors import CodatError, from_validation_error, invalid
 from app.sandbox.models import Books, Connection, TargetAccount
+from app.sandbox.responses import JSONResponse
 from app.sandbox.state import SandboxState
 
 router = APIRouter(prefix="/_sandbox")

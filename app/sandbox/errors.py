@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.sandbox.responses import JSONResponse
 
 log = logging.getLogger(__name__)
 

@@ -210,3 +210,18 @@ async def test_credentials_need_no_body_and_are_revoked_with_204(sandbox, connec
 async def test_accounts_of_an_unknown_connection_are_404(sandbox, connection) -> None:
     path = f"/companies/{connection['companyId']}/connections/9f1c1b43-60f1-4c56-a3f2-7e8f0d5a2b11"
     assert_codat_error(await sandbox.client.get(path + "/connectionInfo/bankFeedAccounts"), 404)
+
+
+async def test_a_balance_of_nan_is_not_json_a_400_and_nothing_is_created(sandbox, connection) -> None:
+    # Python's json module reads NaN and Infinity; JSON has neither, and an account stored with one could
+    # not be written back out.
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):
+        body = b'[{"id": "ac-001", "accountName": "A", "accountType": "checking", "accountNumber": "1",'
+        body += b' "currency": "USD", "balance": ' + literal + b"}]"
+        response = await sandbox.client.post(
+            sandbox.accounts_path(connection) + "/batch",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert_codat_error(response, 400)
+    assert await sandbox.accounts(connection) == []

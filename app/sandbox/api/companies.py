@@ -1,7 +1,6 @@
 """Companies: create, list, get, delete."""
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from app.sandbox.api import query
 from app.sandbox.api.paging import Paging
@@ -11,6 +10,7 @@ from app.sandbox.api.tags import parse_tag_filter
 from app.sandbox.context import lifecycle, presenter, sandbox_state
 from app.sandbox.errors import CodatError
 from app.sandbox.models import Company
+from app.sandbox.responses import JSONResponse
 from app.sandbox.state import SandboxState
 
 router = APIRouter(route_class=CodatRoute)

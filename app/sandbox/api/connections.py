@@ -2,7 +2,6 @@
 re-mints a lapsed link OTP."""
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from app.sandbox.api import query
 from app.sandbox.api.companies import require_company
@@ -13,6 +12,7 @@ from app.sandbox.context import lifecycle, presenter, sandbox_state
 from app.sandbox.errors import CodatError, invalid
 from app.sandbox.models import Connection, ConnectionStatus
 from app.sandbox.platforms import PROFILES, profile
+from app.sandbox.responses import JSONResponse
 from app.sandbox.state import SandboxState
 
 router = APIRouter(route_class=CodatRoute)

@@ -5,7 +5,6 @@ from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from app.sandbox import mapping
 from app.sandbox.api.connections import CONNECTION, require_connection
@@ -15,6 +14,7 @@ from app.sandbox.context import lifecycle, sandbox_state
 from app.sandbox.errors import CodatError, invalid
 from app.sandbox.models import Connection, ConnectionStatus, SourceAccount, TargetAccount
 from app.sandbox.platforms import profile
+from app.sandbox.responses import JSONResponse
 
 router = APIRouter(route_class=CodatRoute)
 

@@ -2,12 +2,12 @@
 settings."""
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from app.sandbox.api.route import CodatRoute
 from app.sandbox.context import presenter
 from app.sandbox.errors import CodatError
 from app.sandbox.platforms import PROFILES
+from app.sandbox.responses import JSONResponse
 
 router = APIRouter(route_class=CodatRoute)
 

@@ -5,7 +5,6 @@ connection turns Linked only once the SMB picks accounts in Sage (``app.sandbox.
 import secrets
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from app.sandbox.api.connections import CONNECTION, require_connection
 from app.sandbox.api.route import CodatRoute
@@ -15,6 +14,7 @@ from app.sandbox.context import presenter, sandbox_state
 from app.sandbox.errors import invalid
 from app.sandbox.models import Connection
 from app.sandbox.platforms import SAGE, profile
+from app.sandbox.responses import JSONResponse
 
 router = APIRouter(route_class=CodatRoute)
 

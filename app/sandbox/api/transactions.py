@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
@@ -24,6 +23,7 @@ from app.sandbox.api.schemas import Number, parse_body
 from app.sandbox.context import presenter, sandbox_state
 from app.sandbox.errors import CodatError, invalid
 from app.sandbox.platforms import TRANSACTION_TYPES, PlatformProfile, profile
+from app.sandbox.responses import JSONResponse
 
 router = APIRouter(route_class=CodatRoute)
 
