@@ -27,7 +27,10 @@ from bench import harness as h
 
 ACCOUNT_COUNTS = (1, 10, 50, 500)
 SDK_AT_MOST = 50  # accounts: the SDK one call at a time would take 500 × L for 500
-WARM_UP_CONNECTS = 15  # the BFF's pool: 15 connections, kept (app/config.py)
+POOL = 15  # the BFF's Postgres connections, all kept (app/config.py)
+# Postgres plans a prepared statement afresh for each of its first 5 runs on a connection, then settles on a
+# generic plan (https://www.postgresql.org/docs/15/sql-prepare.html): ~2 ms of planning per connect before.
+WARM_UP_CONNECTS = 6 * POOL
 
 
 def ours(http: httpx.Client, accounts: int) -> float:
@@ -94,10 +97,11 @@ def main() -> None:
             ) as codat,
         ):
             # Warm-up, not recorded: the BFF as a replica in service, each of its pooled connections having
-            # prepared connect's statements (asyncpg prepares a statement once per connection, and each run's
-            # registration spreads the next connect over the pool: a cold connection adds ~3 ms).
+            # prepared connect's statements and settled on their plans (asyncpg prepares a statement once per
+            # connection, and each run's registration spreads the next connect over the pool: a cold
+            # connection adds ~3 ms).
             for _ in range(WARM_UP_CONNECTS):
-                ours(http, 32)
+                ours(http, 8)
             with_the_sdk(codat, 1)
             for accounts in ACCOUNT_COUNTS:
                 mine = statistics.median(ours(http, accounts) for _ in range(args.runs))
