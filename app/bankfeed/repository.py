@@ -321,24 +321,19 @@ class BankFeedRepository:
             if made is not None:
                 await self.session.execute(_CONNECTION_MADE, params)
             if accounts and connection_id is not None:
-                await self.record_account_outcomes(connection_id, accounts)
+                await self.session.execute(update(FeedAccount), _feed_account_rows(connection_id, accounts))
             await self.session.execute(_bumped_business(codat_company_id is not None), params)
             return
         if accounts:
-            params |= _account_arrays(accounts)
+            params |= {
+                "account_ids": [a.account_id for a in accounts],
+                "statuses": [a.status for a in accounts],
+                "feed_start_dates": [
+                    a.feed_start_date.isoformat() if a.feed_start_date else None for a in accounts
+                ],
+            }
         statement = _connect_outcomes(made is not None, bool(accounts), codat_company_id is not None)
         await self.session.execute(statement, params)
-
-    async def record_account_outcomes(
-        self, connection_id: int, accounts: Sequence[FeedAccountOutcome]
-    ) -> None:
-        """Source accounts Codat made, without the business's bump: a batch answered while connect's other
-        batches are on their way (`record_connect_outcomes` bumps once the last is in)."""
-        if self._on_postgres():
-            params = {"connection": connection_id, **_account_arrays(accounts)}
-            await self.session.execute(_FEED_ACCOUNTS_REGISTERED, params)
-        else:
-            await self.session.execute(update(FeedAccount), _feed_account_rows(connection_id, accounts))
 
     async def record_mapping(
         self, connection_id: int, account_id: str, target_id: str | None, target_name: str | None, status: str
@@ -567,15 +562,6 @@ def _connect_outcomes(connection_made: bool, accounts: bool, company_made: bool)
         done = write.returning(literal(1)).cte(f"write_{number}")
         business = business.where(select(func.count()).select_from(done).scalar_subquery() >= 0)
     return business
-
-
-def _account_arrays(accounts: Sequence[FeedAccountOutcome]) -> dict[str, list[str | None]]:
-    """Parameters of `_ANSWERS`: a text array per column (Postgres)."""
-    return {
-        "account_ids": [a.account_id for a in accounts],
-        "statuses": [a.status for a in accounts],
-        "feed_start_dates": [a.feed_start_date.isoformat() if a.feed_start_date else None for a in accounts],
-    }
 
 
 def _feed_account_rows(connection_id: int, accounts: Sequence[FeedAccountOutcome]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ in batches sent at once; accounts Codat already has (a lost answer, or made by h
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,29 +84,17 @@ class SourceAccounts:
         codat_connection_id: str,
         batches: Sequence[Offer],
         offered: list[SourceAccount],
-        arrived: Callable[[list[SourceAccount]], None],
     ) -> None:
         """Send the offers at once (the client keeps within Codat's concurrency per company): one round
         trip for 500 accounts as for 50.
 
         Codat's answers go to `offered`; every batch is waited for before a failure is raised, so the caller
-        records what succeeded, and a retry resumes the rest with the same keys. A batch answered while
-        others are still on their way is also handed to `arrived` at once, for the caller to record
-        meanwhile.
+        records what succeeded, and a retry resumes the rest with the same keys.
         """
-        on_their_way = len(batches)
-
-        async def offer_batch(offer: Offer) -> list[SourceAccount]:
-            nonlocal on_their_way
-            try:
-                accounts = await self._offer_batch(company_id, codat_connection_id, offer)
-            finally:
-                on_their_way -= 1
-            if on_their_way:
-                arrived(accounts)
-            return accounts
-
-        results = await asyncio.gather(*(offer_batch(offer) for offer in batches), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._offer_batch(company_id, codat_connection_id, offer) for offer in batches),
+            return_exceptions=True,
+        )
         failures = [r for r in results if isinstance(r, BaseException)]
         offered.extend(a for r in results if not isinstance(r, BaseException) for a in r)
         if failures:

@@ -5,12 +5,11 @@ Every Codat write's idempotency key is committed before the call that uses it: t
 transaction before the first call (with the reads that refuse bad input, so a refusal changes nothing here or
 at Codat); the connection's and the accounts' (a row each, up to hundreds) in another while Codat makes the
 company, waited for before the connection is made (so they cost the SMB's wait nothing when a company is
-made). Codat's answers are recorded in one statement after the accounts' call (but a batch of accounts
-answered while others are on their way, recorded meanwhile), while the platform's hand-over is made (its
-view rendered, or a Sage code asked for), and also when a call fails, so what was made is kept. No
-transaction is held across a Codat call, and an interrupted connect resumes with the same keys: Codat replays
-instead of creating twice. A key older than any request still in flight is resumed by first looking at Codat
-for what it made (rare: a transaction more).
+made). Codat's answers are recorded in one statement after the accounts' call, while the
+platform's hand-over is made (its view rendered, or a Sage code asked for), and also when a call fails, so
+what was made is kept. No transaction is held across a Codat call, and an interrupted connect resumes with
+the same keys: Codat replays instead of creating twice. A key older than any request still in flight is
+resumed by first looking at Codat for what it made (rare: a transaction more).
 
 The request's own Idempotency-Key (`Claim`) is claimed in the intents' transaction; the route keeps the
 answer once it is sent (app/idempotency/route.py). Two commits on the SMB's wait, whatever the number of
@@ -116,8 +115,6 @@ class Outcomes:
     company_id: str | None = None
     connection: Connection | None = None
     accounts: list[SourceAccount] = field(default_factory=list)
-    # Batches of accounts recorded while the others were on their way: the ids each recorded.
-    recorded_early: list[asyncio.Future[set[str]]] = field(default_factory=list)
 
 
 class Connector:
@@ -338,39 +335,17 @@ class Connector:
         codat_connection_id = intents.intent().codat_connection_id
         assert codat_connection_id is not None
         assert intents.offers is not None  # made ready with the rows
-
-        def record_early(accounts: list[SourceAccount]) -> None:
-            outcomes.recorded_early.append(asyncio.ensure_future(self._record_early(intents, accounts)))
-
-        await self.source_accounts.offer(
-            company_id, codat_connection_id, intents.offers, outcomes.accounts, record_early
-        )
-
-    async def _record_early(self, intents: Intents, accounts: list[SourceAccount]) -> set[str]:
-        """A batch's accounts, recorded while the other batches are on their way (500 rows are ~15 ms of
-        Postgres, which the last statement then spares the SMB's wait). The ids recorded; none if it failed:
-        the last statement records them then."""
-        try:
-            async with self.statements.begin() as session:
-                await BankFeedRepository(session).record_account_outcomes(
-                    intents.intent().id, [_outcome(a) for a in accounts]
-                )
-        except Exception as exc:  # noqa: BLE001 - whatever the database raised: recorded with the rest instead
-            log.warning("onboarding.early_record_failed", extra={"error": type(exc).__name__})
-            return set()
-        return {a.id for a in accounts}
+        await self.source_accounts.offer(company_id, codat_connection_id, intents.offers, outcomes.accounts)
 
     # After the last call, or a failed one
 
     async def _record_outcomes(
         self, intents: Intents, outcomes: Outcomes, accounts: Sequence[FeedAccountOutcome]
     ) -> None:
-        """What Codat made (`accounts`: its answers for the accounts, from `outcomes`), but the accounts
-        recorded early: one statement on Postgres, whole without a transaction around it."""
+        """What Codat made (`accounts`: its answers for the accounts, from `outcomes`): one statement on
+        Postgres, whole without a transaction around it."""
         if outcomes.company_id is None and outcomes.connection is None and not outcomes.accounts:
             return
-        recorded = set[str]().union(*await asyncio.gather(*outcomes.recorded_early))
-        accounts = [a for a in accounts if a.account_id not in recorded]
         connection = intents.connection  # None: its intent was not recorded (nor a connection made)
         async with self.statements.begin() as session:
             await BankFeedRepository(session).record_connect_outcomes(

@@ -273,7 +273,7 @@ class TestManyAccounts:
 
         monkeypatch.setattr(accounts_module, "BATCH_SIZE", 2)
         codat = app.state.codat
-        seen: dict = {"in_flight": 0, "most": 0, "fail": set(), "slow": set(), "registered_meanwhile": None}
+        seen: dict = {"in_flight": 0, "most": 0, "fail": set()}
 
         def spy(create):  # type: ignore[no-untyped-def]
             async def spied(company_id, connection_id, accounts, **kwargs):  # type: ignore[no-untyped-def]
@@ -282,9 +282,6 @@ class TestManyAccounts:
                 seen["most"] = max(seen["most"], seen["in_flight"])
                 try:
                     await asyncio.sleep(0.05)  # long enough for the others to start, were they sent at once
-                    if ids & seen["slow"]:
-                        await asyncio.sleep(0.25)  # the others are answered, and recorded, meanwhile
-                        seen["registered_meanwhile"] = await registered_accounts(app)
                     if ids & seen["fail"]:
                         raise CodatUnavailable(UnavailableReason.SERVER_ERROR, status_code=503)
                     return await create(company_id, connection_id, accounts, **kwargs)
@@ -304,36 +301,6 @@ class TestManyAccounts:
         assert [a["status"] for a in response.json()["accounts"]] == ["pending"] * 5
         assert creates(sandbox)["create-batch-source-account"] == 2
         assert calls["most"] == 3
-
-    async def test_batches_answered_first_are_recorded_while_the_last_is_on_its_way(
-        self, client, user_headers, five, calls
-    ):
-        calls["slow"] = {"acc-5"}
-        response = await client.post("/v1/bank-feed/connect", headers=user_headers(five))
-
-        assert response.status_code == 200
-        assert calls["registered_meanwhile"] == {"acc-1", "acc-2", "acc-3", "acc-4"}
-        assert [a["status"] for a in response.json()["accounts"]] == ["pending"] * 5
-
-    async def test_a_batch_not_recorded_early_is_recorded_with_the_last(
-        self, app, client, user_headers, five, calls, monkeypatch
-    ):
-        from app.bankfeed.repository import BankFeedRepository
-
-        record = BankFeedRepository.record_account_outcomes
-
-        async def unavailable_meanwhile(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if calls["in_flight"]:  # a batch still on its way: the database is away until it is in
-                raise ConnectionResetError("the database went away")
-            await record(self, *args, **kwargs)
-
-        monkeypatch.setattr(BankFeedRepository, "record_account_outcomes", unavailable_meanwhile)
-        calls["slow"] = {"acc-5"}
-        response = await client.post("/v1/bank-feed/connect", headers=user_headers(five))
-
-        assert response.status_code == 200
-        assert calls["registered_meanwhile"] == set()
-        assert await registered_accounts(app) == {"acc-1", "acc-2", "acc-3", "acc-4", "acc-5"}
 
     async def test_a_failed_batch_keeps_the_others_and_a_retry_sends_only_it(
         self, client, user_headers, five, calls, sandbox
@@ -355,13 +322,3 @@ class TestManyAccounts:
         assert retried.status_code == 200
         assert [a["status"] for a in retried.json()["accounts"]] == ["pending"] * 5
         assert creates(sandbox)["create-batch-source-account"] == 2  # acc-3 and acc-4 once, after the failure
-
-
-async def registered_accounts(app) -> set[str]:  # type: ignore[no-untyped-def]
-    """The accounts our database holds as made at Codat."""
-    from sqlalchemy import select
-
-    from app.bankfeed.models import FeedAccount
-
-    async with app.state.sessionmaker() as session:
-        return set(await session.scalars(select(FeedAccount.account_id).where(FeedAccount.registered)))
