@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tests.factories import ACCOUNTS, codat_accounts, otp_of
+from tests.factories import ACCOUNTS, codat_accounts, otp_of, register
 
 
 def creates(sandbox) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -322,3 +322,35 @@ class TestManyAccounts:
         assert retried.status_code == 200
         assert [a["status"] for a in retried.json()["accounts"]] == ["pending"] * 5
         assert creates(sandbox)["create-batch-source-account"] == 2  # acc-3 and acc-4 once, after the failure
+
+
+async def test_recording_codat_answers_leaves_the_accounts_table_its_size(
+    app, client, user_headers, service_headers, settings, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """Postgres: Codat's answers update the accounts' rows where they were inserted (HOT updates), instead
+    of writing every row again on new pages and in every index."""
+    if settings.uses_sqlite:
+        pytest.skip("HOT updates, fillfactor and page sizes are Postgres's")
+    accounts = {f"acc-{n:03d}": {**ACCOUNTS["acc-1"], "name": f"Account {n}"} for n in range(300)}
+    await register(client, service_headers(), "biz-many", accounts)
+    codat, inserted = app.state.codat, []
+    create = codat.create_source_accounts
+
+    async def measured(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not inserted:  # the rows are in, Codat's answers not yet
+            inserted.append(await heap_pages(app, "feed_account"))
+        return await create(*args, **kwargs)
+
+    monkeypatch.setattr(codat, "create_source_accounts", measured)
+    response = await client.post("/v1/bank-feed/connect", headers=user_headers("biz-many"))
+
+    assert response.status_code == 200
+    assert [a["status"] for a in response.json()["accounts"]] == ["pending"] * 300
+    assert await heap_pages(app, "feed_account") == inserted[0] > 1
+
+
+async def heap_pages(app, table: str) -> int:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    async with app.state.sessionmaker() as session:
+        return int(await session.scalar(text(f"SELECT pg_relation_size('{table}') / 8192")))
