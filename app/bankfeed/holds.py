@@ -35,6 +35,15 @@ MESSAGES = {  # {platform}: the name users know (app/bankfeed/platforms.py)
 }
 
 
+class ConnectionOfFeed(Protocol):
+    """What a hold depends on of the business's current connection (an ORM row or a plain one)."""
+
+    @property
+    def codat_connection_id(self) -> str | None: ...
+    @property
+    def status(self) -> str | None: ...
+
+
 class AccountOnFeed(Protocol):
     """What a hold depends on of an account's row on the connection (an ORM row or a plain one)."""
 
@@ -51,7 +60,7 @@ def message(hold: str, connection: FeedConnection | None) -> str:
     return MESSAGES[hold].format(platform=by_key(connection.platform if connection else None).label)
 
 
-def hold_of(connection: FeedConnection | None, feed: AccountOnFeed | None) -> str | None:
+def hold_of(connection: ConnectionOfFeed | None, feed: AccountOnFeed | None) -> str | None:
     """Why the account's writes are held now; None when they may go."""
     if connection is None or connection.codat_connection_id is None:
         return "no_connection"

@@ -820,15 +820,30 @@ class TransactionRepository:
         await self.session.execute(update(TransactionStream).where(stream).values(**values))
 
 
+class _ConnectionOfFeed(NamedTuple):
+    """What `hold_of` reads of a connection: a plain value, not an ORM object, on the worker's every step."""
+
+    codat_connection_id: str | None
+    status: str | None
+
+
+class _AccountOnFeed(NamedTuple):
+    """What `hold_of` reads of an account's row on the connection."""
+
+    registered: bool
+    status: str | None
+    write_hold: str | None
+
+
 def _state_of(row: Mapping[Any, Any]) -> StreamState:
     """A row of STATE, by column name."""
     connection = (
-        FeedConnection(codat_connection_id=row["codat_connection_id"], status=row["connection_status"])
+        _ConnectionOfFeed(row["codat_connection_id"], row["connection_status"])
         if row["connection_row"] is not None
         else None
     )
     feed = (
-        FeedAccount(registered=row["registered"], status=row["feed_status"], write_hold=row["write_hold"])
+        _AccountOnFeed(row["registered"], row["feed_status"], row["write_hold"])
         if row["feed_row"] is not None
         else None
     )
