@@ -35,6 +35,7 @@ Invalid input is a 422 in Codat's ErrorMessage shape whose ``validation.errors[]
 import json
 from typing import Any
 
+import pydantic_core
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -64,7 +65,7 @@ class _StatusChange(BaseModel):
 
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = pydantic_core.from_json(await request.body() or b"{}", allow_inf_nan=False)
     except ValueError:
         body = None
     if not isinstance(body, dict):

@@ -3,8 +3,8 @@ JSONResponse uses. The bytes are the same (compact, UTF-8 unescaped), and render
 a batch of 500 source accounts is ~2 ms of stdlib encoding on the sandbox's one event loop, while the BFF
 waits for it.
 
-Bodies never hold NaN or infinities (`schemas.read_json` refuses them, as JSON does), so Starlette's
-`allow_nan=False` check has nothing to catch here."""
+Bodies never hold NaN or infinities: the sandbox reads its JSON refusing them, as JSON does
+(`schemas.read_json`, the admin's `_json_object`), so Starlette's `allow_nan=False` has nothing to catch."""
 
 from typing import Any
 

@@ -130,3 +130,15 @@ async def test_the_admin_page_shows_the_switches_escaped(sandbox) -> None:
     assert page.status_code == 200
     assert "Dave &amp; Sons" in page.text
     assert "Save Portal settings" in page.text
+
+
+@pytest.mark.parametrize("literal", [b"Infinity", b"NaN"])
+async def test_knobs_that_are_not_json_are_422_and_change_nothing(sandbox, literal) -> None:
+    before = (await sandbox.client.get("/_sandbox/knobs")).json()
+    response = await sandbox.client.put(
+        "/_sandbox/knobs",
+        content=b'{"timeoutSeconds": ' + literal + b"}",
+        headers={"content-type": "application/json"},
+    )
+    assert_codat_error(response, 422)
+    assert (await sandbox.client.get("/_sandbox/knobs")).json() == before
