@@ -346,7 +346,9 @@ async def test_recording_codat_answers_leaves_the_accounts_table_its_size(
 
     assert response.status_code == 200
     assert [a["status"] for a in response.json()["accounts"]] == ["pending"] * 300
-    assert await heap_pages(app, "feed_account") == inserted[0] > 1
+    # Written again on new pages, 300 rows took 5 more (4 -> 9 in a new table). Some room is allowed for rows
+    # earlier tests left: a page they filled may not hold every second version.
+    assert await heap_pages(app, "feed_account") <= 1.2 * inserted[0]
 
 
 async def heap_pages(app, table: str) -> int:  # type: ignore[no-untyped-def]
