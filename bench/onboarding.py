@@ -6,7 +6,8 @@ The sandbox, served on its own, adds L to every call (knob `latencyMs`). For 1, 
 - the SDK (up to 50 accounts): what a developer would write without us with Codat's `codat-bankfeeds` SDK,
   one call at a time: create the company, the connection (its linkUrl is the link), then each account.
 Each is timed by the wall clock of the caller, the median of a few runs, each on a new business, after a
-warm-up of connects (a replica in service, its pooled connections having prepared connect's statements).
+warm-up of connects (a replica in service: its pooled connections have prepared connect's statements and
+settled on their plans).
 Goals: the 3-round-trip floor (company, connection, one wave of batches): for 50 accounts ours ≤ 3 L + 30 ms,
 for 500 ≤ 4 L; and for 50 at least 5 times faster than the SDK done step by step.
 """
