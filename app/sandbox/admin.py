@@ -35,7 +35,6 @@ Invalid input is a 422 in Codat's ErrorMessage shape whose ``validation.errors[]
 import json
 from typing import Any
 
-import pydantic_core
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -47,7 +46,7 @@ from app.sandbox.context import lifecycle, public_root, sandbox_state
 from app.sandbox.errors import CodatError, from_validation_error, invalid
 from app.sandbox.models import ConnectionStatus
 from app.sandbox.pages.render import page, render
-from app.sandbox.responses import JSONResponse
+from app.sandbox.responses import JSONResponse, parse_json
 from app.sandbox.state import UnknownOperations
 
 router = APIRouter(prefix="/_sandbox")
@@ -65,7 +64,7 @@ class _StatusChange(BaseModel):
 
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
-        body = pydantic_core.from_json(await request.body() or b"{}", allow_inf_nan=False)
+        body = parse_json(await request.body() or b"{}")
     except ValueError:
         body = None
     if not isinstance(body, dict):

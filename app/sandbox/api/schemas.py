@@ -4,7 +4,6 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-import pydantic_core
 from fastapi import Request
 from pydantic import (
     BaseModel,
@@ -19,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from app.sandbox.currencies import ISO_4217
 from app.sandbox.errors import from_validation_error, invalid
+from app.sandbox.responses import parse_json
 
 # Codat's name pattern is ^[A-Za-z0-9\s\-',&@.,?!\s]+$; anything else is removed, not refused.
 _NOT_IN_NAME_PATTERN = re.compile(r"[^A-Za-z0-9\s\-',&@.?!]")
@@ -167,9 +167,7 @@ async def read_json(request: Request) -> Any:
     if not raw.strip():
         return None
     try:
-        # pydantic-core parses a batch of 500 accounts ~2 times faster than the stdlib, and refuses NaN and
-        # Infinity, which are not JSON (the stdlib takes them).
-        return pydantic_core.from_json(raw, allow_inf_nan=False)
+        return parse_json(raw)
     except ValueError:
         raise invalid(
             "The request body is not valid JSON.", item_id=None, validator="JsonValidator"
